@@ -1,0 +1,3 @@
+"""keras-rollback: rolling-back refine-tuning for Keras 3."""
+
+from keras_rollback.version import __version__
