@@ -1,0 +1,196 @@
+"""`RollbackRefine`: rolling-back refine-tuning as one Keras callback."""
+
+import os
+
+import keras
+from keras.src.utils import io_utils
+
+from keras_rollback.layerwise_sgd import LayerwiseSGD
+from keras_rollback.pretrained_snapshot import PretrainedSnapshot
+from keras_rollback.refine_plan import RefinePlan
+
+
+class RollbackRefine(keras.callbacks.Callback):
+    """Rolling-back refine-tuning (Ro et al., AAAI 2019) inside one `model.fit`.
+
+    Training is split into periods. Period 1 fine-tunes the whole network.
+    At the first epoch of period `p >= 2` the callback keeps blocks
+    `1..p-1`, restores blocks `p..N` (weights and BatchNorm statistics) from
+    the pre-trained snapshot, keeps the head, zeroes the optimizer's
+    momentum, and restarts the per-group learning rates; inside every period
+    the rates decay step-wise. See `RefinePlan` for the schedule and for the
+    baselines (plain fine-tuning, "base_cy", FC warm-up) that the same
+    callback runs.
+
+    All changes happen in `on_epoch_begin`, where every backend's trainer
+    (JAX's included) reads weights and optimizer state afresh, so the first
+    step of a period starts from the rolled-back weights.
+
+    The model must be compiled with `LayerwiseSGD` (PyTorch-equivalent SGD
+    with per-variable learning-rate multipliers). The callback owns the
+    learning rate: each epoch it sets the optimizer's `learning_rate` to the
+    largest group rate and each variable's multiplier to its group's share.
+    It adds `period` and `lr_<group>` for every group to the epoch logs (so
+    `CSVLogger` and `TensorBoard` record them), and keeps one record per
+    epoch in `self.epoch_records`.
+
+    The pre-trained snapshot is captured when training first begins, unless
+    given. For a resumable run, give `snapshot` a file path: the first run
+    captures the snapshot and saves it there, later runs (resumed with
+    `keras.callbacks.BackupAndRestore` or `initial_epoch`) load it. Resuming
+    past epoch 0 without a saved snapshot is an error, since the weights
+    then are no longer the pre-trained ones.
+
+    Example:
+
+    ```python
+    partition = BlockPartition.for_model(model)
+    model.compile(optimizer=LayerwiseSGD(), loss="sparse_categorical_crossentropy")
+    model.fit(train_ds, epochs=160,
+              callbacks=[RollbackRefine(partition, period_epochs=40)])
+    ```
+
+    Args:
+        partition: `BlockPartition` of the model being trained.
+        period_epochs: Integer > 0. Epochs per period. Defaults to `40`.
+        periods: Integer > 0 or None. Number of periods; None derives it from
+            `fit`'s `epochs`. Defaults to `None`.
+        plan: Optional `RefinePlan` for anything beyond the defaults (learning
+            rates, kept blocks, base_cy, FC warm-up). When given,
+            `period_epochs` and `periods` must be left at their defaults.
+        snapshot: Optional `PretrainedSnapshot`, or a path to a `.npz`
+            snapshot file that is loaded if it exists and written otherwise.
+            Defaults to `None` (captured at train begin, kept in memory).
+        verbose: 0 or 1. Whether to print a line at each period start.
+            Defaults to `1`.
+    """
+
+    def __init__(self, partition, period_epochs=40, periods=None, plan=None, snapshot=None, verbose=1):
+        super().__init__()
+        if plan is None:
+            plan = RefinePlan(period_epochs=period_epochs, periods=periods)
+        elif not isinstance(plan, RefinePlan):
+            raise ValueError(f"`plan` must be a RefinePlan. Received: plan={plan!r}")
+        elif period_epochs != 40 or periods is not None:
+            raise ValueError(
+                "Give either `plan` or `period_epochs`/`periods`, not both. Received: "
+                f"period_epochs={period_epochs}, periods={periods}, plan={plan!r}"
+            )
+        if not hasattr(partition, "block_names") or not hasattr(partition, "variables"):
+            raise ValueError(f"`partition` must be a BlockPartition. Received: {partition!r}")
+        if snapshot is not None and not isinstance(snapshot, (PretrainedSnapshot, str, os.PathLike)):
+            raise ValueError(
+                "`snapshot` must be a PretrainedSnapshot or a file path. "
+                f"Received: snapshot={snapshot!r}"
+            )
+        if verbose not in (0, 1):
+            raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+        if plan.periods is not None:
+            # Check the plan against the partition now, before anything trains.
+            plan.resolve(partition.block_names, partition.head_name)
+        self.partition = partition
+        self.plan = plan
+        self.verbose = verbose
+        self._snapshot_path = None if isinstance(snapshot, PretrainedSnapshot) or snapshot is None else os.fspath(snapshot)
+        self.snapshot = snapshot if isinstance(snapshot, PretrainedSnapshot) else None
+        self.periods = ()
+        self.epoch_records = []
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self.epoch_records = []
+        self.periods = self.plan.resolve(
+            self.partition.block_names, self.partition.head_name, epochs=self.params.get("epochs")
+        )
+        self.partition.check_model(model)
+        optimizer = _layerwise_optimizer(model)
+        optimizer.build(model.trainable_variables)
+        if self.snapshot is None and self._snapshot_path and os.path.exists(self._snapshot_path):
+            self.snapshot = PretrainedSnapshot.load(self._snapshot_path, self.partition)
+        elif self.snapshot is not None:
+            self.snapshot.check(self.partition)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        model = self.model  # On JAX, this syncs the trainer's state first.
+        period = self._period_at(epoch)
+        optimizer = _layerwise_optimizer(model)
+        if self.snapshot is None:
+            self._capture_snapshot(model, epoch)
+        started = epoch == period.start_epoch
+        if started and epoch > 0:
+            self.snapshot.restore(model, self.partition, period.rolled_back)
+            optimizer.reset_momentum()
+        rates = period.learning_rates(epoch)
+        self._set_learning_rates(model, optimizer, rates)
+        self.epoch_records.append(
+            {
+                "epoch": epoch,
+                "period": period.number,
+                "rolled_back": period.rolled_back if started and epoch > 0 else (),
+                "learning_rates": rates,
+            }
+        )
+        if started and self.verbose:
+            name = "FC warm-up" if period.number == 0 else f"period {period.number}"
+            action = (
+                f"rolled back {', '.join(period.rolled_back)}; momentum reset"
+                if period.rolled_back and epoch > 0
+                else ("momentum reset" if epoch > 0 else "fine-tuning from pre-trained weights")
+            )
+            rate_text = ", ".join(f"{g}={r:g}" for g, r in rates.items())
+            io_utils.print_msg(f"\nEpoch {epoch + 1}: RollbackRefine {name}: {action}. Learning rates: {rate_text}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        record = self.epoch_records[-1]
+        logs["period"] = record["period"]
+        for group, rate in record["learning_rates"].items():
+            logs[f"lr_{group}"] = rate
+
+    def _period_at(self, epoch):
+        for period in self.periods:
+            if period.start_epoch <= epoch < period.end_epoch:
+                return period
+        raise ValueError(
+            f"Epoch {epoch} is outside the refine-tuning plan "
+            f"({self.periods[-1].end_epoch} epochs)."
+        )
+
+    def _set_learning_rates(self, model, optimizer, rates):
+        peak = max(rates.values())
+        if peak == 0:
+            raise ValueError(f"Every group has learning rate 0: {rates}.")
+        optimizer.learning_rate = peak
+        multipliers = {}
+        for group, rate in rates.items():
+            for variable in self.partition.variables(model, [group]):
+                if variable.trainable:
+                    multipliers[variable.path] = rate / peak
+        optimizer.set_learning_rate_multipliers(multipliers)
+
+    def _capture_snapshot(self, model, epoch):
+        # Captured at the first epoch rather than at train begin: another
+        # callback (BackupAndRestore) may restore mid-training weights then.
+        if epoch > 0:
+            raise ValueError(
+                f"Training starts at epoch {epoch} but no pre-trained snapshot was "
+                "given: the model's weights are no longer the pre-trained ones. Pass "
+                "`snapshot=` the snapshot (or file) saved by the run that started at epoch 0."
+            )
+        self.snapshot = PretrainedSnapshot.capture(model, self.partition)
+        if self._snapshot_path:
+            self.snapshot.save(self._snapshot_path)
+
+
+def _layerwise_optimizer(model):
+    optimizer = getattr(model, "optimizer", None)
+    # A mixed-precision LossScaleOptimizer wraps the real one.
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+    if not isinstance(optimizer, LayerwiseSGD):
+        raise ValueError(
+            "RollbackRefine needs the model compiled with keras_rollback.LayerwiseSGD "
+            "(PyTorch-equivalent SGD with per-group learning rates). Received: "
+            f"optimizer={type(optimizer).__name__ if optimizer is not None else None}"
+        )
+    return optimizer
