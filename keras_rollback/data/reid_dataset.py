@@ -1,0 +1,342 @@
+"""Person re-identification datasets: records, splits, statistics and a generic reader.
+
+Every ReID reader in this package returns a `ReIDDataset`: three lists of
+`ReIDRecord(path, pid, camid)` for the `train`, `query` and `gallery` splits. Training
+identities are relabelled to `0..num_train_pids - 1` (in increasing order of the original
+id) so they can be used as classification targets; query and gallery records keep the
+original person ids, which the evaluation protocol compares for equality. Camera ids are
+0-based (`c1` in a file name is camera 0), as in the ReID community's reference code
+(open-reid, torchreid); only their equality matters to the evaluation.
+
+`read_reid_folders` reads any dataset stored as one folder per split whose file names carry
+the person and camera ids, parsed with a regular expression; the Market-1501 and
+DukeMTMC-reID readers are thin configurations of it.
+"""
+
+import dataclasses
+import logging
+import os
+import pathlib
+import re
+from typing import Mapping, NamedTuple, Sequence
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+SPLITS = ("train", "query", "gallery")
+MARKET_SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+
+
+class ReIDRecord(NamedTuple):
+    """One image of a ReID split.
+
+    Attributes:
+        path: str. Path of the image file.
+        pid: int. Person id: relabelled `0..L-1` in the training split, the dataset's own id
+            in the query and gallery splits (0 marks a distractor).
+        camid: int. 0-based camera id.
+    """
+
+    path: str
+    pid: int
+    camid: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ReIDDataset:
+    """The train, query and gallery splits of a person re-identification dataset.
+
+    Example:
+
+    >>> dataset = read_market1501("/data/Market-1501-v15.09.15")  # doctest: +SKIP
+    >>> dataset.num_train_pids  # doctest: +SKIP
+    751
+    >>> print(dataset.summary())  # doctest: +SKIP
+
+    Args:
+        name: str. Name of the dataset, used in the summary.
+        root: str. Folder the dataset was read from.
+        train: list of `ReIDRecord`. Training images, pids relabelled `0..L-1`.
+        query: list of `ReIDRecord`. Query images with their original pids.
+        gallery: list of `ReIDRecord`. Gallery images with their original pids.
+        published: mapping or `None`. Published statistics of the full dataset, in the
+            format of `statistics()`, shown beside the counted ones by `summary()`.
+            Defaults to `None`.
+    """
+
+    name: str
+    root: str
+    train: list
+    query: list
+    gallery: list
+    published: Mapping | None = None
+
+    @property
+    def num_train_pids(self):
+        """Number of training identities `L` (training labels are `0..L-1`)."""
+        return len({record.pid for record in self.train})
+
+    def split(self, name):
+        """Returns the records of split `name` (`"train"`, `"query"` or `"gallery"`)."""
+        if name not in SPLITS:
+            raise ValueError(f"Unknown split. Received: name={name!r}. Expected one of {SPLITS}.")
+        return getattr(self, name)
+
+    def statistics(self):
+        """Counts images, identities and cameras per split.
+
+        Returns:
+            A dict `{split: {"images": int, "ids": int, "cameras": int}}` for the splits
+            `"train"`, `"query"` and `"gallery"`.
+        """
+        return {
+            name: {
+                "images": len(records),
+                "ids": len({record.pid for record in records}),
+                "cameras": len({record.camid for record in records}),
+            }
+            for name, records in ((name, self.split(name)) for name in SPLITS)
+        }
+
+    def matches_published(self):
+        """Whether the counted statistics equal the published ones (`None` if unknown)."""
+        if self.published is None:
+            return None
+        return self.statistics() == {name: dict(self.published[name]) for name in SPLITS}
+
+    def summary(self):
+        """Returns the statistics as a text table, beside the published counts if known."""
+        stats = self.statistics()
+        header = f"{'split':<8} {'images':>8} {'ids':>6} {'cameras':>8}"
+        if self.published is not None:
+            header += f"   published: {'images':>8} {'ids':>6} {'cameras':>8}"
+        lines = [f"{self.name} at {self.root}", header]
+        for name in SPLITS:
+            row = stats[name]
+            line = f"{name:<8} {row['images']:>8,} {row['ids']:>6,} {row['cameras']:>8,}"
+            if self.published is not None:
+                ref = self.published[name]
+                line += f"              {ref['images']:>8,} {ref['ids']:>6,} {ref['cameras']:>8,}"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder is missing, laid out differently than expected, or empty."""
+
+
+def relabel_train_pids(records):
+    """Relabels person ids to `0..L-1` in increasing order of the original id.
+
+    Args:
+        records: sequence of `ReIDRecord`.
+
+    Returns:
+        A list of `ReIDRecord` in the same order with relabelled `pid`s.
+    """
+    label_of = {pid: label for label, pid in enumerate(sorted({r.pid for r in records}))}
+    return [record._replace(pid=label_of[record.pid]) for record in records]
+
+
+def log_dataset(dataset):
+    """Logs `dataset.summary()`, and a warning when counts differ from the published ones."""
+    logger.info("%s", dataset.summary())
+    if dataset.matches_published() is False:
+        logger.warning(
+            "%s at %s: the counted statistics differ from the published ones (expected for a "
+            "subset or a modified copy of the dataset).",
+            dataset.name,
+            dataset.root,
+        )
+    return dataset
+
+
+def check_dataset_root(root, expected_entries, layout):
+    """Raises `DatasetLayoutError` unless `root` is a folder holding `expected_entries`.
+
+    The error names the missing entries, the expected layout and, when the dataset sits one
+    folder deeper (as after unpacking an archive), the folder to pass instead.
+    """
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(
+            f"Dataset folder not found: {str(root)!r}. Expected a folder laid out as:\n{layout}"
+        )
+    missing = [entry for entry in expected_entries if not (root / entry).exists()]
+    if not missing:
+        return root
+    nested = [
+        child
+        for child in sorted(root.iterdir())
+        if child.is_dir() and all((child / entry).exists() for entry in expected_entries)
+    ]
+    hint = f" The dataset seems to be in {str(nested[0])!r}: pass that folder." if nested else ""
+    present = sorted(child.name for child in root.iterdir())[:20]
+    raise DatasetLayoutError(
+        f"Unexpected layout in {str(root)!r}: missing {missing}. Found: {present}. "
+        f"Expected a folder laid out as:\n{layout}{hint}"
+    )
+
+
+def parse_file_names(folder, pattern, *, first_camera_index, extensions=IMAGE_EXTENSIONS):
+    """Parses `(path, pid, camid)` from the image file names of one split folder.
+
+    Args:
+        folder: path-like. The split folder. Files whose extension is not in `extensions`
+            (such as the `Thumbs.db` files shipped with Market-1501) are ignored.
+        pattern: str or compiled regex with named groups `pid` and `camid`, matched with
+            `re.match` against each file name.
+        first_camera_index: int. Camera number of the first camera in the file names,
+            subtracted to make camera ids 0-based.
+        extensions: tuple of str. Lower-case image extensions. Defaults to
+            `(".jpg", ".jpeg", ".png")`.
+
+    Returns:
+        A list of `ReIDRecord` sorted by file name, with the original person ids.
+
+    Raises:
+        DatasetLayoutError: if the folder is missing or holds no image.
+        ValueError: if a file name does not match `pattern`.
+    """
+    folder = pathlib.Path(folder)
+    regex = re.compile(pattern)
+    if not {"pid", "camid"} <= set(regex.groupindex):
+        raise ValueError(
+            "The file name pattern needs named groups `pid` and `camid`. "
+            f"Received: pattern={regex.pattern!r}."
+        )
+    if not folder.is_dir():
+        raise DatasetLayoutError(f"Split folder not found: {str(folder)!r}.")
+    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(extensions))
+    if not names:
+        raise DatasetLayoutError(
+            f"Empty split: no {'/'.join(extensions)} image in {str(folder)!r}."
+        )
+    records = []
+    for name in names:
+        match = regex.match(name)
+        if match is None:
+            raise ValueError(
+                f"Cannot parse the person and camera ids of {str(folder / name)!r}: the file "
+                f"name does not match the pattern {regex.pattern!r}."
+            )
+        records.append(
+            ReIDRecord(
+                str(folder / name),
+                int(match.group("pid")),
+                int(match.group("camid")) - first_camera_index,
+            )
+        )
+    return records
+
+
+def drop_pids(records, pids):
+    """Returns the records whose pid is not in `pids`."""
+    pids = frozenset(pids)
+    return [record for record in records if record.pid not in pids]
+
+
+def make_dataset(name, root, splits, *, published=None):
+    """Builds a `ReIDDataset` from per-split records with original pids, and logs it.
+
+    Relabels the training pids and raises `DatasetLayoutError` naming `root` when a split is
+    empty (for example when it held only junk images).
+    """
+    for split_name in SPLITS:
+        if not splits[split_name]:
+            raise DatasetLayoutError(
+                f"Empty split: {split_name!r} of {name} at {str(root)!r} has no usable image."
+            )
+    dataset = ReIDDataset(
+        name=name,
+        root=str(root),
+        train=relabel_train_pids(splits["train"]),
+        query=list(splits["query"]),
+        gallery=list(splits["gallery"]),
+        published=published,
+    )
+    return log_dataset(dataset)
+
+
+def read_reid_folders(
+    root,
+    *,
+    pattern,
+    split_dirs=None,
+    junk_pids=(-1,),
+    first_camera_index=1,
+    extensions=IMAGE_EXTENSIONS,
+    name=None,
+    published=None,
+):
+    """Reads a ReID dataset stored as one folder per split with ids in the file names.
+
+    Lets users add their own dataset without writing a class: give the folder of each split
+    and a regular expression that extracts the person and camera ids from a file name.
+    Images whose pid is in `junk_pids` are dropped from every split (the Market-1501
+    evaluation ignores them anyway); every other pid is kept, including distractors.
+
+    Example:
+
+    >>> dataset = read_reid_folders(  # doctest: +SKIP
+    ...     "/data/my_reid",
+    ...     pattern=r"(?P<pid>\\d+)_cam(?P<camid>\\d+)_",
+    ...     split_dirs={"train": "train", "query": "query", "gallery": "gallery"},
+    ...     first_camera_index=0,
+    ... )
+
+    Args:
+        root: path-like. Folder holding the split folders.
+        pattern: str. Regular expression with named groups `pid` and `camid`, matched at the
+            start of each file name.
+        split_dirs: mapping or `None`. Folder of each split `"train"`, `"query"`,
+            `"gallery"`, relative to `root`. Defaults to the Market-1501 folders
+            (`bounding_box_train`, `query`, `bounding_box_test`).
+        junk_pids: iterable of int. Person ids dropped from every split. Defaults to `(-1,)`.
+        first_camera_index: int. Number of the first camera in the file names (made 0).
+            Defaults to `1`.
+        extensions: tuple of str. Lower-case image file extensions; other files are ignored.
+            Defaults to `(".jpg", ".jpeg", ".png")`.
+        name: str or `None`. Dataset name for the summary. Defaults to the folder name.
+        published: mapping or `None`. Published statistics, see `ReIDDataset`. Defaults to
+            `None`.
+
+    Returns:
+        A `ReIDDataset`. Its summary is logged.
+
+    Raises:
+        DatasetLayoutError: if `root` or a split folder is missing, or a split is empty.
+        ValueError: if a file name does not match `pattern`, or an argument is invalid.
+    """
+    split_dirs = dict(MARKET_SPLIT_DIRS if split_dirs is None else split_dirs)
+    if set(split_dirs) != set(SPLITS):
+        raise ValueError(
+            f"split_dirs must name a folder for each of {SPLITS}. Received: split_dirs={split_dirs}."
+        )
+    if not isinstance(first_camera_index, int) or isinstance(first_camera_index, bool):
+        raise ValueError(
+            f"Expected an integer first_camera_index. Received: first_camera_index={first_camera_index!r}."
+        )
+    layout = "\n".join(f"  {root}/{split_dirs[s]}/  ({s} images named like {pattern!r})" for s in SPLITS)
+    root = check_dataset_root(root, [split_dirs[s] for s in SPLITS], layout)
+    splits = {
+        split_name: drop_pids(
+            parse_file_names(
+                root / split_dirs[split_name],
+                pattern,
+                first_camera_index=first_camera_index,
+                extensions=extensions,
+            ),
+            junk_pids,
+        )
+        for split_name in SPLITS
+    }
+    return make_dataset(name or root.name, root, splits, published=published)
+
+
+def published_statistics(rows: Sequence):
+    """Builds a published-statistics mapping from `(images, ids, cameras)` per split."""
+    return {
+        split_name: dict(zip(("images", "ids", "cameras"), row))
+        for split_name, row in zip(SPLITS, rows)
+    }
