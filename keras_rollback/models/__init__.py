@@ -1,0 +1,32 @@
+"""Backbones, the paper's ReID / fine-grained classification model, and torchvision weights."""
+
+from keras_rollback.models.backbones import (
+    ARCHITECTURES,
+    backbone_preprocessing,
+    build_backbone,
+    keras_hub_resnet,
+    resolve_source,
+)
+from keras_rollback.models.convert_torchvision import convert_torchvision_checkpoint
+from keras_rollback.models.keras_weights import load_weights_strict
+from keras_rollback.models.reid_model import build_feature_model, build_reid_model
+from keras_rollback.models.torchvision_weights import (
+    load_torchvision_weights,
+    read_state_dict,
+    torchvision_name_map,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "backbone_preprocessing",
+    "build_backbone",
+    "build_feature_model",
+    "build_reid_model",
+    "convert_torchvision_checkpoint",
+    "keras_hub_resnet",
+    "load_torchvision_weights",
+    "load_weights_strict",
+    "read_state_dict",
+    "resolve_source",
+    "torchvision_name_map",
+]

@@ -1,0 +1,150 @@
+"""The paper's classification model (backbone, pooled feature, new head) and its feature model."""
+
+import keras
+
+from keras_rollback.models.backbones import build_backbone
+
+POOLED_FEATURE = "pooled_feature"
+DEFAULT_INPUT_SHAPE = (288, 144, 3)
+
+
+def build_reid_model(
+    num_classes,
+    backbone="resnet50",
+    *,
+    weights=None,
+    source=None,
+    input_shape=DEFAULT_INPUT_SHAPE,
+    last_stride=2,
+    bottleneck_units=512,
+    dropout=0.5,
+    leaky_relu_alpha=0.1,
+    name=None,
+):
+    """Builds the classification model of the paper for person ReID or fine-grained recognition.
+
+    backbone -> global average pooling (the feature: 2048-D for ResNet-50/101,
+    512-D for ResNet-34, 2048-D for InceptionV3) -> FC(`bottleneck_units`) ->
+    BatchNorm -> LeakyReLU(0.1) -> Dropout(`dropout`) -> FC(`num_classes`).
+    The model returns logits: use a loss with `from_logits=True`. The head is
+    initialised like the authors' released code: first FC Kaiming normal
+    (fan-out), BatchNorm gamma ~ N(1, 0.02), last FC ~ N(0, 0.001), zero
+    biases and BatchNorm beta; its BatchNorm follows torch's `BatchNorm1d`
+    (epsilon 1e-5, momentum 0.1, i.e. Keras momentum 0.9). The authors' code
+    uses dropout 0.5; the paper's text has none (`dropout=0`).
+
+    The backbone is a nested model, so `BlockPartition.for_model(model)`
+    finds its blocks and puts the head (`bottleneck_fc`, `bottleneck_bn`,
+    `classifier`) in its own group. `build_feature_model(model)` gives the
+    pooled feature that the paper evaluates with.
+
+    Example:
+
+    ```python
+    model = build_reid_model(751, "resnet50", weights="resnet50-0676ba61.pth")
+    partition = BlockPartition.for_model(model)
+    model.compile(optimizer=LayerwiseSGD(),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    features = build_feature_model(model).predict(query_images)
+    ```
+
+    Args:
+        num_classes: Integer > 1. Number of training identities / classes.
+        backbone: String (an architecture of `build_backbone`) or a
+            `keras.Model` mapping images to a 4-D feature map. Defaults to
+            `"resnet50"`.
+        weights: Backbone weights, see `build_backbone`; must be None when
+            `backbone` is a model. Defaults to `None`.
+        source: String or None. Backbone source, see `build_backbone`.
+            Defaults to `None`.
+        input_shape: Tuple. Input image shape without the batch size (height,
+            width, channels). Defaults to `(288, 144, 3)`.
+        last_stride: 1 or 2. Stride of the last ResNet stage. Defaults to `2`.
+        bottleneck_units: Integer > 0. Width of the first FC layer. Defaults
+            to `512`.
+        dropout: Float in `[0, 1)`. Dropout rate before the classifier.
+            Defaults to `0.5`.
+        leaky_relu_alpha: Float >= 0. Negative slope of the LeakyReLU.
+            Defaults to `0.1`.
+        name: String or None. Model name. Defaults to `"reid_<backbone>"`.
+
+    Returns:
+        A functional `keras.Model` from images to `num_classes` logits.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an integer > 1. Received: num_classes={num_classes!r}")
+    if isinstance(bottleneck_units, bool) or not isinstance(bottleneck_units, int) or bottleneck_units < 1:
+        raise ValueError(
+            f"`bottleneck_units` must be a positive integer. Received: bottleneck_units={bottleneck_units!r}"
+        )
+    if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
+    if not isinstance(leaky_relu_alpha, (int, float)) or leaky_relu_alpha < 0:
+        raise ValueError(f"`leaky_relu_alpha` must be a float >= 0. Received: leaky_relu_alpha={leaky_relu_alpha!r}")
+    if isinstance(backbone, keras.Model):
+        if weights is not None or source is not None:
+            raise ValueError(
+                "`weights` and `source` apply to a backbone built by name; load the weights of a given "
+                f"backbone model before passing it. Received: weights={weights!r}, source={source!r}"
+            )
+        backbone_model = backbone
+        label = backbone.name
+    elif isinstance(backbone, str):
+        backbone_model = build_backbone(
+            backbone, weights=weights, source=source, input_shape=input_shape, last_stride=last_stride
+        )
+        label = backbone
+    else:
+        raise ValueError(f"`backbone` must be an architecture name or a keras.Model. Received: backbone={backbone!r}")
+
+    images = keras.Input(shape=tuple(input_shape), name="images")
+    feature_map = backbone_model(images)
+    feature = keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURE)(feature_map)
+    x = keras.layers.Dense(
+        bottleneck_units,
+        kernel_initializer=keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal"),
+        bias_initializer="zeros",
+        name="bottleneck_fc",
+    )(feature)
+    x = keras.layers.BatchNormalization(
+        momentum=0.9,
+        epsilon=1e-5,
+        gamma_initializer=keras.initializers.RandomNormal(1.0, 0.02),
+        beta_initializer="zeros",
+        name="bottleneck_bn",
+    )(x)
+    x = keras.layers.LeakyReLU(negative_slope=leaky_relu_alpha, name="bottleneck_leaky_relu")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    logits = keras.layers.Dense(
+        num_classes,
+        kernel_initializer=keras.initializers.RandomNormal(0.0, 0.001),
+        bias_initializer="zeros",
+        name="classifier",
+    )(x)
+    return keras.Model(images, logits, name=name or f"reid_{label}")
+
+
+def build_feature_model(reid_model, name=None):
+    """The model that returns the pooled backbone feature of a `build_reid_model` model.
+
+    It shares every layer (and so every weight) with `reid_model`: training
+    the classifier changes the features. This is the paper's test feature
+    (2048-D for ResNet-50), not the 512-D bottleneck.
+
+    Args:
+        reid_model: A model from `build_reid_model`.
+        name: String or None. Model name. Defaults to
+            `"<reid_model.name>_features"`.
+
+    Returns:
+        A functional `keras.Model` from images to `(batch, feature_dim)`.
+    """
+    try:
+        pooled = reid_model.get_layer(POOLED_FEATURE)
+    except ValueError:
+        raise ValueError(
+            f"Model {getattr(reid_model, 'name', reid_model)!r} has no {POOLED_FEATURE!r} layer: "
+            "pass a model built by build_reid_model."
+        ) from None
+    return keras.Model(reid_model.inputs, pooled.output, name=name or f"{reid_model.name}_features")
