@@ -124,6 +124,7 @@ class ImageTransform:
         (used by the authors' torchvision pipeline) produces uint8 pixels.
         """
         resized = tf.image.resize(image, self.image_size, method=self.interpolation, antialias=True)
+        resized = tf.cast(resized, tf.float32)  # "nearest" keeps the input's uint8.
         return tf.round(tf.clip_by_value(resized, 0.0, 255.0))
 
     def train_transform(self, image, seed):

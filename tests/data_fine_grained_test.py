@@ -1,0 +1,96 @@
+"""Tests for keras_rollback.data.fine_grained: TFDS datasets (mocked) and FGVC-Aircraft."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_rollback.data import fine_grained
+from keras_rollback.data import reid_dataset
+
+tfds = pytest.importorskip("tensorflow_datasets")
+SIZE = (24, 24)
+
+
+@pytest.mark.parametrize("name, num_classes", [("caltech_birds2011", 200), ("food101", 101)])
+def test_tfds_datasets_with_mock_data(name, num_classes):
+    with tfds.testing.mock_data(num_examples=6):
+        data = fine_grained.load_tfds_fine_grained(name, image_size=SIZE, batch_size=4, seed=0)
+        train = list(data.train.as_numpy_iterator())
+        test = list(data.test.as_numpy_iterator())
+    assert data.num_classes == num_classes and len(data.class_names) == num_classes
+    assert [len(labels) for _, labels in train] == [4, 2]
+    assert train[0][0].shape == (4, 24, 24, 3) and train[0][0].dtype == np.float32
+    assert all(0 <= label < num_classes for _, labels in train + test for label in labels)
+
+
+def test_tfds_dataset_not_prepared_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"caltech_birds2011 is not prepared.*download=True"):
+        fine_grained.load_tfds_fine_grained("caltech_birds2011", data_dir=str(tmp_path))
+
+
+def test_unknown_tfds_name_is_echoed():
+    with pytest.raises(ValueError, match=r"Received: name='fgvc_aircraft'.*load_fgvc_aircraft"):
+        fine_grained.load_tfds_fine_grained("fgvc_aircraft")
+
+
+@pytest.fixture
+def aircraft(tmp_path):
+    """3 variants; 4 trainval and 2 test images whose bottom 20 rows are a white banner."""
+    root = tmp_path / "fgvc-aircraft-2013b"
+    (root / "data" / "images").mkdir(parents=True)
+    (root / "data" / "variants.txt").write_text("707-320\nA300B4\nFalcon 2000\n")
+    trainval = {"1000001": "707-320", "1000002": "Falcon 2000", "1000003": "A300B4", "1000004": "Falcon 2000"}
+    test = {"2000001": "A300B4", "2000002": "707-320"}
+    image = np.zeros((60, 40, 3), np.uint8)
+    image[-20:] = 255
+    jpeg = tf.io.encode_jpeg(image, quality=100).numpy()
+    for split, entries in (("trainval", trainval), ("test", test)):
+        lines = [f"{image_id} {variant}" for image_id, variant in entries.items()]
+        (root / "data" / f"images_variant_{split}.txt").write_text("\n".join(lines) + "\n")
+        for image_id in entries:
+            (root / "data" / "images" / f"{image_id}.jpg").write_bytes(jpeg)
+    return root
+
+
+def test_read_fgvc_aircraft_lists(aircraft):
+    train, test, names = fine_grained.read_fgvc_aircraft(aircraft)
+    assert names == ("707-320", "A300B4", "Falcon 2000")
+    assert [record.label for record in train] == [0, 2, 1, 2]  # Class names with spaces parse.
+    assert [record.label for record in test] == [1, 0]
+    assert train[0].path == str(aircraft / "data" / "images" / "1000001.jpg")
+
+
+def test_load_fgvc_aircraft_removes_the_banner(aircraft):
+    data = fine_grained.load_fgvc_aircraft(
+        aircraft, image_size=SIZE, batch_size=8, preprocessing="none", interpolation="nearest", seed=0
+    )
+    test_images, test_labels = next(iter(data.test))
+    assert test_labels.numpy().tolist() == [1, 0]  # Test order is the list order.
+    assert float(tf.reduce_max(test_images)) < 10  # Only the black part is left.
+    train_images, train_labels = next(iter(data.train))
+    assert sorted(train_labels.numpy().tolist()) == [0, 1, 2, 2]
+    with_banner = fine_grained.load_fgvc_aircraft(
+        aircraft, remove_banner=False, image_size=SIZE, preprocessing="none", interpolation="nearest"
+    )
+    assert float(tf.reduce_max(next(iter(with_banner.test))[0])) > 245
+
+
+def test_aircraft_unknown_class_names_the_line(aircraft):
+    (aircraft / "data" / "images_variant_test.txt").write_text("2000001 A300B4\n2000002 Boeing 999\n")
+    with pytest.raises(ValueError, match=r"Line 2 of .*images_variant_test\.txt.*'Boeing 999'"):
+        fine_grained.read_fgvc_aircraft(aircraft)
+
+
+def test_aircraft_missing_files_name_layout(aircraft):
+    (aircraft / "data" / "variants.txt").unlink()
+    with pytest.raises(reid_dataset.DatasetLayoutError, match=r"missing \['data/variants.txt'\](.|\n)*images_variant_trainval"):
+        fine_grained.read_fgvc_aircraft(aircraft)
+
+
+def test_aircraft_invalid_arguments_are_echoed(aircraft):
+    with pytest.raises(ValueError, match="Received: annotation='model'"):
+        fine_grained.read_fgvc_aircraft(aircraft, annotation="model")
+    with pytest.raises(ValueError, match="Received: remove_banner='yes'"):
+        fine_grained.load_fgvc_aircraft(aircraft, remove_banner="yes")
+    with pytest.raises(ValueError, match="Received: shuffle_buffer_size=0"):
+        fine_grained.load_tfds_fine_grained("food101", shuffle_buffer_size=0)

@@ -1,0 +1,119 @@
+"""Tests for keras_rollback.data.synthetic: the synthetic Market-1501-layout generator."""
+
+import collections
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_rollback.data import market1501
+from keras_rollback.data import synthetic
+
+SMALL = dict(
+    num_train_identities=3,
+    num_test_identities=2,
+    num_cameras=3,
+    cameras_per_identity=2,
+    images_per_camera=3,
+    num_distractors=2,
+    num_junk=1,
+    image_size=(32, 16),
+)
+MARKET_NAME = re.compile(r"^(-1|\d{4})_c[1-9]s\d_\d{6}_\d{2}\.jpg$")
+
+
+def file_names(root):
+    return {folder: sorted(os.listdir(root / folder)) for folder in ("bounding_box_train", "query", "bounding_box_test")}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    return synthetic.write_synthetic_market1501(tmp_path_factory.mktemp("small"), seed=0, **SMALL)
+
+
+def test_counts_follow_the_configuration(small):
+    names = file_names(small)
+    # Train 3 ids x 2 cameras x 3 images; query 2 ids x 2 cameras; gallery 2 x 2 x (3 - 1) + 2 + 1 junk.
+    assert [len(names[f]) for f in ("bounding_box_train", "query", "bounding_box_test")] == [18, 4, 11]
+    assert all(MARKET_NAME.match(name) for folder in names.values() for name in folder)
+    assert sum(name.startswith("-1_") for name in names["bounding_box_test"]) == 1
+    assert sum(name.startswith("0000_") for name in names["bounding_box_test"]) == 2
+
+
+def test_market_reader_reads_it(small):
+    dataset = market1501.read_market1501(small)
+    counts = {split: (row["images"], row["ids"]) for split, row in dataset.statistics().items()}
+    # The gallery's ids are the 2 test ids and the distractor id 0; the junk image is dropped.
+    assert counts == {"train": (18, 3), "query": (4, 2), "gallery": (10, 3)}
+    train_ids = {int(os.path.basename(r.path)[:4]) for r in dataset.train}
+    assert not train_ids & {r.pid for r in dataset.query}
+    # Every query has a gallery match in another camera.
+    for query in dataset.query:
+        assert any(g.pid == query.pid and g.camid != query.camid for g in dataset.gallery)
+    cameras_per_id = collections.defaultdict(set)
+    for record in dataset.train:
+        cameras_per_id[record.pid].add(record.camid)
+    assert all(len(cameras) == 2 for cameras in cameras_per_id.values())
+
+
+def test_images_have_the_requested_size(small):
+    path = small / "query" / sorted(os.listdir(small / "query"))[0]
+    assert tf.io.decode_jpeg(tf.io.read_file(str(path))).shape == (32, 16, 3)
+
+
+def test_deterministic_for_a_seed(small, tmp_path):
+    again = synthetic.write_synthetic_market1501(tmp_path / "again", seed=0, **SMALL)
+    other = synthetic.write_synthetic_market1501(tmp_path / "other", seed=1, **SMALL)
+    assert file_names(again) == file_names(small)
+    for folder, names in file_names(small).items():
+        for name in names:
+            assert (again / folder / name).read_bytes() == (small / folder / name).read_bytes()
+    first_small = small / "query" / file_names(small)["query"][0]
+    first_other = other / "query" / file_names(other)["query"][0]
+    assert file_names(other) != file_names(small) or first_small.read_bytes() != first_other.read_bytes()
+
+
+def test_cameras_differ_more_than_identities(tmp_path):
+    # The property that makes raw-pixel matching hard: for the same person, images from
+    # different cameras are further apart than images of different people in one camera.
+    root = synthetic.write_synthetic_market1501(
+        tmp_path, num_train_identities=12, num_test_identities=1, num_cameras=2, images_per_camera=2,
+        num_distractors=0, num_junk=0, image_size=(32, 16), seed=5,
+    )
+    records = market1501.read_market1501(root).train
+    pixels = {r.path: tf.io.decode_jpeg(tf.io.read_file(r.path)).numpy().astype(np.float32) for r in records}
+
+    def mean_distance(pairs):
+        return np.mean([np.abs(pixels[a.path] - pixels[b.path]).mean() for a, b in pairs])
+
+    pairs = [(a, b) for i, a in enumerate(records) for b in records[i + 1:]]
+    same_person_other_camera = mean_distance([(a, b) for a, b in pairs if a.pid == b.pid and a.camid != b.camid])
+    other_person_same_camera = mean_distance([(a, b) for a, b in pairs if a.pid != b.pid and a.camid == b.camid])
+    assert same_person_other_camera > other_person_same_camera
+
+
+def test_refuses_to_overwrite(small):
+    with pytest.raises(FileExistsError, match="bounding_box_train"):
+        synthetic.write_synthetic_market1501(small, **SMALL)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_train_identities": 0}, "Received: num_train_identities=0"),
+        ({"num_cameras": 10}, "Received: num_cameras=10"),
+        ({"num_cameras": 1}, "Received: num_cameras=1"),
+        ({"cameras_per_identity": 4, "num_cameras": 3}, "Received: cameras_per_identity=4"),
+        ({"images_per_camera": 1}, "Received: images_per_camera=1"),
+        ({"num_junk": -1}, "Received: num_junk=-1"),
+        ({"image_size": (8, 8)}, r"Received: image_size=\(8, 8\)"),
+        ({"seed": 1.5}, "Received: seed=1.5"),
+        ({"num_train_identities": 9000, "num_test_identities": 1000}, "at most 9999"),
+    ],
+)
+def test_invalid_arguments_are_echoed(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        synthetic.write_synthetic_market1501(tmp_path, **kwargs)
+    assert not os.listdir(tmp_path)  # Nothing written.
