@@ -1,0 +1,243 @@
+"""RollbackRefine through model.fit on the active backend: what the first step of each period sees."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_rollback import LayerwiseSGD, PretrainedSnapshot, RefinePlan, RollbackRefine
+from testing_models import tiny_cnn, tiny_data, tiny_partition, weights_by_path
+
+MOMENTUM = 0.9
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _compiled_model():
+    model = tiny_cnn()
+    model.compile(optimizer=LayerwiseSGD(momentum=MOMENTUM, nesterov=True, weight_decay=5e-4), loss=LOSS)
+    return model
+
+
+class PeriodStartProbe(keras.callbacks.Callback):
+    """Records weights and momentum around the first step of each epoch, through `self.model`."""
+
+    def __init__(self):
+        super().__init__()
+        self.end_of_epoch, self.before_first_step, self.after_first_step = {}, {}, {}
+        self.momentum_before, self.momentum_after = {}, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def _momentum(self):
+        optimizer = self.model.optimizer
+        return {
+            v.path: keras.ops.convert_to_numpy(m).copy()
+            for v, m in zip(optimizer._trainable_variables, optimizer.momentums)
+        }
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.before_first_step[self.epoch] = weights_by_path(self.model)
+            self.momentum_before[self.epoch] = self._momentum()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self.after_first_step[self.epoch] = weights_by_path(self.model)
+            self.momentum_after[self.epoch] = self._momentum()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.end_of_epoch[epoch] = weights_by_path(self.model)
+
+
+def test_first_step_of_each_period_starts_from_rolled_back_state():
+    model = _compiled_model()
+    partition = tiny_partition(model)
+    pretrained = weights_by_path(model)
+    x, y = tiny_data()
+    refine = RollbackRefine(partition, period_epochs=2, verbose=0)
+    probe = PeriodStartProbe()
+    model.fit(x, y, batch_size=8, epochs=8, shuffle=False, callbacks=[refine, probe], verbose=0)
+
+    trainable = {w.path for w in model.trainable_weights}
+    for p, start in ((2, 2), (3, 4), (4, 6)):
+        before = probe.before_first_step[start]
+        previous_end = probe.end_of_epoch[start - 1]
+        rolled_back = partition.block_names[p - 1 :]
+        kept = partition.block_names[: p - 1]
+        for block in rolled_back:
+            for path in partition.paths(block):
+                # Pre-trained values exactly, BatchNorm moving statistics included...
+                np.testing.assert_array_equal(before[path], pretrained[path], err_msg=path)
+                # ...which training had changed: the rollback is not vacuous.
+                assert not np.array_equal(previous_end[path], pretrained[path]), path
+        for path in [q for g in (*kept, "head") for q in partition.paths(g)]:
+            np.testing.assert_array_equal(before[path], previous_end[path], err_msg=path)
+        for path, buf in probe.momentum_before[start].items():
+            np.testing.assert_array_equal(buf, 0.0, err_msg=path)
+
+        # The compiled step really started there: with a zero buffer, Nesterov SGD moves each
+        # weight by exactly lr * (1 + momentum) * buffer-after-step, at its group's rate.
+        rates = refine.epoch_records[start]["learning_rates"]
+        after = probe.after_first_step[start]
+        for path in trainable:
+            rate = rates[partition.group_of(path)]
+            buf = probe.momentum_after[start][path]
+            assert np.any(buf != 0), path
+            np.testing.assert_allclose(
+                before[path] - after[path], rate * (1 + MOMENTUM) * buf, rtol=1e-4, atol=1e-7, err_msg=path
+            )
+        assert rates == {**dict.fromkeys(kept, 0.001), **dict.fromkeys(rolled_back, 0.01), "head": 0.01}
+    assert refine.epoch_records[0]["learning_rates"] == {**dict.fromkeys(partition.block_names, 0.01), "head": 0.1}
+
+
+def test_logs_period_and_group_learning_rates():
+    model = _compiled_model()
+    x, y = tiny_data()
+    plan = RefinePlan(period_epochs=2, periods=2, decay_epochs=1)
+    history = model.fit(
+        x, y, batch_size=8, epochs=4, verbose=0, callbacks=[RollbackRefine(tiny_partition(model), plan=plan, verbose=0)]
+    )
+    assert history.history["period"] == [1, 1, 2, 2]
+    np.testing.assert_allclose(history.history["lr_head"], [0.1, 0.01, 0.01, 0.001])
+    np.testing.assert_allclose(history.history["lr_B1"], [0.01, 0.001, 0.001, 0.0001])
+    np.testing.assert_allclose(history.history["lr_B2"], [0.01, 0.001, 0.01, 0.001])
+
+
+def test_base_cy_restarts_rates_without_rolling_back():
+    model = _compiled_model()
+    pretrained = weights_by_path(model)
+    x, y = tiny_data()
+    probe = PeriodStartProbe()
+    refine = RollbackRefine(tiny_partition(model), plan=RefinePlan(period_epochs=1, periods=2, rollback=False), verbose=0)
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[refine, probe], verbose=0)
+    for path, value in probe.before_first_step[1].items():
+        np.testing.assert_array_equal(value, probe.end_of_epoch[0][path])
+    assert not np.array_equal(probe.before_first_step[1]["b4_conv/kernel"], pretrained["b4_conv/kernel"])
+    assert refine.epoch_records[1]["rolled_back"] == ()
+    assert all(np.all(m == 0) for m in probe.momentum_before[1].values())
+
+
+def test_fc_warmup_freezes_backbone_weights():
+    model = _compiled_model()
+    partition = tiny_partition(model)
+    pretrained = weights_by_path(model)
+    x, y = tiny_data()
+    probe = PeriodStartProbe()
+    plan = RefinePlan(period_epochs=1, periods=1, warmup_epochs=2)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[RollbackRefine(partition, plan=plan, verbose=0), probe])
+    backbone = [w.path for w in partition.variables(model, partition.block_names) if w.trainable]
+    for path in backbone:
+        np.testing.assert_array_equal(probe.end_of_epoch[1][path], pretrained[path], err_msg=path)
+        assert not np.array_equal(probe.end_of_epoch[2][path], pretrained[path]), path
+    assert not np.array_equal(probe.end_of_epoch[0]["fc/kernel"], pretrained["fc/kernel"])
+
+
+def test_snapshot_file_makes_a_resumed_run_roll_back_to_pretrained(tmp_path):
+    x, y = tiny_data()
+    snapshot_path = tmp_path / "pretrained.npz"
+    plan = RefinePlan(period_epochs=1, periods=3)
+
+    straight = _compiled_model()
+    straight.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
+                 callbacks=[RollbackRefine(tiny_partition(straight), plan=plan, verbose=0)])
+
+    first = _compiled_model()
+    first.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+              callbacks=[RollbackRefine(tiny_partition(first), plan=plan, snapshot=snapshot_path, verbose=0)])
+    assert snapshot_path.exists()
+    # A new process: a new model object holding the interrupted run's weights and optimizer.
+    resumed = _compiled_model()
+    resumed.optimizer.build(resumed.trainable_variables)
+    resumed.set_weights(first.get_weights())
+    for a, b in zip(resumed.optimizer.variables, first.optimizer.variables):
+        a.assign(b)
+    resumed.fit(x, y, batch_size=8, initial_epoch=1, epochs=3, shuffle=False, verbose=0,
+                callbacks=[RollbackRefine(tiny_partition(resumed), plan=plan, snapshot=str(snapshot_path), verbose=0)])
+    for a, b in zip(weights_by_path(resumed).values(), weights_by_path(straight).values()):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def _assert_fit_fails_before_training(model, match, callback, **fit_kwargs):
+    x, y = tiny_data()
+    before = weights_by_path(model)
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y, batch_size=8, verbose=0, callbacks=[callback], **fit_kwargs)
+    for path, value in weights_by_path(model).items():
+        np.testing.assert_array_equal(value, before[path], err_msg=f"{path} changed: a step ran")
+
+
+def test_incompatible_optimizer_fails_before_any_step():
+    model = tiny_cnn()
+    model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss=LOSS)
+    _assert_fit_fails_before_training(
+        model, "LayerwiseSGD.*optimizer=SGD", RollbackRefine(tiny_partition(model), period_epochs=2), epochs=4
+    )
+
+
+@pytest.mark.parametrize(
+    "callback_kwargs, epochs, match",
+    [
+        ({"period_epochs": 40}, 100, "epochs=100 does not fit"),
+        ({"period_epochs": 2, "periods": 3}, 5, "epochs=5 does not fit"),
+        ({"period_epochs": 2, "periods": 3}, 8, "epochs=8 does not fit"),
+        ({"period_epochs": 1}, 6, "periods=6 needs 5 kept blocks"),
+    ],
+)
+def test_epochs_that_do_not_fit_the_plan_fail_before_any_step(callback_kwargs, epochs, match):
+    model = _compiled_model()
+    _assert_fit_fails_before_training(model, match, RollbackRefine(tiny_partition(model), **callback_kwargs), epochs=epochs)
+
+
+def test_resuming_without_snapshot_fails_before_any_step():
+    model = _compiled_model()
+    _assert_fit_fails_before_training(
+        model, "starts at epoch 2 but no pre-trained snapshot",
+        RollbackRefine(tiny_partition(model), period_epochs=2), epochs=4, initial_epoch=2,
+    )
+
+
+def test_partition_of_another_model_fails_before_any_step():
+    model = _compiled_model()
+    other = tiny_cnn()
+    inputs = keras.Input((8, 8, 3))
+    wrapped = keras.Model(inputs, keras.layers.Dense(3, name="fc2")(other(inputs)))
+    wrapped.compile(optimizer=LayerwiseSGD(), loss=LOSS)
+    _assert_fit_fails_before_training(
+        wrapped, "fc2/kernel", RollbackRefine(tiny_partition(model), period_epochs=2), epochs=4
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"period_epochs": 0}, "period_epochs=0"),
+        ({"periods": -1}, "periods=-1"),
+        ({"plan": RefinePlan(kept_blocks=[["conv9_x"]])}, "unknown blocks \\['conv9_x'\\]"),
+        ({"plan": RefinePlan(), "periods": 4}, "either `plan`"),
+        ({"snapshot": 3}, "snapshot=3"),
+        ({"verbose": 2}, "verbose=2"),
+    ],
+)
+def test_bad_arguments_raise_at_construction(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RollbackRefine(tiny_partition(tiny_cnn()), **kwargs)
+
+
+def test_corrupt_snapshot_file_is_reported_by_path(tmp_path):
+    path = tmp_path / "pretrained.npz"
+    path.write_bytes(b"not a zip file")
+    model = _compiled_model()
+    _assert_fit_fails_before_training(
+        model, "pretrained.npz", RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path), epochs=4
+    )
+
+
+def test_snapshot_of_another_architecture_is_reported(tmp_path):
+    path = tmp_path / "pretrained.npz"
+    grey = tiny_cnn(input_shape=(8, 8, 1))
+    PretrainedSnapshot.capture(grey, tiny_partition(grey)).save(path)
+    model = _compiled_model()
+    _assert_fit_fails_before_training(
+        model, r"pretrained.npz.*b1_conv/kernel: \(3, 3, 1, 4\) != \(3, 3, 3, 4\)",
+        RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path), epochs=4,
+    )
