@@ -1,0 +1,265 @@
+"""Tests of keras_rollback/models/torchvision_weights.py against a torch definition of torchvision's ResNet."""
+
+import json
+import struct
+
+import keras
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+from keras_rollback.models.backbones import keras_hub_resnet  # noqa: E402
+from keras_rollback.models.torchvision_weights import (  # noqa: E402
+    load_torchvision_weights,
+    read_state_dict,
+    torchvision_name_map,
+)
+
+
+# A compact copy of torchvision.models.resnet (v1.5; same module and parameter names),
+# with configurable widths and depths. torchvision itself is not importable beside this torch.
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)  # v1.5: stride on the 3x3.
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+class TorchResNet(nn.Module):
+    def __init__(self, block, layers, widths=(64, 128, 256, 512), num_classes=1000):
+        super().__init__()
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        for i, (width, blocks) in enumerate(zip(widths, layers)):
+            setattr(self, f"layer{i + 1}", self._make_layer(block, width, blocks, 1 if i == 0 else 2))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
+
+    def _make_layer(self, block, planes, blocks, stride):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def features(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return torch.flatten(self.avgpool(x), 1)
+
+
+def _randomize_batchnorm(model, generator):
+    # Non-trivial statistics, so that a wrong epsilon, a swapped mean/variance or
+    # a missing BatchNorm shows up in the features.
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+
+
+def _torch_resnet(arch, blocks, widths, seed=0):
+    torch.manual_seed(seed)
+    block = BasicBlock if arch in ("resnet18", "resnet34") else Bottleneck
+    model = TorchResNet(block, blocks, widths)
+    _randomize_batchnorm(model, torch.Generator().manual_seed(seed + 1))
+    return model.eval()
+
+
+def _keras_features(backbone, images):
+    return keras.ops.convert_to_numpy(keras.ops.mean(backbone(images, training=False), axis=(1, 2)))
+
+
+def _weights_by_path(model):
+    return {w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
+
+
+@pytest.mark.parametrize(
+    "arch,blocks,widths",
+    [
+        ("resnet34", (2, 2, 1, 1), (64, 32, 32, 16)),  # basic blocks
+        ("resnet50", (2, 1, 2, 1), (64, 32, 32, 16)),  # bottlenecks
+    ],
+)
+def test_converted_features_match_torch(arch, blocks, widths):
+    torch_model = _torch_resnet(arch, blocks, widths)
+    images = np.random.default_rng(0).normal(size=(2, 64, 32, 3)).astype("float32")
+    with torch.no_grad():
+        expected = torch_model.features(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
+
+    backbone = keras_hub_resnet(arch, input_shape=(64, 32, 3), widths=widths, blocks=blocks)
+    load_torchvision_weights(backbone, torch_model.state_dict())
+    actual = _keras_features(backbone, images)
+
+    assert actual.shape == expected.shape == (2, widths[-1] * (1 if arch == "resnet34" else 4))
+    relative = np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
+    print(f"\n[{keras.backend.backend()}] {arch}-style {blocks} {widths}: max |keras - torch| / max |torch| "
+          f"= {relative:.2e} (max |torch| = {np.max(np.abs(expected)):.3g})")
+    assert relative < 1e-4
+
+
+def test_full_size_resnet50_names_and_shapes_match_torchvision():
+    torch_model = _torch_resnet("resnet50", (3, 4, 6, 3), (64, 128, 256, 512))
+    state = torch_model.state_dict()
+    backbone = keras_hub_resnet("resnet50")
+    names = torchvision_name_map(backbone)
+
+    torch_backbone = {n for n in state if not n.startswith("fc.") and not n.endswith("num_batches_tracked")}
+    assert set(names.values()) == torch_backbone
+    assert len(names) == len(torch_backbone) == 265
+    torch_params = sum(p.numel() for n, p in torch_model.named_parameters() if not n.startswith("fc."))
+    keras_params = sum(int(np.prod(w.shape)) for w in backbone.trainable_weights)
+    print(f"\nResNet-50 backbone parameters: keras-hub {keras_params:,}, torch {torch_params:,}")
+    assert keras_params == torch_params == 23_508_032
+
+    load_torchvision_weights(backbone, state)
+    loaded = _weights_by_path(backbone)
+    np.testing.assert_array_equal(
+        loaded["stack2_block5_2_conv/kernel"], state["layer3.5.conv2.weight"].numpy().transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(loaded["stack3_block0_0_bn/moving_variance"],
+                                  state["layer4.0.downsample.1.running_var"].numpy())
+
+
+@pytest.fixture(scope="module")
+def small_pair():
+    """A small bottleneck ResNet in torch and the matching (random) keras-hub backbone."""
+    blocks, widths = (1, 1, 1, 1), (64, 16, 16, 16)
+    return _torch_resnet("resnet50", blocks, widths), keras_hub_resnet("resnet50", widths=widths, blocks=blocks)
+
+
+def _assert_fails_and_loads_nothing(backbone, checkpoint, *patterns, **kwargs):
+    before = _weights_by_path(backbone)
+    with pytest.raises(ValueError, match="nothing was loaded") as error:
+        load_torchvision_weights(backbone, checkpoint, **kwargs)
+    for pattern in patterns:
+        assert pattern in str(error.value)
+    after = _weights_by_path(backbone)
+    for path, value in before.items():
+        np.testing.assert_array_equal(after[path], value)
+
+
+def test_wrong_architecture_is_rejected_with_names(small_pair):
+    _, backbone = small_pair
+    basic = _torch_resnet("resnet34", (1, 1, 1, 1), (64, 16, 16, 16)).state_dict()
+    _assert_fails_and_loads_nothing(backbone, basic, "layer1.0.conv3.weight", "missing")
+
+
+def test_shape_mismatch_is_rejected_with_shapes(small_pair):
+    torch_model, backbone = small_pair
+    state = dict(torch_model.state_dict())
+    state["layer2.0.conv2.weight"] = torch.zeros(16, 16, 5, 5)
+    _assert_fails_and_loads_nothing(backbone, state, "layer2.0.conv2.weight: checkpoint (16, 16, 5, 5)",
+                                    "stack1_block0_2_conv/kernel (3, 3, 16, 16)")
+
+
+def test_unexpected_entries_are_rejected(small_pair):
+    torch_model, backbone = small_pair
+    state = dict(torch_model.state_dict())
+    state["layer5.0.conv1.weight"] = torch.zeros(3, 3, 1, 1)
+    _assert_fails_and_loads_nothing(backbone, state, "1 unexpected", "layer5.0.conv1.weight (3, 3, 1, 1)")
+
+
+def test_prefix_selects_the_backbone_of_a_wrapped_model(small_pair):
+    torch_model, backbone = small_pair
+    wrapped = {f"model.{k}": v for k, v in torch_model.state_dict().items()}
+    wrapped["classifier.add_block.0.weight"] = torch.zeros(512, 64)
+    _assert_fails_and_loads_nothing(backbone, wrapped, "missing")
+    load_torchvision_weights(backbone, wrapped, prefix="model.")
+    np.testing.assert_array_equal(_weights_by_path(backbone)["conv1_bn/gamma"], torch_model.bn1.weight.detach().numpy())
+
+
+def test_pth_and_safetensors_files_read_the_same(small_pair, tmp_path):
+    torch_model, _ = small_pair
+    state = {k: v for k, v in torch_model.state_dict().items()}
+    torch.save(state, tmp_path / "model.pth")
+    from_pth = read_state_dict(tmp_path / "model.pth")
+
+    # A safetensors file written from its specification: 8-byte header size, JSON header, data.
+    header, chunks, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, tensor in state.items():
+        array = tensor.numpy()
+        dtype = "I64" if array.dtype == np.int64 else "F32"
+        raw = array.astype("<i8" if dtype == "I64" else "<f4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    encoded = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks))
+    from_safetensors = read_state_dict(tmp_path / "model.safetensors")
+
+    assert list(from_pth) == list(from_safetensors) == list(state)
+    for name, tensor in state.items():
+        np.testing.assert_array_equal(from_pth[name], tensor.numpy())
+        np.testing.assert_array_equal(from_safetensors[name], tensor.numpy())
+
+
+def test_model_without_torchvision_layout_is_rejected():
+    inputs = keras.Input((16, 16, 3))
+    outputs = keras.layers.Conv2D(4, 3, name="conv1_conv")(inputs)  # has a bias: not torchvision's.
+    with pytest.raises(ValueError, match=r"conv1_conv/bias"):
+        torchvision_name_map(keras.Model(inputs, outputs))
+
+
+def test_batchnorm_epsilon_other_than_torch_is_rejected():
+    backbone = keras_hub_resnet("resnet50", widths=(64, 16, 16, 16), blocks=(1, 1, 1, 1))
+    backbone.get_layer("stack0_block0_1_bn").epsilon = 1.001e-5
+    state = _torch_resnet("resnet50", (1, 1, 1, 1), (64, 16, 16, 16)).state_dict()
+    with pytest.raises(ValueError, match="stack0_block0_1_bn"):
+        load_torchvision_weights(backbone, state)
+
+
+def test_bad_arguments_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="Unknown checkpoint type"):
+        read_state_dict(tmp_path / "model.npz")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        read_state_dict(tmp_path / "missing.pth")
+    (tmp_path / "list.pth").write_bytes(b"")
+    torch.save([torch.zeros(1)], tmp_path / "list.pth")
+    with pytest.raises(ValueError, match="not a state_dict"):
+        read_state_dict(tmp_path / "list.pth")
