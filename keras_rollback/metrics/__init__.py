@@ -1,0 +1,6 @@
+"""Person re-identification metrics in the style of `sklearn.metrics`, on `keras.ops`."""
+
+from keras_rollback.metrics.distance import pairwise_distance
+from keras_rollback.metrics.ranking import ranking_scores
+from keras_rollback.metrics.ranking import ranking_scores_from_features
+from keras_rollback.metrics.ranking_scores import RankingScores

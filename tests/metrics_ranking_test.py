@@ -1,0 +1,233 @@
+"""Tests for keras_rollback.metrics.ranking: fast path vs a loop written from the protocol."""
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from sklearn.metrics import average_precision_score
+
+from keras_rollback.metrics import ranking_scores, ranking_scores_from_features
+
+
+def reference_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank, ap_method):
+    """The Market-1501 protocol, one query at a time, straight from its definition."""
+    aps, inps, firsts = [], [], []
+    for q in range(len(q_pids)):
+        # Rank by distance, ties by gallery order (stable sort), then drop the junk.
+        order = sorted(range(len(g_pids)), key=lambda g: (distances[q][g], g))
+        ranked = [
+            g for g in order
+            if not (g_pids[g] == -1 or (g_pids[g] == q_pids[q] and g_cams[g] == q_cams[q]))
+        ]
+        matches = [i for i, g in enumerate(ranked) if g_pids[g] == q_pids[q]]
+        if not matches:
+            aps.append(np.nan)
+            inps.append(np.nan)
+            firsts.append(-1)
+            continue
+        ap = 0.0
+        for i, r in enumerate(matches):
+            precision = (i + 1) / (r + 1)
+            if ap_method == "trapezoidal":
+                old_precision = i / r if r > 0 else 1.0
+                ap += (old_precision + precision) / 2 / len(matches)
+            else:
+                ap += precision / len(matches)
+        aps.append(ap)
+        inps.append(len(matches) / (matches[-1] + 1))
+        firsts.append(matches[0])
+    firsts = np.array(firsts)
+    valid = firsts >= 0
+    cmc = np.array([np.mean(firsts[valid] <= k) for k in range(max_rank)])
+    return cmc, np.array(aps), np.array(inps), firsts
+
+
+def random_case(rng, num_queries, num_gallery, num_ids, num_cams, tie_levels=None):
+    q_pids = rng.integers(1, num_ids + 1, num_queries)
+    g_pids = rng.integers(-1, num_ids + 1, num_gallery)  # -1 junk, 0 distractors
+    q_cams = rng.integers(0, num_cams, num_queries)
+    g_cams = rng.integers(0, num_cams, num_gallery)
+    if tie_levels:
+        distances = rng.integers(0, tie_levels, (num_queries, num_gallery)).astype("float32")
+    else:
+        distances = rng.random((num_queries, num_gallery), dtype=np.float32)
+    return distances, q_pids, g_pids, q_cams, g_cams
+
+
+def assert_matches_reference(case, max_rank=5, chunk_size=None):
+    for ap_method in ("non_interpolated", "trapezoidal"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = ranking_scores(
+                *case, max_rank=max_rank, ap_method=ap_method, chunk_size=chunk_size
+            )
+        cmc, aps, inps, firsts = reference_scores(*case, max_rank, ap_method)
+        np.testing.assert_array_equal(scores.first_match_rank, firsts)
+        np.testing.assert_allclose(scores.average_precision, aps, atol=1e-6)
+        np.testing.assert_allclose(scores.inverse_negative_penalty, inps, atol=1e-6)
+        if scores.num_valid_queries:
+            np.testing.assert_allclose(scores.cmc, cmc, atol=1e-6)
+            np.testing.assert_allclose(scores.mean_average_precision, np.nanmean(aps), atol=1e-6)
+            np.testing.assert_allclose(
+                scores.mean_inverse_negative_penalty, np.nanmean(inps), atol=1e-6
+            )
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    num_queries=st.integers(1, 12),
+    num_gallery=st.integers(1, 40),
+    num_ids=st.integers(1, 6),
+    num_cams=st.integers(1, 3),
+    tie_levels=st.sampled_from([None, 2, 4, 16]),
+    chunk_size=st.sampled_from([None, 1, 3]),
+)
+def test_fast_path_equals_loop_reference(
+    seed, num_queries, num_gallery, num_ids, num_cams, tie_levels, chunk_size
+):
+    rng = np.random.default_rng(seed)
+    case = random_case(rng, num_queries, num_gallery, num_ids, num_cams, tie_levels)
+    if (case[2] == -1).all():
+        return  # an all-junk gallery is rejected; tested separately
+    assert_matches_reference(case, chunk_size=chunk_size)
+
+
+def test_larger_random_case_with_many_ties_equals_reference():
+    rng = np.random.default_rng(0)
+    assert_matches_reference(random_case(rng, 30, 400, 20, 4, tie_levels=50), max_rank=20)
+
+
+def test_non_interpolated_ap_equals_sklearn_per_query():
+    rng = np.random.default_rng(1)
+    distances, q_pids, g_pids, q_cams, g_cams = random_case(rng, 20, 120, 5, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scores = ranking_scores(
+            distances, q_pids, g_pids, q_cams, g_cams, ap_method="non_interpolated"
+        )
+    checked = 0
+    for q in range(len(q_pids)):
+        valid = (g_pids != -1) & ~((g_pids == q_pids[q]) & (g_cams == q_cams[q]))
+        truth = g_pids[valid] == q_pids[q]
+        if not truth.any():
+            assert np.isnan(scores.average_precision[q])
+            continue
+        expected = average_precision_score(truth, -distances[q, valid])
+        np.testing.assert_allclose(scores.average_precision[q], expected, atol=1e-6)
+        checked += 1
+    assert checked > 10
+
+
+def test_trapezoidal_ap_hand_computed():
+    # Ranked (no junk): match, negative, match, negative, match -> positions 0, 2, 4.
+    # i=0, r=0: (1 + 1) / 2 = 1
+    # i=1, r=2: (1/2 + 2/3) / 2 = 7/12
+    # i=2, r=4: (2/4 + 3/5) / 2 = 11/20
+    # AP = (1 + 7/12 + 11/20) / 3 = 32/45; non-interpolated (1 + 2/3 + 3/5) / 3 = 34/45.
+    distances = np.array([[0.0, 1.0, 2.0, 3.0, 4.0]], dtype="float32")
+    args = (distances, [7], [7, 8, 7, 9, 7], [0], [1, 1, 2, 1, 1])
+    trapezoid = ranking_scores(*args, max_rank=5, ap_method="trapezoidal")
+    step = ranking_scores(*args, max_rank=5, ap_method="non_interpolated")
+    assert trapezoid.mean_average_precision == pytest.approx(32 / 45)
+    assert step.mean_average_precision == pytest.approx(34 / 45)
+    assert step.mean_inverse_negative_penalty == pytest.approx(3 / 5)
+    np.testing.assert_array_equal(step.cmc, [1, 1, 1, 1, 1])
+
+
+def test_trapezoidal_ap_hand_computed_first_match_late_and_junk_removed():
+    # Gallery order by distance: junk(-1), same-camera junk, negative, match, negative, match.
+    # Without junk: negative, match (r=1), negative, match (r=3).
+    # i=0, r=1: (0/1 + 1/2) / 2 = 1/4;  i=1, r=3: (1/3 + 2/4) / 2 = 5/12;  AP = (1/4 + 5/12) / 2 = 1/3.
+    distances = np.array([[0.0, 0.1, 0.2, 0.3, 0.4, 0.5]], dtype="float32")
+    args = (distances, [5], [-1, 5, 0, 5, 6, 5], [1], [2, 1, 2, 3, 1, 2])
+    scores = ranking_scores(*args, max_rank=4, ap_method="trapezoidal")
+    assert scores.mean_average_precision == pytest.approx(1 / 3)
+    np.testing.assert_array_equal(scores.cmc, [0, 1, 1, 1])
+    assert scores.first_match_rank.tolist() == [1]
+
+
+def test_queries_without_valid_match_are_skipped_counted_and_warned():
+    distances = np.array([[0.1, 0.2], [0.3, 0.4]], dtype="float32")
+    # Query 1's only same-id image is from its own camera: junk, so no valid match.
+    with pytest.warns(UserWarning, match="1 of 2 queries have no valid match"):
+        scores = ranking_scores(distances, [1, 2], [1, 2], [0, 0], [1, 0], max_rank=2)
+    assert scores.num_valid_queries == 1
+    assert scores.num_skipped_queries == 1
+    assert np.isnan(scores.average_precision[1])
+    np.testing.assert_array_equal(scores.cmc, [1, 1])
+
+
+def test_from_features_equals_from_distances():
+    rng = np.random.default_rng(2)
+    query = rng.normal(size=(15, 8)).astype("float32")
+    gallery = rng.normal(size=(60, 8)).astype("float32")
+    _, q_pids, g_pids, q_cams, g_cams = random_case(rng, 15, 60, 5, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for metric in ("euclidean", "cosine"):
+            from_features = ranking_scores_from_features(
+                query, gallery, q_pids, g_pids, q_cams, g_cams, metric=metric, chunk_size=4
+            )
+            if metric == "euclidean":
+                distances = ((query[:, None, :] - gallery[None, :, :]) ** 2).sum(-1)
+            else:
+                qn = query / np.linalg.norm(query, axis=1, keepdims=True)
+                gn = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+                distances = 1 - qn @ gn.T
+            expected = reference_scores(distances, q_pids, g_pids, q_cams, g_cams, 50, "trapezoidal")
+            np.testing.assert_allclose(from_features.cmc, expected[0], atol=1e-6)
+            np.testing.assert_allclose(from_features.average_precision, expected[1], atol=1e-6)
+
+
+def test_as_logs():
+    distances = np.array([[0.1, 0.5, 0.3]], dtype="float32")
+    scores = ranking_scores(distances, [1], [1, 1, 2], [0], [1, 2, 1], max_rank=10)
+    logs = scores.as_logs(prefix="val_")
+    assert set(logs) == {"val_rank1", "val_rank5", "val_rank10", "val_mAP", "val_mINP"}
+    with pytest.raises(ValueError, match="ranks"):
+        scores.as_logs(ranks=(20,))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(query_pids=[1, 2]), "query_pids` has 2 entries but there are 1 queries"),
+        (dict(gallery_camids=[0]), "gallery_camids` has 1 entries but there are 2 gallery"),
+        (dict(distances=np.array([[0.1, np.nan]], "float32")), "non-finite"),
+        (dict(distances=np.array([[0.1, np.inf]], "float32")), "non-finite"),
+        (dict(distances=np.array([[1, 2]])), "floating dtype"),
+        (dict(distances=np.zeros((1, 0), "float32"), gallery_pids=[], gallery_camids=[]), "empty"),
+        (dict(gallery_pids=[-1, -1]), "only junk"),
+        (dict(query_pids=[1.5]), "integers"),
+        (dict(distances=np.zeros(2, "float32")), "2-D"),
+        (dict(max_rank=0), "max_rank=0"),
+        (dict(ap_method="interpolated"), "ap_method='interpolated'"),
+        (dict(chunk_size=0), "chunk_size=0"),
+    ],
+)
+def test_bad_input_raises_value_error_saying_what_is_wrong(kwargs, message):
+    args = dict(
+        distances=np.array([[0.1, 0.2]], "float32"),
+        query_pids=[1],
+        gallery_pids=[1, 2],
+        query_camids=[0],
+        gallery_camids=[1, 1],
+    )
+    options = {k: kwargs.pop(k) for k in ("max_rank", "ap_method", "chunk_size") if k in kwargs}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        ranking_scores(*args.values(), **options)
+
+
+def test_feature_dimension_mismatch_raises():
+    with pytest.raises(ValueError, match="same feature dimension"):
+        ranking_scores_from_features(
+            np.zeros((1, 3), "float32"), np.zeros((2, 4), "float32"), [1], [1, 2], [0], [1, 1]
+        )
+    with pytest.raises(ValueError, match="metric='manhattan'"):
+        ranking_scores_from_features(
+            np.zeros((1, 3), "float32"), np.zeros((2, 3), "float32"), [1], [1, 2], [0], [1, 1],
+            metric="manhattan",
+        )
