@@ -147,4 +147,4 @@ def build_feature_model(reid_model, name=None):
             f"Model {getattr(reid_model, 'name', reid_model)!r} has no {POOLED_FEATURE!r} layer: "
             "pass a model built by build_reid_model."
         ) from None
-    return keras.Model(reid_model.inputs, pooled.output, name=name or f"{reid_model.name}_features")
+    return keras.Model(reid_model.input, pooled.output, name=name or f"{reid_model.name}_features")
