@@ -1,0 +1,75 @@
+"""The paper's setting: ResNet-50 on Market-1501, rolling back vs base_cy (Table 2, Figure 4).
+
+Ro et al., AAAI 2019, and the authors' code where the paper is silent: 288x144, batch 32, flip
+only; 4 periods of 40 epochs; SGD Nesterov 0.9, weight decay 5e-4; lr 0.01 backbone / 0.1 head,
+then 0.01 rolled back / 0.001 kept / 0.01 head; x0.1 after 20 epochs of each period;
+flip-TTA pooled 2048-D features, L2-normalised; official Market-1501 evaluation.
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # "reid": query/gallery CMC + mAP; "classification": top-1 accuracy (fine-grained).
+    config.task = "reid"
+
+    config.dataset = ml_collections.ConfigDict()
+    # market1501, dukemtmc, cuhk03_labeled, cuhk03_detected, msmt17; "synthetic" writes a
+    # generated dataset in the Market-1501 layout into the work dir (no download, no root).
+    # Classification: caltech_birds2011, fgvc_aircraft, food101 (TensorFlow Datasets).
+    config.dataset.name = "market1501"
+    config.dataset.root = ""
+
+    config.synthetic = ml_collections.ConfigDict()
+    config.synthetic.num_train_identities = 32
+    config.synthetic.num_test_identities = 32
+    config.synthetic.num_cameras = 4
+    config.synthetic.images_per_camera = 4
+    config.synthetic.image_size = (128, 64)
+
+    config.model = ml_collections.ConfigDict()
+    config.model.backbone = "resnet50"
+    # "imagenet" (download), a torchvision .pth/.safetensors or Keras .weights.h5 file,
+    # "synthetic_source" (pre-trained here on a disjoint synthetic task, cached; no network),
+    # or "" (random initialisation).
+    config.model.weights = "imagenet"
+    config.model.dropout = 0.5
+
+    # Only for weights="synthetic_source": the source task the backbone is pre-trained on.
+    config.pretrain = ml_collections.ConfigDict()
+    config.pretrain.num_identities = 64
+    config.pretrain.images_per_camera = 4
+    config.pretrain.epochs = 12
+    config.pretrain.learning_rate = 0.05
+
+    config.image_size = (288, 144)
+    config.batch_size = 32
+    config.steps_per_epoch = 0  # 0: the whole training set each epoch.
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.momentum = 0.9
+    config.optimizer.nesterov = True
+    config.optimizer.weight_decay = 5e-4
+
+    # Methods compared, each a RefinePlan built from `plan` (see experiments/methods.py):
+    # rollback, base_cy, fine_tune (period 1 only), fc_warmup, keep_block:<block>.
+    config.methods = ("rollback", "base_cy")
+    config.plan = ml_collections.ConfigDict()
+    config.plan.period_epochs = 40
+    config.plan.periods = 4
+    config.plan.learning_rate = 0.01
+    config.plan.head_learning_rate = 0.1
+    config.plan.kept_learning_rate = 0.001
+    config.plan.refine_head_learning_rate = 0.01
+    config.plan.decay_epochs = 20
+    config.plan.decay_factor = 0.1
+    config.plan.warmup_epochs = 20  # fc_warmup only.
+
+    config.evaluation = ml_collections.ConfigDict()
+    config.evaluation.flip = True
+    config.evaluation.ap_method = "trapezoidal"
+    config.evaluation.every_epochs = 0  # 0: at the end of every period only.
+    config.evaluation.ranked_list_queries = 8
+    return config

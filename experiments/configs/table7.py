@@ -1,0 +1,14 @@
+"""Table 7: InceptionV3 on Market-1501; blocks B1..B4 = stem, Mixed_5, Mixed_6, Mixed_7.
+
+Three periods, so B1 and then B1+B2 are the kept low-level blocks, as in the paper.
+"""
+
+from experiments.configs import default
+
+
+def get_config():
+    config = default.get_config()
+    config.model.backbone = "inception_v3"
+    config.methods = ("rollback", "fine_tune")
+    config.plan.periods = 3
+    return config

@@ -1,0 +1,29 @@
+"""Runs an experiment of the paper: every method of a config, evaluated per period.
+
+    python -m experiments.main --workdir=/tmp/run                    # offline main job
+    python -m experiments.main --config=experiments/configs/table2.py:market1501 \\
+        --config.dataset.root=/data/Market-1501-v15.09.15 --workdir=/tmp/table2-market
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for the config, logs, checkpoints and results.")
+config_flags.DEFINE_config_file(
+    "config", "experiments/configs/synthetic.py", "Experiment configuration file.", lock_config=True
+)
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    train.run_experiment(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    app.run(main)

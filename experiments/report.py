@@ -1,0 +1,99 @@
+"""Result files, plots and the paper-style comparison table of an experiment."""
+
+import csv
+import json
+import os
+
+import keras
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+from experiments import paper_results  # noqa: E402
+
+COLUMNS = ("method", "period", "epoch", "loss", "rank1", "rank5", "rank10", "mAP", "mINP",
+           "wall_time", "backend", "device")
+
+
+def read_history(path, method, periods, device):
+    """Rows of a method's `epochs.jsonl` (every epoch, across resumes; the last write wins)."""
+    epochs = {}
+    with open(path) as f:
+        for line in f:
+            record = json.loads(line)
+            epochs[record["epoch"]] = record
+    rows = []
+    for epoch in sorted(epochs):
+        record = epochs[epoch]
+        row = {
+            "method": method,
+            "period": next(p.number for p in periods if p.start_epoch <= epoch < p.end_epoch),
+            "epoch": epoch + 1,
+            "backend": keras.backend.backend(),
+            "device": device,
+        }
+        for key in COLUMNS[3:-2]:
+            row[key] = record.get(key)
+        rows.append(row)
+    return rows
+
+
+def write_results(rows, workdir):
+    """`results.csv` and `results.json`: one row per method and epoch."""
+    with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(rows, f, indent=2)
+
+
+def plot_curves(rows, workdir):
+    """`curves.png`: training loss (log scale) and mAP per epoch for each method (Figure 4)."""
+    figure, loss_axis = plt.subplots(figsize=(9, 4.5))
+    map_axis = loss_axis.twinx()
+    for index, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
+        colour = f"C{index}"
+        mine = [r for r in rows if r["method"] == method]
+        loss_axis.plot([r["epoch"] for r in mine], [r["loss"] for r in mine], color=colour, linestyle="--",
+                       label=f"loss ({method})")
+        scored = [r for r in mine if r["mAP"] is not None]
+        map_axis.plot([r["epoch"] for r in scored], [100 * r["mAP"] for r in scored], color=colour, marker="o",
+                      label=f"mAP ({method})")
+    loss_axis.set_yscale("log")
+    loss_axis.set_xlabel("epoch")
+    loss_axis.set_ylabel("train loss")
+    map_axis.set_ylabel("mAP (%)")
+    handles = loss_axis.get_legend_handles_labels()
+    more = map_axis.get_legend_handles_labels()
+    loss_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="center right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(os.path.join(workdir, "curves.png"), dpi=120)
+    plt.close(figure)
+
+
+def comparison_table(rows, config):
+    """Markdown table: mAP / rank-1 at the end of each period, per method, beside the paper's."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    ends = {}
+    for r in rows:
+        if r["mAP"] is not None:
+            ends[(r["method"], r["period"])] = r
+    periods = sorted({p for _, p in ends})
+    header = ["period"] + [f"{m} mAP / rank-1" for m in methods] + ["paper (rollback) mAP / rank-1"]
+    lines = [
+        f"{config.model.backbone} on {config.dataset.name} ({keras.backend.backend()})",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for period in periods:
+        cells = [str(period)]
+        for method in methods:
+            r = ends.get((method, period))
+            cells.append("—" if r is None else f"{100 * r['mAP']:.2f} / {100 * r['rank1']:.2f}")
+        published = paper_results.PERIODS.get((config.model.backbone, config.dataset.name))
+        cells.append(f"{published[period - 1][0]:.2f} / {published[period - 1][1]:.2f}"
+                     if published and period <= len(published) else "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
