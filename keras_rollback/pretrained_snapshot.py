@@ -1,10 +1,19 @@
 """`PretrainedSnapshot`: the pre-trained weights that blocks are rolled back to."""
 
+import hashlib
+import json
 import os
-import tempfile
+import warnings
 
 import numpy as np
 from keras import ops
+
+from keras_rollback import _atomic_files
+
+# The manifest travels inside the .npz, so the file and its checksums are
+# replaced by one atomic rename and can never disagree after a crash.
+_MANIFEST_KEY = "__manifest__"
+_FORMAT = "keras_rollback.PretrainedSnapshot/1"
 
 
 class PretrainedSnapshot:
@@ -18,6 +27,12 @@ class PretrainedSnapshot:
     Capture it once, before fine-tuning changes anything, and save it with
     the run: a resumed run must roll back to the true pre-trained weights,
     not to weights captured from a half-trained model.
+
+    `save` writes one `.npz` file atomically (temp file, then rename) holding
+    the arrays and a small JSON manifest with each array's shape, dtype and
+    SHA-256. `load` verifies all three (a truncated, corrupt or edited file
+    is reported by path and array name) and, given a partition, checks the
+    snapshot against the model.
 
     Example:
 
@@ -74,36 +89,86 @@ class PretrainedSnapshot:
             )
 
     def save(self, path):
-        """Writes the snapshot to a `.npz` file atomically (temp file, then rename)."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **{_key(p): a for p, a in self.arrays.items()})
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        """Writes the snapshot and its manifest to a `.npz` file atomically (temp file, then rename)."""
+        arrays = {_key(p): np.ascontiguousarray(a) for p, a in self.arrays.items()}
+        manifest = {
+            "format": _FORMAT,
+            "arrays": {
+                p: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _sha256(a)}
+                for p, a in zip(self.arrays, arrays.values())
+            },
+        }
+        arrays[_MANIFEST_KEY] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        _atomic_files.atomic_write(path, write, suffix=".npz")
 
     @classmethod
     def load(cls, path, partition=None):
-        """Reads a snapshot written by `save`, checked against `partition` if given."""
+        """Reads a snapshot written by `save`, verified against its manifest and checked against `partition` if given.
+
+        Raises:
+            FileNotFoundError: `path` does not exist.
+            ValueError: the file is truncated or corrupt, disagrees with its
+                manifest, or (given `partition`) misses weights of the
+                partition or has wrong shapes. The message names `path`.
+        """
         path = os.fspath(path)
         try:
             with np.load(path, allow_pickle=False) as data:
-                snapshot = cls({_path(k): data[k] for k in data.files})
+                arrays = {k: data[k] for k in data.files}
         except FileNotFoundError:
             raise
         except Exception as e:
-            raise ValueError(f"Cannot read pre-trained snapshot {path!r}: {e}") from e
+            raise ValueError(
+                f"Cannot read pre-trained snapshot {path!r} (truncated or corrupt file?): {e}"
+            ) from e
+        manifest = arrays.pop(_MANIFEST_KEY, None)
+        snapshot = cls({_path(k): a for k, a in arrays.items()})
+        if manifest is None:
+            warnings.warn(
+                f"Pre-trained snapshot {path!r} has no manifest (written by an older "
+                "keras_rollback): its checksums cannot be verified.",
+                stacklevel=2,
+            )
+        else:
+            snapshot._verify(manifest, path)
         if partition is not None:
             try:
                 snapshot.check(partition)
             except ValueError as e:
                 raise ValueError(f"Pre-trained snapshot {path!r}: {e}") from None
         return snapshot
+
+    def _verify(self, manifest, path):
+        try:
+            manifest = json.loads(manifest.tobytes().decode())
+            entries = manifest["arrays"]
+            if manifest.get("format") != _FORMAT or not isinstance(entries, dict):
+                raise ValueError(f"unknown format {manifest.get('format')!r}")
+        except Exception as e:
+            raise ValueError(f"Pre-trained snapshot {path!r} has an unreadable manifest: {e}") from e
+        missing = sorted(set(entries) - set(self.arrays))
+        unlisted = sorted(set(self.arrays) - set(entries))
+        damaged = sorted(
+            p
+            for p in set(entries) & set(self.arrays)
+            if [list(self.arrays[p].shape), self.arrays[p].dtype.str, _sha256(self.arrays[p])]
+            != [entries[p].get("shape"), entries[p].get("dtype"), entries[p].get("sha256")]
+        )
+        if missing or unlisted or damaged:
+            raise ValueError(
+                f"Pre-trained snapshot {path!r} does not match its manifest (corrupt or "
+                f"edited file): arrays missing {missing[:5]}, not in the manifest "
+                f"{unlisted[:5]}, with a wrong shape, dtype or checksum {damaged[:5]}."
+            )
+
+
+def _sha256(array):
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
 # npz member names are file names inside a zip: keep variable paths flat.

@@ -1,0 +1,69 @@
+"""Crash-safe file writes and checksums shared by snapshots and run checkpoints."""
+
+import hashlib
+import os
+import tempfile
+
+TEMP_MARKER = ".tmp-"
+
+
+def atomic_write(path, write, suffix=""):
+    """Writes `path` through `write(temp_path)`, then renames the temp file over `path`.
+
+    A reader sees the old file or the complete new one, never a partial one:
+    the temp file lives in the same directory (so the rename is atomic), is
+    flushed to disk before the rename, and is removed if writing fails. An
+    `OSError` (disk full, permissions) is re-raised naming `path`.
+
+    Args:
+        path: Final file path.
+        write: Callable writing the whole file to the path it is given.
+        suffix: Ending the temp file's name must have (writers such as
+            `model.save_weights` check it).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}{TEMP_MARKER}", suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"Cannot write {path!r}: {e.strerror or e}") from e
+        raise
+    _fsync_directory(directory)
+
+
+def sha256_of_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_temp_file(name):
+    """Whether `name` is a temp file left behind by an `atomic_write` that was killed."""
+    return name.startswith(".") and TEMP_MARKER in name
+
+
+def _fsync(path):
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_directory(directory):
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
