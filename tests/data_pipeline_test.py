@@ -162,6 +162,7 @@ def test_bad_image_fails_at_build_time_with_its_path(tiny, tmp_path):
         ({"random_erasing_probability": 1.5}, "Received: random_erasing_probability=1.5"),
         ({"random_crop_padding": -1}, "Received: random_crop_padding=-1"),
         ({"random_flip": 1}, "Received: random_flip=1"),
+        ({"num_parallel_calls": 0}, "Received: num_parallel_calls=0"),
     ],
 )
 def test_invalid_arguments_are_echoed(tiny, kwargs, message):
@@ -182,7 +183,8 @@ def test_model_fit_and_predict_on_the_current_backend(tiny):
         [keras.Input((*SIZE, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)]
     )
     model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(pipeline.make_train_dataset(tiny.train, image_size=SIZE, batch_size=8, seed=0), verbose=0)
+    train = pipeline.make_train_dataset(tiny.train, image_size=SIZE, batch_size=8, seed=0)
+    history = model.fit(train, shuffle=False, verbose=0)  # The dataset shuffles itself.
     assert np.isfinite(history.history["loss"][0])
     images = pipeline.make_eval_dataset(tiny.query, image_size=SIZE, batch_size=4).map(lambda b: b["image"])
     assert model.predict(images, verbose=0).shape == (len(tiny.query), num_classes)

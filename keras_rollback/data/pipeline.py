@@ -169,16 +169,32 @@ def read_image(path):
 
 
 def check_batch_size(batch_size):
+    """Raises `ValueError` echoing `batch_size` unless it is a positive int."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
         raise ValueError(f"Expected a positive integer batch_size. Received: batch_size={batch_size!r}.")
 
 
 def check_seed(seed):
+    """Raises `ValueError` echoing `seed` unless it is an int or `None`."""
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise ValueError(f"Expected an integer seed or None. Received: seed={seed!r}.")
 
 
+def check_num_parallel_calls(num_parallel_calls):
+    """Raises `ValueError` echoing the value unless it is positive or `tf.data.AUTOTUNE`."""
+    if (
+        not isinstance(num_parallel_calls, int)
+        or isinstance(num_parallel_calls, bool)
+        or (num_parallel_calls <= 0 and num_parallel_calls != tf.data.AUTOTUNE)
+    ):
+        raise ValueError(
+            "Expected a positive integer num_parallel_calls or tf.data.AUTOTUNE. "
+            f"Received: num_parallel_calls={num_parallel_calls!r}."
+        )
+
+
 def check_records(records, name):
+    """Returns `records` as a list; raises `ValueError` naming `name` if it is empty."""
     records = list(records)
     if not records:
         raise ValueError(f"Received no records: {name} is empty.")
@@ -207,15 +223,16 @@ def make_image_label_batches(
             (`source` is the image).
 
     Returns:
-        A `tf.data.Dataset` of float32 `[B, H, W, 3]` images and the labels.
+        A `tf.data.Dataset` of float32 `[B, H, W, 3]` images and int32 `[B]` labels.
     """
 
     def load(item, random_value):
         source, label = item
         image = transform.resize(decode(source) if decode else source)
         seed_pair = tf.stack([random_value, tf.constant(0, tf.int64)])
-        return transform.train_transform(image, seed_pair), label
+        return transform.train_transform(image, seed_pair), tf.cast(label, tf.int32)
 
+    check_num_parallel_calls(num_parallel_calls)
     randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     dataset = tf.data.Dataset.zip((dataset, randoms))
     dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
@@ -242,6 +259,7 @@ def make_file_label_batches(
     """
     check_batch_size(batch_size)
     check_seed(seed)
+    check_num_parallel_calls(num_parallel_calls)
     records = check_records(records, "records")
     negative = [record for record in records if record[1] < 0]
     if negative:
@@ -396,6 +414,7 @@ def make_eval_dataset(
     """
     transform = ImageTransform(image_size=image_size, preprocessing=preprocessing, interpolation=interpolation)
     check_batch_size(batch_size)
+    check_num_parallel_calls(num_parallel_calls)
     records = check_records(records, "records")
     records = image_files.drop_bad_images(records, check=image_check, on_bad_image=on_bad_image)
     dataset = tf.data.Dataset.from_tensor_slices(
