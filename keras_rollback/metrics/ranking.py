@@ -24,6 +24,9 @@ JUNK_PID = -1
 # Exact comparisons done at once for the items sharing a bin with a true match.
 _COMPARISONS_PER_STEP = 2**22
 _INT32_LIMIT = 2**31 - 1
+# Average gallery items per histogram bin: fewer bins make the histogram cheaper, more make
+# fewer items share a bin with a true match (those are compared exactly).
+_ITEMS_PER_BIN = 8
 
 
 class _Protocol:
@@ -102,36 +105,39 @@ def _true_match_positions(distances, slots, is_good, is_junk):
     goods_ahead = ops.sum(ops.cast(ops.logical_and(ahead, good[:, :, None]), "int32"), axis=1)
     junk_ahead = ops.sum(ops.cast(ops.logical_and(ahead, junk[:, :, None]), "int32"), axis=1)
 
-    # A grid of `num_bins` bins from the closest to the farthest true match of each row.
-    # The mapping is monotone, so an item in a lower bin is strictly closer than the match.
+    # Bins: a monotone map of each distance onto a grid of `num_bins` cells spanning the
+    # row's true matches, clipped to [0, num_bins + 1]. Being monotone, an item in a lower
+    # bin is strictly closer than a true match in a higher one; only the items sharing a
+    # bin with a true match need an exact comparison.
     has_good = ops.any(good, axis=1)
     lowest = ops.where(has_good, ops.min(ops.where(good, slot_distances, np.inf), axis=1), 0.0)
     highest = ops.where(has_good, ops.max(ops.where(good, slot_distances, -np.inf), axis=1), 0.0)
-    row_range = ops.max(distances, axis=1) - ops.min(distances, axis=1)
-    width = ops.where(highest > lowest, highest - lowest, ops.where(row_range > 0, row_range, 1.0))
-    num_bins = max(num_gallery, 2)
+    # A single true match (or equal ones): any width is exact; scale it with the distance.
+    width = ops.where(
+        highest > lowest, highest - lowest, ops.where(lowest != 0, ops.abs(lowest), 1.0)
+    )
+    num_bins = max(num_gallery // _ITEMS_PER_BIN, 2)
     scale = (num_bins - 1) / width
-    scaled = ops.clip((distances - lowest[:, None]) * scale[:, None], -1.0, float(num_bins))
-    bins = ops.cast(scaled + 1.0, "int32")  # 0: below the closest match; num_bins + 1: far above
-    slot_bins = ops.take_along_axis(bins, slots, axis=1)
-
+    origin = lowest - width / (num_bins - 1)  # the closest true match lands in bin ~1
+    scaled = ops.clip((distances - origin[:, None]) * scale[:, None], 0.0, float(num_bins + 1))
     bins_per_row = num_bins + 2
     row_offsets = ops.arange(num_rows, dtype="int32")[:, None] * bins_per_row
+    flat_bins = ops.reshape(ops.cast(scaled, "int32") + row_offsets, [-1])
+    slot_bins = ops.take(flat_bins, slots + ops.arange(num_rows, dtype="int32")[:, None] * num_gallery)
+
     histogram = ops.reshape(
-        ops.bincount(ops.reshape(bins + row_offsets, [-1]), minlength=num_rows * bins_per_row),
-        (num_rows, bins_per_row),
+        ops.bincount(flat_bins, minlength=num_rows * bins_per_row), (num_rows, bins_per_row)
     )
-    items_below = ops.cumsum(histogram, axis=1) - histogram
-    ahead_all = ops.take_along_axis(items_below, slot_bins, axis=1)
+    items_below = ops.reshape(ops.cumsum(histogram, axis=1) - histogram, [-1])
+    ahead_all = ops.take(items_below, slot_bins)
 
     # Items sharing a bin with a true match: compare them exactly with the row's slots.
     marked = ops.bincount(
-        ops.reshape(slot_bins + row_offsets, [-1]),
-        weights=ops.reshape(ops.cast(good, "float32"), [-1]),
+        ops.reshape(slot_bins, [-1]),
+        weights=ops.reshape(ops.cast(good, "int32"), [-1]),
         minlength=num_rows * bins_per_row,
     )
-    marked = ops.reshape(marked > 0, (num_rows, bins_per_row))
-    (candidates,) = ops.nonzero(ops.reshape(ops.take_along_axis(marked, bins, axis=1), [-1]))
+    (candidates,) = ops.nonzero(ops.take(marked, flat_bins))
     num_candidates = int(ops.shape(candidates)[0])
     step = max(1, _COMPARISONS_PER_STEP // int(ops.shape(slots)[1]))
     # Padded to a power of two (few shapes to compile); padding repeats item 0 of row 0
@@ -141,7 +147,6 @@ def _true_match_positions(distances, slots, is_good, is_junk):
     candidates = ops.pad(ops.cast(candidates, "int32"), [(0, num_padded - num_candidates)])
     is_candidate = ops.arange(num_padded) < num_candidates
     flat_distances = ops.reshape(distances, [-1])
-    flat_bins = ops.reshape(bins, [-1])
     for begin in range(0, num_padded, padded):
         flat = candidates[begin : begin + padded]
         row = flat // num_gallery

@@ -1,0 +1,170 @@
+"""Pictures of an evaluation: ranked lists and CMC curves, written as PNG files.
+
+Figures are drawn with matplotlib's object API on an Agg canvas, so nothing depends on (or
+changes) the global pyplot backend and no display is needed.
+"""
+
+import os
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from keras_rollback.metrics import _validation
+
+MATCH_COLOR = "#1a9e1a"
+MISMATCH_COLOR = "#d62020"
+
+
+def _save(figure, path):
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, format="png")
+    return os.fspath(path)
+
+
+def plot_cmc_curve(cmc, path, *, title="CMC"):
+    """Write a CMC curve (matching rate against rank) as a PNG file.
+
+    Parameters
+    ----------
+    cmc : array-like of shape (max_rank,) or dict of str -> array-like
+        One CMC curve with values in [0, 1], or several curves keyed by their legend label.
+    path : str or path-like
+        Output PNG file; parent folders are created.
+    title : str, default="CMC"
+
+    Returns
+    -------
+    path : str
+    """
+    curves = cmc if isinstance(cmc, dict) else {None: cmc}
+    if not curves:
+        raise ValueError("`cmc` is an empty dict; there is no curve to plot.")
+    figure = Figure(figsize=(5, 4), dpi=100)
+    axes = figure.add_subplot()
+    for label, values in curves.items():
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 1 or values.size == 0:
+            raise ValueError(
+                f"Each CMC curve must be a non-empty 1-D array. Received shape {values.shape} "
+                f"for {label!r}."
+            )
+        if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 1:
+            raise ValueError(f"CMC values must be finite and in [0, 1] (curve {label!r}).")
+        ranks = np.arange(1, values.size + 1)
+        axes.plot(ranks, 100 * values, marker="." if values.size <= 50 else None, label=label)
+    axes.set_xlabel("rank")
+    axes.set_ylabel("matching rate (%)")
+    axes.set_ylim(0, 100)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    if any(label is not None for label in curves):
+        axes.legend(loc="lower right")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_ranked_list(
+    distances,
+    query_paths,
+    gallery_paths,
+    query_pids,
+    gallery_pids,
+    query_camids,
+    gallery_camids,
+    path,
+    *,
+    query_indices=None,
+    top_k=10,
+):
+    """Write a picture of ranked lists: each query followed by its top-k gallery images.
+
+    Parameters
+    ----------
+    distances : array-like of shape (n_queries, n_gallery)
+        Smaller is more similar.
+    query_paths, gallery_paths : sequence of str, shapes (n_queries,) and (n_gallery,)
+        Image files.
+    query_pids, gallery_pids, query_camids, gallery_camids : array-like of int
+        Identities and cameras, as for `keras_rollback.metrics.ranking_scores`.
+    path : str or path-like
+        Output PNG file; parent folders are created.
+    query_indices : sequence of int or None, default=None
+        The queries to show (one row each); ``None`` shows the first five.
+    top_k : int, default=10
+        Gallery images per row.
+
+    Returns
+    -------
+    path : str
+
+    Notes
+    -----
+    The list is the one the metrics score (Market-1501 protocol): junk (identity -1, and the
+    query's identity seen by the query's camera) is left out; ties keep gallery order.
+    Correct matches are framed green, wrong ones red; the query has a black frame.
+    """
+    distances = np.asarray(distances)
+    if distances.ndim != 2 or not np.issubdtype(distances.dtype, np.floating):
+        raise ValueError(
+            f"`distances` must be a 2-D floating array. Received shape {distances.shape}, "
+            f"dtype {distances.dtype}."
+        )
+    num_queries, num_gallery = distances.shape
+    query_pids = _validation.check_ids(query_pids, "query_pids")
+    gallery_pids = _validation.check_ids(gallery_pids, "gallery_pids")
+    query_camids = _validation.check_ids(query_camids, "query_camids")
+    gallery_camids = _validation.check_ids(gallery_camids, "gallery_camids")
+    for values, name in ((query_paths, "query_paths"), (query_pids, "query_pids"), (query_camids, "query_camids")):
+        _validation.check_same_length(num_queries, values, name, "queries")
+    for values, name in ((gallery_paths, "gallery_paths"), (gallery_pids, "gallery_pids"), (gallery_camids, "gallery_camids")):
+        _validation.check_same_length(num_gallery, values, name, "gallery items")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"Received: top_k={top_k!r}. Expected a positive integer.")
+    if query_indices is None:
+        query_indices = range(min(5, num_queries))
+    query_indices = [int(q) for q in query_indices]
+    if not query_indices or any(not 0 <= q < num_queries for q in query_indices):
+        raise ValueError(
+            f"Received: query_indices={query_indices}. Expected indices in [0, {num_queries})."
+        )
+
+    figure = Figure(figsize=(1.1 * (top_k + 1), 2.4 * len(query_indices)), dpi=100)
+    grid = figure.subplots(len(query_indices), top_k + 1, squeeze=False)
+    for row, q in enumerate(query_indices):
+        junk = (gallery_pids == -1) | (
+            (gallery_pids == query_pids[q]) & (gallery_camids == query_camids[q])
+        )
+        order = np.argsort(distances[q], kind="stable")
+        ranked = order[~junk[order]][:top_k]
+        _show(grid[row, 0], query_paths[q], "black", f"query\nid {query_pids[q]}")
+        for column in range(1, top_k + 1):
+            axes = grid[row, column]
+            if column > len(ranked):
+                axes.axis("off")
+                continue
+            g = ranked[column - 1]
+            match = gallery_pids[g] == query_pids[q]
+            _show(
+                axes,
+                gallery_paths[g],
+                MATCH_COLOR if match else MISMATCH_COLOR,
+                f"{column}: id {gallery_pids[g]}\n{distances[q, g]:.3f}",
+            )
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _show(axes, image_path, color, label):
+    with Image.open(image_path) as image:
+        axes.imshow(np.asarray(image.convert("RGB")))
+    axes.set_xticks([])
+    axes.set_yticks([])
+    for spine in axes.spines.values():
+        spine.set_edgecolor(color)
+        spine.set_linewidth(4)
+    axes.set_title(label, fontsize=7)
