@@ -57,7 +57,9 @@ def resolve_source(arch, source=None):
     if source not in SOURCES:
         raise ValueError(f"Unknown backbone source. Received: source={source!r}. Expected one of {list(SOURCES)}.")
     if source == "keras_hub" and arch not in RESNET_CONFIGS:
-        raise ValueError(f"keras-hub has no {arch}. Received: arch={arch!r}, source={source!r}; use source='keras_applications'.")
+        raise ValueError(
+            f"keras-hub has no {arch}. Received: arch={arch!r}, source={source!r}; use source='keras_applications'."
+        )
     if source == "keras_applications" and arch not in _KERAS_APPLICATIONS:
         raise ValueError(
             f"keras.applications has no {arch} (it has {sorted(_KERAS_APPLICATIONS)}). "
@@ -85,7 +87,9 @@ def backbone_preprocessing(arch, source=None):
     return "torch" if source == "keras_hub" else _KERAS_APPLICATIONS[arch][1]
 
 
-def build_backbone(arch="resnet50", *, weights=None, source=None, input_shape=(None, None, 3), last_stride=2, name=None):
+def build_backbone(
+    arch="resnet50", *, weights=None, source=None, input_shape=(None, None, 3), last_stride=2, name=None
+):
     """Builds a convolutional backbone (no pooling, no classifier) and loads its weights.
 
     The ResNets of the paper (ResNet-34/50/101, and ResNet-18/152) are built

@@ -63,6 +63,11 @@ def main(argv):
     convert_torchvision_checkpoint(FLAGS.arch, FLAGS.input, FLAGS.output, prefix=FLAGS.prefix)
 
 
-if __name__ == "__main__":
+def run():
+    """Entry point of the CLI: defines the flags and runs `main`."""
     define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

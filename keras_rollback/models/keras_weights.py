@@ -40,7 +40,9 @@ def load_weights_strict(model, path):
     found = _layout(path)
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
-    mismatched = [f"{k}: file {found[k]} vs model {expected[k]}" for k in expected if k in found and found[k] != expected[k]]
+    mismatched = [
+        f"{k}: file {found[k]} vs model {expected[k]}" for k in expected if k in found and found[k] != expected[k]
+    ]
     if missing or unexpected or mismatched:
         raise ValueError(
             f"Weight file {path!r} does not fit model {model.name!r}; nothing was loaded. "
