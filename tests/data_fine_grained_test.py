@@ -17,6 +17,10 @@ def test_tfds_datasets_with_mock_data(name, num_classes):
         data = fine_grained.load_tfds_fine_grained(name, image_size=SIZE, batch_size=4, seed=0)
         train = list(data.train.as_numpy_iterator())
         test = list(data.test.as_numpy_iterator())
+        test_again = list(data.test.as_numpy_iterator())
+    for (images, labels), (images_again, labels_again) in zip(test, test_again):  # Fixed order.
+        np.testing.assert_array_equal(labels, labels_again)
+        np.testing.assert_array_equal(images, images_again)
     assert data.num_classes == num_classes and len(data.class_names) == num_classes
     assert [len(labels) for _, labels in train] == [4, 2]
     assert train[0][0].shape == (4, 24, 24, 3) and train[0][0].dtype == np.float32

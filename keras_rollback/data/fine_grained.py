@@ -134,9 +134,9 @@ def load_tfds_fine_grained(
     )
     train_split, test_split = TFDS_DATASETS[name]
     try:
-        (train, test), info = tfds.load(
+        train, info = tfds.load(
             name,
-            split=[train_split, test_split],
+            split=train_split,
             data_dir=data_dir,
             download=download,
             as_supervised=True,
@@ -144,6 +144,7 @@ def load_tfds_fine_grained(
             read_config=tfds.ReadConfig(shuffle_seed=seed),
             with_info=True,
         )
+        test = tfds.load(name, split=test_split, data_dir=data_dir, as_supervised=True, shuffle_files=False)
     except AssertionError as error:  # TFDS reports a missing dataset with an assert.
         raise FileNotFoundError(
             f"{name} is not prepared in data_dir={data_dir!r}; pass download=True or a data_dir "
