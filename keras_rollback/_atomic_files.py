@@ -24,7 +24,11 @@ def atomic_write(path, write, suffix=""):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}{TEMP_MARKER}", suffix=suffix)
+    prefix = f".{os.path.basename(path)}{TEMP_MARKER}"
+    for name in os.listdir(directory):  # Left behind by a writer that was killed.
+        if name.startswith(prefix):
+            os.unlink(os.path.join(directory, name))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
     os.close(fd)
     try:
         write(tmp)

@@ -1,0 +1,220 @@
+"""`RunCheckpoint`: crash-safe per-epoch checkpoints that a rerun of the same command resumes from."""
+
+import json
+import math
+import os
+import re
+import time
+import warnings
+
+import keras
+from keras.src.utils import io_utils
+
+from keras_rollback import _atomic_files
+
+_FORMAT = "keras_rollback.RunCheckpoint/1"
+_MANIFEST = re.compile(r"^epoch-(\d{6})\.json$")
+_CHECKPOINT_FILE = re.compile(r"^epoch-(\d{6})\.(json|weights\.h5)$")
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves the training state each epoch and resumes from the newest good one.
+
+    At the end of every epoch the model's weights and the optimizer's state
+    (momentum, iteration count, `LayerwiseSGD`'s learning-rate multipliers)
+    are written with `model.save_weights` to `epoch-NNNNNN.weights.h5` in
+    `directory`, followed by a small JSON manifest `epoch-NNNNNN.json` (the
+    number of finished epochs, the weights file's size and SHA-256). Both
+    are written atomically (temp file, flushed, then renamed), the manifest
+    last: a checkpoint exists once its manifest does, so a process killed at
+    any moment leaves only complete checkpoints behind. The newest `keep`
+    are kept.
+
+    When training begins, the newest checkpoint whose weights file matches
+    its manifest is loaded and `fit` continues at the epoch after it, as
+    with `keras.callbacks.BackupAndRestore`; a missing, truncated or corrupt
+    newer one is skipped with a warning naming its path. Rerunning the
+    command of a finished run trains no further epoch.
+
+    With `RollbackRefine`, give it `snapshot=<path>` so that the resumed run
+    rolls back to the saved pre-trained weights; the period and the group
+    learning rates follow from the epoch. The data order is the caller's: a
+    resumed run reproduces an uninterrupted one only if epoch `e` sees the
+    same batches in both, i.e. if the order is derived from (seed, epoch)
+    rather than from how many epochs this process has iterated.
+
+    An epoch whose loss is NaN or infinite is not saved (the previous
+    checkpoint stays the newest). Checkpoints are saved only at epoch ends:
+    `fit` cannot start in the middle of an epoch, so a mid-epoch checkpoint
+    would train some batches of the resumed epoch twice.
+
+    Example:
+
+    ```python
+    checkpoint = RunCheckpoint("workdir/checkpoints")
+    model.fit(train_ds, epochs=160, callbacks=[
+        RollbackRefine(partition, period_epochs=40, snapshot="workdir/pretrained.npz"),
+        checkpoint,
+        NanGuard(checkpoint),
+    ])
+    ```
+
+    Args:
+        directory: String or path-like. Folder of the checkpoints, used by
+            this run only. Created if needed.
+        keep: Integer >= 1. Number of newest checkpoints kept; older ones
+            are deleted after each save. Keep 2 or more to survive a
+            checkpoint damaged after it was written. Defaults to `2`.
+        verbose: 0 or 1. Whether to print a line at each save. Resuming and
+            skipping a damaged checkpoint are always reported. Defaults to `0`.
+    """
+
+    def __init__(self, directory, keep=2, verbose=0):
+        super().__init__()
+        if not isinstance(directory, (str, os.PathLike)) or not os.fspath(directory):
+            raise ValueError(
+                f"`directory` must be a non-empty path. Received: directory={directory!r}"
+            )
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 1:
+            raise ValueError(f"`keep` must be an integer >= 1. Received: keep={keep!r}")
+        if verbose not in (0, 1):
+            raise ValueError(f"`verbose` must be 0 or 1. Received: verbose={verbose!r}")
+        self.directory = os.fspath(directory)
+        self.keep = keep
+        self.verbose = verbose
+        self.last_saved = None
+        self._set_initial_epoch = False
+
+    def newest(self):
+        """Returns the newest checkpoint whose weights match its manifest, or None.
+
+        Damaged checkpoints on the way are skipped with a warning naming the
+        file. Lets a script learn the epoch it will resume at before `fit`
+        (to build a data pipeline that starts there).
+
+        Returns:
+            A dict with `epoch` (the number of finished epochs), `weights`
+            (the weights file's path) and `manifest` (the manifest's path),
+            or None when `directory` holds no usable checkpoint.
+        """
+        for manifest_path in self._manifests_newest_first():
+            try:
+                return self._verified(manifest_path)
+            except ValueError as e:
+                warnings.warn(f"{e} Falling back to the previous checkpoint.", stacklevel=2)
+        return None
+
+    def on_train_begin(self, logs=None):
+        self.last_saved = None
+        self._set_initial_epoch = False
+        checkpoint = self.newest()
+        if checkpoint is None:
+            return
+        model = self.model
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        try:
+            model.load_weights(checkpoint["weights"])
+        except Exception as e:
+            # The file is intact (its checksum matched): the model differs from the one saved.
+            raise ValueError(
+                f"Run checkpoint {checkpoint['weights']!r} does not fit model "
+                f"{model.name!r} (another architecture or optimizer?): {e}"
+            ) from e
+        model._initial_epoch = checkpoint["epoch"]
+        self._set_initial_epoch = True
+        self.last_saved = checkpoint
+        io_utils.print_msg(
+            f"RunCheckpoint: resumed from {checkpoint['weights']} after {checkpoint['epoch']} "
+            f"finished epochs; training continues at epoch {checkpoint['epoch'] + 1}."
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            warnings.warn(
+                f"Epoch {epoch + 1} ended with loss {float(loss)}: not saved; the newest checkpoint "
+                f"stays {self.last_saved['weights'] if self.last_saved else None!r}.",
+                stacklevel=2,
+            )
+            return
+        self._save(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        # `fit` keeps `_initial_epoch`; a later `fit` on this model must not inherit it.
+        if self._set_initial_epoch:
+            self.model._initial_epoch = None
+            self._set_initial_epoch = False
+
+    def _save(self, finished_epochs):
+        name = f"epoch-{finished_epochs:06d}"
+        weights_path = os.path.join(self.directory, f"{name}.weights.h5")
+        manifest_path = os.path.join(self.directory, f"{name}.json")
+        model = self.model
+        _atomic_files.atomic_write(weights_path, model.save_weights, suffix=".weights.h5")
+        manifest = {
+            "format": _FORMAT,
+            "epoch": finished_epochs,
+            "weights": os.path.basename(weights_path),
+            "bytes": os.path.getsize(weights_path),
+            "sha256": _atomic_files.sha256_of_file(weights_path),
+            "backend": keras.config.backend(),
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        _atomic_files.atomic_write(
+            manifest_path, lambda tmp: _write_text(tmp, json.dumps(manifest, indent=1)), suffix=".json"
+        )
+        self.last_saved = {"epoch": finished_epochs, "weights": weights_path, "manifest": manifest_path}
+        if self.verbose:
+            io_utils.print_msg(f"\nRunCheckpoint: saved {weights_path} ({finished_epochs} finished epochs).")
+        self._prune(finished_epochs)
+
+    def _prune(self, finished_epochs):
+        """Deletes all but the newest `keep` checkpoints, and files of interrupted writes.
+
+        Checkpoints newer than the one just saved were skipped as damaged at
+        train begin (the run went on from an older one): they go too.
+        """
+        current = [p for p in self._manifests_newest_first() if _epoch_of(p) <= finished_epochs]
+        kept_epochs = {_epoch_of(p) for p in current[: self.keep]}
+        for name in os.listdir(self.directory):
+            match = _CHECKPOINT_FILE.match(name)
+            if (match and int(match.group(1)) not in kept_epochs) or _atomic_files.is_temp_file(name):
+                os.remove(os.path.join(self.directory, name))
+
+    def _manifests_newest_first(self):
+        if not os.path.isdir(self.directory):
+            return []
+        names = sorted((n for n in os.listdir(self.directory) if _MANIFEST.match(n)), reverse=True)
+        return [os.path.join(self.directory, n) for n in names]
+
+    def _verified(self, manifest_path):
+        try:
+            with open(manifest_path) as f:
+                manifest = json.load(f)
+            if manifest.get("format") != _FORMAT:
+                raise ValueError(f"unknown format {manifest.get('format')!r}")
+            weights_path = os.path.join(self.directory, manifest["weights"])
+            expected = (int(manifest["epoch"]), int(manifest["bytes"]), manifest["sha256"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"Run checkpoint manifest {manifest_path!r} is unreadable: {e}.") from None
+        if expected[0] != _epoch_of(manifest_path):
+            raise ValueError(f"Run checkpoint manifest {manifest_path!r} names epoch {expected[0]}.")
+        if not os.path.exists(weights_path):
+            raise ValueError(f"Run checkpoint {weights_path!r} is missing.")
+        found = (expected[0], os.path.getsize(weights_path), _atomic_files.sha256_of_file(weights_path))
+        if found != expected:
+            raise ValueError(
+                f"Run checkpoint {weights_path!r} is truncated or corrupt: {found[1]} bytes, "
+                f"SHA-256 {found[2][:12]}..., its manifest says {expected[1]} bytes, {expected[2][:12]}...."
+            )
+        return {"epoch": expected[0], "weights": weights_path, "manifest": manifest_path}
+
+
+def _epoch_of(manifest_path):
+    return int(_MANIFEST.match(os.path.basename(manifest_path)).group(1))
+
+
+def _write_text(path, text):
+    with open(path, "w") as f:
+        f.write(text)
