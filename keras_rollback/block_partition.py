@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
+from keras_rollback.resolution_blocks import ResolutionBlocks, format_resolution, layer_resolutions
+
 HEAD = "head"
 
 
@@ -74,6 +76,12 @@ class BlockPartition:
         self.rules[head_name] = _as_rules(head_name, head)
         self.model_name = model.name
         self._paths, self._shapes, self._group_of_path = _assign(model, self.rules)
+        # (layer name, group, resolution) of each layer with weights, in graph order.
+        self._layers = [
+            (layer.name, self._group_of_path[layer.weights[0].path], resolution)
+            for layer, resolution in layer_resolutions(model)
+            if layer.weights[0].path in self._group_of_path
+        ]
 
     @property
     def group_names(self):
@@ -126,12 +134,22 @@ class BlockPartition:
             f"{extra[:5]}{' ...' if len(extra) > 5 else ''}."
         )
 
-    def table(self):
-        """Per-group statistics: a list of dicts.
+    def table(self, plan=None, epochs=None):
+        """Per-group statistics: a list of dicts, the blocks in order, then the head.
 
-        Keys: `group`, `layers` (layers owning weights), `conv_layers` (layers
-        with a 4-D kernel), `trainable_params`, `non_trainable_params`.
+        Keys: `group`, `resolution` (the distinct spatial sizes of the
+        group's layers, largest first; empty for the head or a model without
+        a functional graph), `layers` (layers owning weights), `conv_layers`
+        (layers with a 4-D kernel), `trainable_params`,
+        `non_trainable_params`, and with a `plan`, `rolled_back_in` (the
+        numbers of the periods that start by rolling the group back).
+
+        Args:
+            plan: Optional `RefinePlan`.
+            epochs: Optional integer. Training epochs, for a plan whose
+                number of periods follows from them.
         """
+        rolled_back_in = self._rollback_periods(plan, epochs)
         rows = []
         for group in self.group_names:
             paths = self.paths(group)
@@ -144,32 +162,112 @@ class BlockPartition:
             sizes = [(int(np.prod(self._shapes[p][0])), self._shapes[p][1]) for p in paths]
             trainable = sum(size for size, is_trainable in sizes if is_trainable)
             frozen = sum(size for size, is_trainable in sizes if not is_trainable)
-            rows.append(
-                {
-                    "group": group,
-                    "layers": len(layers),
-                    "conv_layers": len(conv_layers),
-                    "trainable_params": trainable,
-                    "non_trainable_params": frozen,
-                }
-            )
+            resolutions = {r for _, g, r in self._layers if g == group and r is not None}
+            row = {
+                "group": group,
+                "resolution": tuple(sorted(resolutions, key=np.prod, reverse=True)) if group != self.head_name else (),
+                "layers": len(layers),
+                "conv_layers": len(conv_layers),
+                "trainable_params": trainable,
+                "non_trainable_params": frozen,
+            }
+            if rolled_back_in is not None:
+                row["rolled_back_in"] = rolled_back_in[group]
+            rows.append(row)
         return rows
 
-    def summary(self, print_fn=None):
-        """Prints one line per block and the head: layers, conv layers, parameters.
+    def summary(self, plan=None, epochs=None, print_fn=None):
+        """Prints one line per block and the head: resolution, layers, conv layers, parameters.
+
+        With a `plan`, a last column lists the periods that start by rolling
+        the group back ("-": never).
 
         Args:
+            plan: Optional `RefinePlan`.
+            epochs: Optional integer. Training epochs, for a plan whose
+                number of periods follows from them.
             print_fn: Callable taking one string. Defaults to `print`.
         """
         print_fn = print_fn or print
-        header = f"{'group':<12}{'layers':>8}{'conv':>6}{'trainable':>14}{'non-trainable':>15}"
+        rows = self.table(plan, epochs)
+        width = max(12, *(len(g) + 2 for g in self.group_names))
+        header = (
+            f"{'group':<{width}}{'resolution':>16}{'layers':>8}{'conv':>6}"
+            f"{'trainable':>14}{'non-trainable':>15}"
+        )
+        if plan is not None:
+            header += "  rolled back in periods"
         lines = [f'BlockPartition of model "{self.model_name}"', header, "-" * len(header)]
-        for row in self.table():
-            lines.append(
-                f"{row['group']:<12}{row['layers']:>8}{row['conv_layers']:>6}"
-                f"{row['trainable_params']:>14,}{row['non_trainable_params']:>15,}"
+        for row in rows:
+            line = (
+                f"{row['group']:<{width}}{format_resolution(row['resolution']):>16}{row['layers']:>8}"
+                f"{row['conv_layers']:>6}{row['trainable_params']:>14,}{row['non_trainable_params']:>15,}"
             )
+            if plan is not None:
+                line += "  " + (", ".join(map(str, row["rolled_back_in"])) or "-")
+            lines.append(line)
         print_fn("\n".join(lines))
+
+    def plot(self, path, plan=None, epochs=None):
+        """Writes a PNG of the blocks along the network.
+
+        Each layer with weights is a bar at its position in the graph, as
+        high as its feature-map side (log scale) and coloured by group; each
+        block is labelled with its resolution, parameters and, with a `plan`,
+        the periods that roll it back.
+
+        Args:
+            path: String or path-like. PNG file to write.
+            plan: Optional `RefinePlan`.
+            epochs: Optional integer. Training epochs, for a plan whose
+                number of periods follows from them.
+        """
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        rows = {row["group"]: row for row in self.table(plan, epochs)}
+        layers = [(name, group, r) for name, group, r in self._layers]
+        if not layers:
+            raise ValueError(
+                f"Model {self.model_name!r} has no functional graph to plot: "
+                "build it as a functional or Sequential model."
+            )
+        colours = {group: f"C{i % 10}" for i, group in enumerate(self.group_names)}
+        heights = [max(r) if r is not None else 1 for _, _, r in layers]
+        figure = Figure(figsize=(max(8.0, min(24.0, len(layers) / 12)), 4.5), layout="constrained")
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        axes.bar(range(len(layers)), [h - 0.5 for h in heights], bottom=0.5, width=1.0,
+                 color=[colours[g] for _, g, _ in layers])
+        axes.set_yscale("log", base=2)
+        axes.set_xlim(-0.5, len(layers) - 0.5)
+        axes.set_xlabel("layers with weights, in graph order")
+        axes.set_ylabel("feature-map side (output)")
+        figure.suptitle(f'BlockPartition of model "{self.model_name}"')
+        for group in self.group_names:
+            positions = [i for i, (_, g, _) in enumerate(layers) if g == group]
+            if not positions:
+                continue
+            row = rows[group]
+            label = [group, format_resolution(row["resolution"]),
+                     f"{row['trainable_params'] + row['non_trainable_params']:,} params"]
+            if plan is not None:
+                periods = ", ".join(map(str, row["rolled_back_in"])) or "-"
+                label.append(f"rolled back: {periods}")
+            axes.text((positions[0] + positions[-1]) / 2, 1.02, "\n".join(label), ha="center",
+                      va="bottom", fontsize=7, transform=axes.get_xaxis_transform())
+        figure.savefig(path, format="png", dpi=100)
+
+    def _rollback_periods(self, plan, epochs):
+        if plan is None:
+            return None
+        if not hasattr(plan, "resolve"):
+            raise ValueError(f"`plan` must be a RefinePlan. Received: plan={plan!r}")
+        periods = plan.resolve(self.block_names, self.head_name, epochs=epochs)
+        return {
+            group: tuple(p.number for p in periods if group in p.rolled_back and p.start_epoch > 0)
+            for group in self.group_names
+        }
 
     def get_config(self):
         return {
@@ -198,6 +296,15 @@ class BlockPartition:
         position between the `mixedN` layers and then written as exact
         layer-name rules for this model.
 
+        The modern keras.applications backbones get `by_resolution` blocks
+        `B1..BN` (one per feature-map resolution), cut at their last
+        backbone layer so that a classifier built in (`include_top=True`)
+        forms the head: EfficientNetB0-B7 and EfficientNetV2 (`top_activation`;
+        five blocks, the input `Normalization` in `B1`), MobileNetV2
+        (`out_relu`), MobileNetV3Small/Large (`conv_1_bn`), DenseNet121/169/201
+        (`bn`) and ConvNeXt (its last stage, with the final `LayerNormalization`
+        of `include_top=False`).
+
         Args:
             model: `keras.Model` containing one of the backbones above.
 
@@ -210,10 +317,15 @@ class BlockPartition:
             if blocks is not None:
                 break
         else:
+            names = {layer.name for layer in _all_layers(model)}
+            for signature, feature_layer in _RESOLUTION_PRESETS:
+                if all(any(re.fullmatch(pattern, n) for n in names) for pattern in signature):
+                    return cls.by_resolution(model, feature_layer=feature_layer)
             raise ValueError(
                 f"No preset partition for model {model.name!r}: it contains no "
-                "keras.applications ResNet/ResNetV2/InceptionV3 or keras-hub "
-                "ResNetBackbone. Build one with explicit rules: "
+                "keras.applications ResNet/ResNetV2/InceptionV3/EfficientNet/"
+                "MobileNetV2/V3/DenseNet/ConvNeXt or keras-hub ResNetBackbone. Use "
+                "BlockPartition.by_resolution(model) or explicit rules: "
                 "BlockPartition(model, blocks={...}, head=[...])."
             )
         head_layers = _ordered_unique(
@@ -228,6 +340,91 @@ class BlockPartition:
                 "rolled back."
             )
         return cls(model, blocks=blocks, head=[re.escape(n) + "/" for n in head_layers])
+
+    @classmethod
+    def by_resolution(
+        cls, model, *, feature_layer=None, merge=None, split=None, exclude=None, block_names=None, head_name=HEAD
+    ):
+        """Partitions a CNN into blocks of one feature-map resolution each, the paper's definition.
+
+        Follows the functional graph from the input to `feature_layer` (into
+        nested functional and Sequential models, so a backbone inside a ReID
+        model works) and starts a new block wherever the resolution of the
+        layers' outputs drops; every weight after the feature layer (pooling,
+        classifier) and of the excluded layers forms the head. See
+        `ResolutionBlocks` for the exact rules (residual adds and
+        squeeze-and-excitation branches belong to the block of their output,
+        valid-padding border trims do not start a block, a resolution without
+        trainable weights joins the next block). The result is an ordinary
+        rule-based partition: `get_config()` lists each block's layers.
+
+        For keras.applications ResNet50/101/152 this gives exactly
+        `for_model`'s stem, conv2_x..conv5_x (with `block_names`). Where a
+        network's stages are named differently from where its resolution
+        drops, the two differ, and `for_model` keeps the names:
+
+        * InceptionV3 gives five resolutions: the stem has two (stride-2 conv
+          and max-pooling each halve it), then mixed0-2, mixed3-7, mixed8-10.
+          The paper's B1..B4 (Table 7) put the whole stem in B1:
+          `merge=[["B1", "B2"]]`. The reduction modules mixed3 and mixed8 still
+          differ: the convolutions of their branches before the stride-2
+          convolution (2 in mixed3, 4 in mixed8, with their BatchNorms) run at
+          the higher resolution and so belong to the block below, while the
+          paper and `for_model` cut at the `mixedN` layers.
+        * keras.applications ResNetV2 strides in the last unit of a stage, so
+          that unit's 3x3 and last 1x1 convolution move to the next block.
+        * ResNets that stride in the 3x3 convolution (keras-hub, torchvision
+          v1.5) move the first unit's 1x1 reduction of conv3_x..conv5_x down.
+        * A network built with `last_stride=1` has conv4_x and conv5_x at one
+          resolution: use `split=["conv5_block1_1_conv"]` to separate them.
+
+        Example:
+
+        ```python
+        backbone = keras.applications.EfficientNetB0(include_top=False, weights=None)
+        inputs = keras.Input((224, 224, 3))
+        x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(200, name="fc")(x))
+        partition = BlockPartition.by_resolution(model)  # B1..B5: 112, 56, 28, 14, 7
+        partition.summary(plan=RefinePlan(period_epochs=40, periods=4))
+        ```
+
+        Args:
+            model: Built functional or Sequential `keras.Model`.
+            feature_layer: Optional string. Name of the backbone's last layer
+                (also a layer of a nested model, or a nested model's name for
+                its output). Defaults to `None`: the layer with the last
+                spatial output.
+            merge: Optional list of lists of consecutive block names as found
+                without `merge`/`split` (`"B1"`, `"B2"`, ...), each joined into
+                one block. Defaults to `None`.
+            split: Optional list of layer names, each starting a new block with
+                the later layers of its block. Defaults to `None`.
+            exclude: Optional list of layer names (or nested models) whose
+                weights go to the head, never rolled back. Defaults to `None`.
+            block_names: Optional list naming the final blocks. Defaults to
+                `None`: `"B1"`, `"B2"`, ...
+            head_name: String. Name of the head group. Defaults to `"head"`.
+
+        Returns:
+            A `BlockPartition`.
+        """
+        found = ResolutionBlocks.find(
+            model, feature_layer=feature_layer, exclude=exclude, merge=merge, split=split, block_names=block_names
+        )
+        if head_name in found.names:
+            raise ValueError(
+                f"Block name {head_name!r} is reserved for the head. Received: block_names={list(found.names)}"
+            )
+        blocks = {name: _layer_rules(layers) for name, layers in zip(found.names, found.layers)}
+        in_blocks = {w.path for layers in found.layers for layer in layers for w in layer.weights}
+        head_paths = [w.path for w in model.weights if w.path not in in_blocks]
+        if not head_paths:
+            raise ValueError(
+                f"Model {model.name!r} has no weights after feature layer {found.feature_layer!r}: a "
+                "rolling-back model needs a new head (classifier) that is never rolled back."
+            )
+        return cls(model, blocks=blocks, head=_path_rules(head_paths), head_name=head_name)
 
     def _check_group(self, group):
         if group not in self.rules:
@@ -265,12 +462,14 @@ def _assign(model, rules):
             "give its layers unique names."
         )
     used = {(g, r): False for g, rs in rules.items() for r in rs}
+    # Compiled once: generated partitions have more rules than `re`'s pattern cache.
+    compiled = {g: [(r, re.compile(r)) for r in rs] for g, rs in rules.items()}
     group_of_path = {}
     unmatched = []
     for path in paths:
         groups = []
-        for group, group_rules in rules.items():
-            hits = [r for r in group_rules if re.match(r, path)]
+        for group, group_rules in compiled.items():
+            hits = [r for r, pattern in group_rules if pattern.match(path)]
             for r in hits:
                 used[(group, r)] = True
             if hits:
@@ -300,6 +499,16 @@ def _assign(model, rules):
     return paths, shapes, group_of_path
 
 
+def _layer_rules(layers):
+    return _path_rules([w.path for layer in layers for w in layer.weights])
+
+
+def _path_rules(paths):
+    """Rules matching exactly `paths`: one per layer directory (`conv1_conv/`), else the path."""
+    directories = _ordered_unique(p.rsplit("/", 1)[0] for p in paths if "/" in p)
+    return [re.escape(d) + "/" for d in directories] + [re.escape(p) + "$" for p in paths if "/" not in p]
+
+
 def _ordered_unique(items):
     return list(dict.fromkeys(items))
 
@@ -312,13 +521,25 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+# keras.applications families partitioned by resolution: (regular expressions that
+# layer names of the family match, the backbone's last layer or None for the last
+# feature map).
+_RESOLUTION_PRESETS = (
+    (("stem_conv", "top_conv", "top_activation"), "top_activation"),  # EfficientNet, V2
+    (("Conv1", "expanded_conv_project", "out_relu"), "out_relu"),  # MobileNetV2
+    (("expanded_conv_depthwise", "conv_1", "conv_1_bn"), "conv_1_bn"),  # MobileNetV3
+    (("conv2_block1_0_bn", "pool2_conv", "bn"), "bn"),  # DenseNet
+    ((r".+_stem", r".+_stage_3_block_\d+_layer_scale"), None),  # ConvNeXt
+)
+
 _RESNET_STAGES = ("conv2_x", "conv3_x", "conv4_x", "conv5_x")
 
 
 def _resnet_rules(model, paths):
     # keras.applications ResNet v1 and v2 share names: conv1_conv, convK_blockJ_...;
-    # v2 ends with a `post_bn` that acts on conv5's output.
-    if not {"conv1_conv/kernel", "conv5_block1_1_conv/kernel"} <= set(paths):
+    # v2 ends with a `post_bn` that acts on conv5's output. DenseNet has the same
+    # names but no projection shortcut (`_0_conv`).
+    if not {"conv1_conv/kernel", "conv2_block1_0_conv/kernel", "conv5_block1_1_conv/kernel"} <= set(paths):
         return None
     blocks = {"stem": ["conv1_"]}
     for k, stage in enumerate(_RESNET_STAGES, start=2):
