@@ -1,0 +1,236 @@
+"""Keras-side training benchmarks on the active backend (one backend per process).
+
+Tasks (`--task`, each writes one JSON file):
+* `step`: ResNet-50 + 751-way FC training step throughput (images/s, `train_on_batch`,
+  `LayerwiseSGD`), then the optimizer step alone, `LayerwiseSGD` against
+  `keras.optimizers.SGD`, on ResNet-50's trainable variables, compiled the way the
+  backend compiles training (a model whose only weights are those variables and whose
+  loss is trivially cheap, so the step is the gradient fill plus the optimizer update),
+  then the rollback itself: restore every block of ResNet-101 from its host snapshot and
+  reset the momentum.
+* `fit`: short `model.fit` runs of ResNet-50 with periods of one epoch, so that every
+  epoch after the first starts with a rollback. With `--callback`, fits without and with
+  `RollbackRefine` alternate (paired epoch times); without it, only plain fits run. Either
+  way the process's peak resident memory is recorded, so that two processes give the peak
+  RSS of training without and with the callback (host snapshot included).
+
+Usage (normally called by `benchmarks/run_all.py`):
+    KERAS_BACKEND=jax python benchmarks/keras_training.py --task step --output out.json
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+from keras_rollback import BlockPartition, LayerwiseSGD, PretrainedSnapshot, RollbackRefine  # noqa: E402
+
+NUM_CLASSES = 751
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+RESNETS = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101}
+
+
+def reid_resnet(depth, image_size):
+    """keras.applications ResNet (random weights), average pooling, FC head named `fc`."""
+    backbone = RESNETS[depth](weights=None, include_top=False, pooling="avg", input_shape=(*image_size, 3))
+    inputs = keras.Input((*image_size, 3))
+    outputs = keras.layers.Dense(NUM_CLASSES, name="fc")(backbone(inputs))
+    return keras.Model(inputs, outputs, name=f"reid_resnet{depth}")
+
+
+def layerwise_sgd():
+    return LayerwiseSGD(learning_rate=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+def random_batch(image_size, batch_size, steps=1, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.normal(size=(batch_size * steps, *image_size, 3)).astype("float32")
+    labels = rng.integers(0, NUM_CLASSES, size=(batch_size * steps,)).astype("int32")
+    return images, labels
+
+
+def timed_runs(function, warmup, repeats, steps):
+    """Seconds per call of `function`: median and all runs (each the mean over `steps` calls)."""
+    for _ in range(warmup):
+        function()
+    runs = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            function()
+        runs.append((time.perf_counter() - start) / steps)
+    return statistics.median(runs), runs
+
+
+class VariableBank(keras.layers.Layer):
+    """Holds variables of given shapes; its output is a cheap function of all of them."""
+
+    def __init__(self, shapes, **kwargs):
+        super().__init__(**kwargs)
+        self.shapes = [tuple(s) for s in shapes]
+
+    def build(self, input_shape):
+        self.bank = [
+            self.add_weight(shape=s, initializer="zeros", name=f"v{i}") for i, s in enumerate(self.shapes)
+        ]
+
+    def call(self, inputs):
+        total = ops.sum(ops.stack([ops.mean(v) for v in self.bank]))
+        return inputs + total
+
+
+def optimizer_step_seconds(shapes, make_optimizer, jit_compile, warmup, repeats, steps):
+    """Seconds per training step of a model whose step is one optimizer update of `shapes`."""
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, VariableBank(shapes, name="bank")(inputs))
+    model.compile(optimizer=make_optimizer(), loss="mse", jit_compile=jit_compile)
+    x, y = np.ones((1, 1), "float32"), np.zeros((1, 1), "float32")
+    return timed_runs(lambda: model.train_on_batch(x, y), warmup, repeats, steps)
+
+
+def step_task(args):
+    image_size = (args.height, args.width)
+    model = reid_resnet(50, image_size)
+    model.compile(optimizer=layerwise_sgd(), loss=LOSS, jit_compile=args.jit_compile)
+    images, labels = random_batch(image_size, args.batch_size)
+    step, step_runs = timed_runs(
+        lambda: model.train_on_batch(images, labels), args.warmup_steps, args.repeats, args.steps
+    )
+    result = {
+        "images_per_second": args.batch_size / step,
+        "images_per_second_runs": [args.batch_size / s for s in step_runs],
+        "step_seconds": step,
+    }
+    shapes = [tuple(v.shape) for v in model.trainable_variables]
+    result["optimizer_variables"] = len(shapes)
+    result["optimizer_parameters"] = int(sum(np.prod(s) for s in shapes))
+    del model
+    for name, make in (
+        ("keras_sgd", lambda: keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True)),
+        ("layerwise_sgd", layerwise_sgd),
+    ):
+        seconds, runs = optimizer_step_seconds(shapes, make, args.jit_compile, 2, args.repeats, 5)
+        result[f"{name}_step_seconds"] = seconds
+        result[f"{name}_step_runs"] = runs
+    if args.rollback:
+        result.update(rollback_seconds(args.repeats))
+    return result
+
+
+def rollback_seconds(repeats):
+    """Restore of every ResNet-101 block from the host snapshot + momentum reset."""
+    model = reid_resnet(101, (64, 32))  # Weights do not depend on the input size.
+    optimizer = layerwise_sgd()
+    model.compile(optimizer=optimizer, loss=LOSS)
+    optimizer.build(model.trainable_variables)
+    partition = BlockPartition.for_model(model)
+    snapshot = PretrainedSnapshot.capture(model, partition)
+
+    def rollback():
+        snapshot.restore(model, partition, partition.block_names)
+        optimizer.reset_momentum()
+        # Reading one value back waits for backends that assign asynchronously.
+        ops.convert_to_numpy(optimizer.momentums[-1])
+
+    seconds, runs = timed_runs(rollback, 1, max(repeats, 5), 1)
+    return {
+        "rollback_seconds": seconds,
+        "rollback_runs": runs,
+        "rollback_weights": len(partition.variables(model, partition.block_names)),
+        "rollback_megabytes": sum(a.nbytes for a in snapshot.arrays.values()) / 2**20,
+    }
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Time stamps at each epoch begin and at train end (placed first among callbacks)."""
+
+    def on_train_begin(self, logs=None):
+        self.stamps = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.stamps.append(time.perf_counter())
+
+    def on_train_end(self, logs=None):
+        self.stamps.append(time.perf_counter())
+
+    def epoch_seconds(self):
+        return list(np.diff(self.stamps))
+
+
+def fit_task(args):
+    image_size = (args.height, args.width)
+    model = reid_resnet(50, image_size)
+    model.compile(optimizer=layerwise_sgd(), loss=LOSS, jit_compile=args.jit_compile)
+    partition = BlockPartition.for_model(model)
+    images, labels = random_batch(image_size, args.batch_size, steps=args.steps_per_epoch)
+    epochs = min(args.epochs, len(partition.block_names))  # A period per epoch, one rollback each.
+    fit_kwargs = dict(batch_size=args.batch_size, epochs=epochs, shuffle=False, verbose=0)
+    model.fit(images, labels, batch_size=args.batch_size, epochs=1, verbose=0)  # Compilation.
+    plain, with_callback, snapshot_bytes = [], [], 0
+    for _ in range(args.repeats):
+        clock = EpochClock()
+        model.fit(images, labels, callbacks=[clock], **fit_kwargs)
+        plain.append(clock.epoch_seconds())
+        if args.callback:
+            clock = EpochClock()
+            refine = RollbackRefine(partition, period_epochs=1, verbose=0)
+            model.fit(images, labels, callbacks=[clock, refine], **fit_kwargs)
+            with_callback.append(clock.epoch_seconds())
+            snapshot_bytes = sum(a.nbytes for a in refine.snapshot.arrays.values())
+    result = {
+        "epochs": epochs,
+        "steps_per_epoch": args.steps_per_epoch,
+        # Epoch 0 of a RollbackRefine fit also captures the snapshot; later epochs roll back.
+        "plain_epoch_seconds": plain,
+        "callback_epoch_seconds": with_callback,
+        "snapshot_megabytes": snapshot_bytes / 2**20,
+        "backbone_weight_megabytes": sum(
+            int(np.prod(w.shape)) * 4 for w in partition.variables(model, partition.block_names)
+        )
+        / 2**20,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=["step", "fit"], required=True)
+    parser.add_argument("--height", type=int, default=288)
+    parser.add_argument("--width", type=int, default=144)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--jit_compile", default="auto", help="`auto`, `true` or `false` (model.compile).")
+    parser.add_argument("--warmup_steps", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3, help="Timed steps per repeat (task `step`).")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rollback", action="store_true", help="Also time the ResNet-101 rollback.")
+    parser.add_argument("--epochs", type=int, default=4, help="Epochs per fit (task `fit`).")
+    parser.add_argument("--steps_per_epoch", type=int, default=3, help="Task `fit`.")
+    parser.add_argument("--callback", action="store_true", help="Task `fit`: also fit with RollbackRefine.")
+    parser.add_argument("--output", required=True, help="JSON file for the results.")
+    args = parser.parse_args()
+    args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile.lower()]
+    start = time.perf_counter()
+    result = step_task(args) if args.task == "step" else fit_task(args)
+    result.update(
+        backend=keras.backend.backend(),
+        jit_compile=args.jit_compile,
+        keras_version=keras.__version__,
+        wall_seconds=time.perf_counter() - start,
+    )
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
