@@ -11,8 +11,8 @@ from keras.src.utils import io_utils
 from experiments import methods, pretrain, report
 from keras_rollback import BlockPartition, LayerwiseSGD, RollbackRefine
 from keras_rollback import data as reid_data
-from keras_rollback.evaluation import extract_features
-from keras_rollback.metrics import ranking_scores_from_features
+from keras_rollback.evaluation import extract_features, plot_cmc_curve, plot_ranked_list
+from keras_rollback.metrics import pairwise_distance, ranking_scores_from_features
 from keras_rollback.models import backbone_preprocessing, build_feature_model, build_reid_model
 
 READERS = {
@@ -99,7 +99,7 @@ def train_and_evaluate(config, method, dataset, weights, workdir):
     )
     device = str(keras.distribution.list_devices()[0])
     rows = report.read_history(os.path.join(workdir, "epochs.jsonl"), method, periods, device)
-    report.plot_cmc(evaluator.last_scores, os.path.join(workdir, "cmc.png"), title=method)
+    plot_cmc_curve(evaluator.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({method})")
     evaluator.plot_ranked_list(os.path.join(workdir, "ranked_list.png"))
     return rows
 
@@ -119,20 +119,25 @@ class ReIDEvaluator:
 
     def __call__(self):
         query, gallery = (
-            extract_features(self.feature_model, d, flip=self.config.evaluation.flip) for d in self.datasets
+            extract_features(self.feature_model, d, flip=self.config.evaluation.flip, verbose=0)
+            for d in self.datasets
         )
         self.last_features = (query, gallery)
         self.last_scores = ranking_scores_from_features(
-            query.features, gallery.features, query.pids, gallery.pids, query.camids, gallery.camids,
+            query["features"], gallery["features"], query["pid"], gallery["pid"], query["camid"], gallery["camid"],
             ap_method=self.config.evaluation.ap_method,
         )
         return self.last_scores.as_logs(ranks=(1, 5, 10))
 
     def plot_ranked_list(self, path):
-        if self.last_features is None:
-            return
+        """Each of the first queries followed by its top-10 gallery images (last evaluation)."""
         query, gallery = self.last_features
-        report.plot_ranked_list(query, gallery, path, num_queries=self.config.evaluation.ranked_list_queries)
+        plot_ranked_list(
+            pairwise_distance(query["features"], gallery["features"]),
+            query["path"], gallery["path"], query["pid"], gallery["pid"], query["camid"], gallery["camid"],
+            path,
+            query_indices=range(min(self.config.evaluation.ranked_list_queries, len(query["pid"]))),
+        )
 
 
 class EvaluateAndRecord(keras.callbacks.Callback):
@@ -150,6 +155,7 @@ class EvaluateAndRecord(keras.callbacks.Callback):
         self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        _ = self.model  # Reading `self.model` syncs JAX's weights into the shared variables.
         logs["wall_time"] = time.time() - self.started
         if epoch in self.epochs:
             scores = self.evaluate()
