@@ -267,7 +267,7 @@ class _LayerGraph:
                             feeds_spatial.add(index)
             last = [i for i in spatial if i not in feeds_spatial]
             if len(last) > 1:
-                names = list(dict.fromkeys(self.nodes[i].layer.name for i in last))
+                names = sorted({self.nodes[i].layer.name for i in last})
                 raise ValueError(
                     f"Model {model.name!r} has several last feature maps {names}: name the "
                     "backbone's last layer with `feature_layer=`."

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from keras_rollback import LayerwiseSGD, PretrainedSnapshot, RefinePlan, RollbackRefine
+from rollback_checks import PeriodStartProbe, assert_period_starts_from_rolled_back_state
 from testing_models import tiny_cnn, tiny_data, tiny_partition, weights_by_path
 
 MOMENTUM = 0.9
@@ -17,38 +18,6 @@ def _compiled_model():
     return model
 
 
-class PeriodStartProbe(keras.callbacks.Callback):
-    """Records weights and momentum around the first step of each epoch, through `self.model`."""
-
-    def __init__(self):
-        super().__init__()
-        self.end_of_epoch, self.before_first_step, self.after_first_step = {}, {}, {}
-        self.momentum_before, self.momentum_after = {}, {}
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def _momentum(self):
-        optimizer = self.model.optimizer
-        return {
-            v.path: keras.ops.convert_to_numpy(m).copy()
-            for v, m in zip(optimizer._trainable_variables, optimizer.momentums)
-        }
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.before_first_step[self.epoch] = weights_by_path(self.model)
-            self.momentum_before[self.epoch] = self._momentum()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == 0:
-            self.after_first_step[self.epoch] = weights_by_path(self.model)
-            self.momentum_after[self.epoch] = self._momentum()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.end_of_epoch[epoch] = weights_by_path(self.model)
-
-
 def test_first_step_of_each_period_starts_from_rolled_back_state():
     model = _compiled_model()
     partition = tiny_partition(model)
@@ -58,34 +27,11 @@ def test_first_step_of_each_period_starts_from_rolled_back_state():
     probe = PeriodStartProbe()
     model.fit(x, y, batch_size=8, epochs=8, shuffle=False, callbacks=[refine, probe], verbose=0)
 
-    trainable = {w.path for w in model.trainable_weights}
     for p, start in ((2, 2), (3, 4), (4, 6)):
-        before = probe.before_first_step[start]
-        previous_end = probe.end_of_epoch[start - 1]
         rolled_back = partition.block_names[p - 1 :]
         kept = partition.block_names[: p - 1]
-        for block in rolled_back:
-            for path in partition.paths(block):
-                # Pre-trained values exactly, BatchNorm moving statistics included...
-                np.testing.assert_array_equal(before[path], pretrained[path], err_msg=path)
-                # ...which training had changed: the rollback is not vacuous.
-                assert not np.array_equal(previous_end[path], pretrained[path]), path
-        for path in [q for g in (*kept, "head") for q in partition.paths(g)]:
-            np.testing.assert_array_equal(before[path], previous_end[path], err_msg=path)
-        for path, buf in probe.momentum_before[start].items():
-            np.testing.assert_array_equal(buf, 0.0, err_msg=path)
-
-        # The compiled step really started there: with a zero buffer, Nesterov SGD moves each
-        # weight by exactly lr * (1 + momentum) * buffer-after-step, at its group's rate.
         rates = refine.epoch_records[start]["learning_rates"]
-        after = probe.after_first_step[start]
-        for path in trainable:
-            rate = rates[partition.group_of(path)]
-            buf = probe.momentum_after[start][path]
-            assert np.any(buf != 0), path
-            np.testing.assert_allclose(
-                before[path] - after[path], rate * (1 + MOMENTUM) * buf, rtol=1e-4, atol=1e-7, err_msg=path
-            )
+        assert_period_starts_from_rolled_back_state(partition, probe, pretrained, start, rolled_back, rates, MOMENTUM)
         assert rates == {**dict.fromkeys(kept, 0.001), **dict.fromkeys(rolled_back, 0.01), "head": 0.01}
     assert refine.epoch_records[0]["learning_rates"] == {**dict.fromkeys(partition.block_names, 0.01), "head": 0.1}
 

@@ -35,3 +35,31 @@ def tiny_data(n=16, num_classes=3, input_shape=(8, 8, 3), seed=0):
 
 def weights_by_path(model):
     return {w.path: keras.ops.convert_to_numpy(w).copy() for w in model.weights}
+
+
+def skip_cnn(num_classes=3, input_shape=(16, 16, 3), seed=0):
+    """A functional CNN with a residual add, a strided projection shortcut and a squeeze-excite branch.
+
+    Resolution blocks: B1 (16x16) `stem_*`, `res_*`; B2 (8x8, then 6x6 after a valid
+    convolution) `down_*`, `se_conv`, `trim_*`; B3 (3x3) `top_*`; head `fc`.
+    """
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(4, 3, padding="same", name="stem_conv")(inputs)
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    y = layers.BatchNormalization(name="res_bn")(layers.Conv2D(4, 3, padding="same", name="res_conv")(x))
+    x = layers.ReLU(name="res_relu")(layers.Add(name="res_add")([x, y]))
+    shortcut = layers.Conv2D(8, 1, strides=2, name="down_proj")(x)
+    y = layers.Conv2D(8, 3, strides=2, padding="same", name="down_conv")(x)
+    y = layers.BatchNormalization(name="down_bn")(y)
+    scale = layers.GlobalAveragePooling2D(keepdims=True, name="se_pool")(y)
+    scale = layers.Conv2D(8, 1, activation="sigmoid", name="se_conv")(scale)
+    y = layers.Multiply(name="se_scale")([y, scale])
+    x = layers.ReLU(name="down_relu")(layers.Add(name="down_add")([shortcut, y]))
+    x = layers.BatchNormalization(name="trim_bn")(layers.Conv2D(8, 3, name="trim_conv")(x))
+    x = layers.MaxPooling2D(2, name="pool")(layers.ReLU(name="trim_relu")(x))
+    x = layers.BatchNormalization(name="top_bn")(layers.Conv2D(8, 3, padding="same", name="top_conv")(x))
+    x = layers.GlobalAveragePooling2D(name="gap")(layers.ReLU(name="top_relu")(x))
+    outputs = layers.Dense(num_classes, name="fc")(x)
+    return keras.Model(inputs, outputs, name="skip_cnn")
