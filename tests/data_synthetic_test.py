@@ -117,3 +117,26 @@ def test_invalid_arguments_are_echoed(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         synthetic.write_synthetic_market1501(tmp_path, **kwargs)
     assert not os.listdir(tmp_path)  # Nothing written.
+
+
+def test_raw_pixel_nearest_neighbour_is_far_from_solving_it(tmp_path):
+    # Rank-1 by the Market-1501 protocol (gallery images of the query's id and camera are
+    # ignored), on raw pixels: 15.6% here (16 test ids + distractors, chance ~6%; the data are
+    # deterministic), 2-9% with 32 test ids over seeds 0-2. A small CNN trained on 100 ids of
+    # a larger configuration reached 95% rank-1 (issue 4 notes).
+    root = synthetic.write_synthetic_market1501(tmp_path, num_test_identities=16, num_distractors=4, seed=0)
+    dataset = market1501.read_market1501(root)
+
+    def pixels(records):
+        return np.stack([tf.io.decode_jpeg(tf.io.read_file(r.path)).numpy().ravel() for r in records]).astype(np.float32)
+
+    query, gallery = pixels(dataset.query), pixels(dataset.gallery)
+    hits = []
+    for record, features in zip(dataset.query, query):
+        candidates = [
+            (np.sum((features - g_features) ** 2), g.pid)
+            for g, g_features in zip(dataset.gallery, gallery)
+            if not (g.pid == record.pid and g.camid == record.camid)
+        ]
+        hits.append(min(candidates)[1] == record.pid)
+    assert np.mean(hits) < 0.3, np.mean(hits)
