@@ -1,5 +1,8 @@
 """PretrainedSnapshot: capture, atomic save, checked load, restore of chosen blocks only."""
 
+import errno
+import json
+
 import numpy as np
 import pytest
 
@@ -50,3 +53,90 @@ def test_load_reports_missing_weights_and_bad_files(tmp_path):
         PretrainedSnapshot.load(garbage)
     with pytest.raises(FileNotFoundError):
         PretrainedSnapshot.load(tmp_path / "absent.npz")
+
+
+def _saved_snapshot(tmp_path):
+    model = tiny_cnn()
+    partition = tiny_partition(model)
+    path = tmp_path / "pretrained.npz"
+    PretrainedSnapshot.capture(model, partition).save(path)
+    return path, partition
+
+
+def _flip_byte_inside(path, array_key):
+    """Flips a byte in the middle of one array's data (the zip stores members uncompressed)."""
+    data = bytearray(path.read_bytes())
+    member = data.find(f"{array_key}.npy".encode())
+    offset = data.find(b"\x93NUMPY", member) + 200  # Past the .npy header.
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_manifest_records_shape_dtype_and_checksum_of_every_array(tmp_path):
+    path, partition = _saved_snapshot(tmp_path)
+    with np.load(path, allow_pickle=False) as data:
+        manifest = json.loads(data["__manifest__"].tobytes().decode())
+    entry = manifest["arrays"]["b1_conv/kernel"]
+    assert entry["shape"] == [3, 3, 3, 4]
+    assert entry["dtype"] == "<f4"
+    assert len(entry["sha256"]) == 64
+    assert "__manifest__" not in PretrainedSnapshot.load(path, partition).arrays
+
+
+def test_corrupted_array_is_reported_by_path_and_name(tmp_path):
+    path, partition = _saved_snapshot(tmp_path)
+    _flip_byte_inside(path, "b2_conv|kernel")
+    with pytest.raises(ValueError, match=r"pretrained\.npz.*(checksum \['b2_conv/kernel'\]|Bad CRC)"):
+        PretrainedSnapshot.load(path, partition)
+
+
+def test_truncated_file_is_reported_by_path(tmp_path):
+    path, partition = _saved_snapshot(tmp_path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"Cannot read pre-trained snapshot .*pretrained\.npz.*truncated or corrupt"):
+        PretrainedSnapshot.load(path, partition)
+
+
+def test_array_swapped_in_without_its_manifest_entry_is_reported(tmp_path):
+    path, partition = _saved_snapshot(tmp_path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["b3_bn|gamma"] = arrays["b3_bn|gamma"] * 2
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"pretrained\.npz.*does not match its manifest.*b3_bn/gamma"):
+        PretrainedSnapshot.load(path, partition)
+
+
+def test_file_without_manifest_loads_with_a_warning(tmp_path):
+    model = tiny_cnn()
+    partition = tiny_partition(model)
+    arrays = PretrainedSnapshot.capture(model, partition).arrays
+    path = tmp_path / "old.npz"
+    np.savez(path, **{p.replace("/", "|"): a for p, a in arrays.items()})
+    with pytest.warns(UserWarning, match=r"old\.npz.*no manifest"):
+        loaded = PretrainedSnapshot.load(path, partition)
+    np.testing.assert_array_equal(loaded.arrays["b1_conv/kernel"], arrays["b1_conv/kernel"])
+
+
+def test_failed_write_keeps_the_previous_file_and_names_the_path(tmp_path, monkeypatch):
+    path, partition = _saved_snapshot(tmp_path)
+    before = path.read_bytes()
+
+    def disk_full(file, **arrays):
+        file.write(b"PK partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    snapshot = PretrainedSnapshot.capture(tiny_cnn(seed=3), partition)
+    with pytest.raises(OSError, match=r"pretrained\.npz.*No space left on device") as info:
+        snapshot.save(path)
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["pretrained.npz"]
+
+
+def test_temp_file_of_a_killed_writer_is_removed_by_the_next_save(tmp_path):
+    path, partition = _saved_snapshot(tmp_path)
+    (tmp_path / ".pretrained.npz.tmp-abc123.npz").write_bytes(b"left by a SIGKILL")
+    PretrainedSnapshot.load(path, partition).save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["pretrained.npz"]
