@@ -56,6 +56,52 @@ def _check_record(record):
     assert record["periods_logged"] == [1, 1, 2, 2]
 
 
+def test_batch_size_scale_rules():
+    from keras_rollback.distribution import batch_size_scale
+
+    assert batch_size_scale(32) == 1.0
+    assert batch_size_scale(128) == 4.0
+    assert batch_size_scale(8) == 0.25
+    assert batch_size_scale(128, rule="sqrt") == 2.0
+    assert batch_size_scale(96, reference_batch_size=48) == 2.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"global_batch_size": 0}, "global_batch_size=0"),
+        ({"global_batch_size": 64.0}, "global_batch_size=64.0"),
+        ({"global_batch_size": 64, "reference_batch_size": -1}, "reference_batch_size=-1"),
+        ({"global_batch_size": 64, "rule": "cubic"}, "rule='cubic'"),
+    ],
+)
+def test_batch_size_scale_rejects_bad_arguments(kwargs, message):
+    from keras_rollback.distribution import batch_size_scale
+
+    with pytest.raises(ValueError, match=message):
+        batch_size_scale(**kwargs)
+
+
+def test_scaled_plan_scales_every_rate_and_keeps_the_schedule():
+    from keras_rollback import RefinePlan
+    from keras_rollback.distribution import scale_plan_for_batch_size
+
+    plan = RefinePlan(period_epochs=4, periods=3, decay_epochs=2, warmup_epochs=1)
+    scaled = scale_plan_for_batch_size(plan, 64)
+    blocks = ("B1", "B2", "B3")
+    original, doubled = plan.resolve(blocks), scaled.resolve(blocks)
+    assert [(p.start_epoch, p.epochs, p.rolled_back, p.kept) for p in doubled] == [
+        (p.start_epoch, p.epochs, p.rolled_back, p.kept) for p in original
+    ]
+    for a, b in zip(original, doubled):
+        for epoch in range(a.start_epoch, a.end_epoch):
+            expected = {group: 2 * rate for group, rate in a.learning_rates(epoch).items()}
+            assert b.learning_rates(epoch) == pytest.approx(expected, rel=1e-12)
+    assert plan.learning_rate == 0.01  # The given plan is left unchanged.
+    with pytest.raises(ValueError, match="must be a RefinePlan"):
+        scale_plan_for_batch_size({"learning_rate": 0.01}, 64)
+
+
 def test_tensorflow_mirrored_strategy_matches_single_device(tmp_path):
     import keras
 

@@ -1,0 +1,253 @@
+"""Runs every keras-rollback benchmark, side by side in one run, and prints one Markdown table.
+
+Each measurement runs in its own process, one after the other (never in parallel, so that
+they do not share the cores): the plain PyTorch ResNet-50 loop (`torch_reference.py`), the
+Keras ResNet-50 training step, optimizer step and ResNet-101 rollback on every backend
+(TensorFlow with and without XLA `jit_compile`, JAX, torch; `keras_training.py --task step`),
+`model.fit` with and without `RollbackRefine` and the peak resident memory of a training
+process with and without it (`keras_training.py --task fit`, two processes per backend), the
+Market-1501-scale evaluation (`evaluation.py`) and the input pipeline (`input_pipeline.py`).
+Every figure is a median of several repeats; ratios compare figures of this same run.
+
+The default size finishes in about 15 minutes on 2 CPU cores (images 96x48, batch 8); `--full`
+is the paper's size (288x144, batch 32, more repeats) for a GPU machine.
+
+Usage:
+    python benchmarks/run_all.py                 # reduced size, prints the table
+    python benchmarks/run_all.py --full --output_dir results/gpu
+"""
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+MARKET1501_TRAIN_IMAGES = 12936
+
+SIZES = {
+    "reduced": dict(height=96, width=48, batch_size=8, warmup_steps=1, steps=2, repeats=3,
+                    fit_epochs=3, fit_steps_per_epoch=2, fit_repeats=2,
+                    evaluation=["--repeats", "3"],
+                    input_pipeline=["--images=512", "--train_steps=2", "--batch_size=8"]),
+    "full": dict(height=288, width=144, batch_size=32, warmup_steps=3, steps=10, repeats=5,
+                 fit_epochs=5, fit_steps_per_epoch=20, fit_repeats=3,
+                 evaluation=["--repeats", "5"],
+                 input_pipeline=["--images=4096", "--train_steps=10", "--batch_size=32"]),
+}
+STEP_CONFIGS = [  # (label, backend, jit_compile)
+    ("tensorflow", "tensorflow", "false"),
+    ("tensorflow + XLA", "tensorflow", "true"),
+    ("jax", "jax", "auto"),
+    ("torch", "torch", "auto"),
+]
+
+
+def machine_description():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpu = "no GPU"
+    try:
+        names = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        ).stdout.split("\n")
+        gpu = ", ".join(n for n in names if n) or gpu
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {memory:.0f} GiB RAM, {gpu}"
+
+
+def run_process(name, command, backend, log, timeout):
+    """Runs one benchmark process; returns (stdout, error message or None)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    start = time.perf_counter()
+    print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+    try:
+        process = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=HERE.parent)
+    except subprocess.TimeoutExpired:
+        return "", f"timed out after {timeout} s"
+    log.write(f"===== {name}: {' '.join(command)}\n{process.stdout}\n{process.stderr}\n")
+    print(f"[{time.strftime('%H:%M:%S')}] {name}: {time.perf_counter() - start:.0f} s", flush=True)
+    if process.returncode:
+        return process.stdout, f"exit code {process.returncode}: {process.stderr.strip().splitlines()[-1:]}"
+    return process.stdout, None
+
+
+def run_json(name, script, arguments, backend, scratch, log, timeout):
+    output = pathlib.Path(scratch) / f"{name.replace(' ', '_').replace('+', 'plus')}.json"
+    _, error = run_process(name, [sys.executable, str(HERE / script), *arguments, f"--output={output}"],
+                           backend, log, timeout)
+    if error:
+        return {"error": error}
+    return json.loads(output.read_text())
+
+
+def run_benchmarks(args):
+    size = SIZES["full" if args.full else "reduced"]
+    common = [f"--height={size['height']}", f"--width={size['width']}", f"--batch_size={size['batch_size']}"]
+    steps = [f"--warmup_steps={size['warmup_steps']}", f"--steps={size['steps']}", f"--repeats={size['repeats']}"]
+    results = {
+        "size": "full" if args.full else "reduced",
+        "image_size": [size["height"], size["width"]],
+        "batch_size": size["batch_size"],
+        "machine": machine_description(),
+        "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "load_average_at_start": os.getloadavg(),
+    }
+    with tempfile.TemporaryDirectory() as scratch, open(pathlib.Path(args.output_dir) / "benchmark_log.txt", "w") as log:
+        results["torch_reference"] = run_json(
+            "pytorch", "torch_reference.py", [*common, *steps], None, scratch, log, args.timeout)
+        results["step"] = {}
+        for label, backend, jit in STEP_CONFIGS:
+            if backend not in args.backends:
+                continue
+            rollback = [] if jit == "true" else ["--rollback"]  # One rollback timing per backend.
+            results["step"][label] = run_json(
+                f"step {label}", "keras_training.py",
+                ["--task=step", *common, *steps, f"--jit_compile={jit}", *rollback], backend, scratch, log, args.timeout)
+        results["fit"] = {}
+        fit = [*common, f"--epochs={size['fit_epochs']}", f"--steps_per_epoch={size['fit_steps_per_epoch']}"]
+        for backend in args.fit_backends:
+            results["fit"][backend] = {
+                "without": run_json(f"fit {backend} without callback", "keras_training.py",
+                                    ["--task=fit", *fit, "--repeats=1"], backend, scratch, log, args.timeout),
+                "with": run_json(f"fit {backend} with callback", "keras_training.py",
+                                 ["--task=fit", *fit, f"--repeats={size['fit_repeats']}", "--callback"],
+                                 backend, scratch, log, args.timeout),
+            }
+        for name, script, arguments in (
+            ("evaluation", "evaluation.py", size["evaluation"]),
+            ("input_pipeline", "input_pipeline.py", size["input_pipeline"]),
+        ):
+            if args.skip_others:
+                continue
+            stdout, error = run_process(name, [sys.executable, str(HERE / script), *arguments],
+                                        args.other_backend, log, args.timeout)
+            results[name] = {"backend": args.other_backend, "output": stdout.strip().splitlines(), "error": error}
+    results["load_average_at_end"] = os.getloadavg()
+    return results
+
+
+def _fmt(value, spec):
+    return "n/a" if value is None else format(value, spec)
+
+
+def _median_of_later_epochs(runs):
+    """Median epoch time over epochs >= 1 of every run (epoch 0 also captures the snapshot)."""
+    return statistics.median(t for run in runs for t in run[1:]) if runs else None
+
+
+def markdown_table(results):
+    torch_rate = results["torch_reference"].get("images_per_second")
+    height, width = results["image_size"]
+    lines = [
+        f"Machine: {results['machine']}; load average at start/end "
+        f"{results['load_average_at_start'][0]:.1f}/{results['load_average_at_end'][0]:.1f}.",
+        f"Size: {results['size']} (ResNet-50 + 751-way FC at {height}x{width}, batch {results['batch_size']}, "
+        "SGD step included; medians of repeats).",
+        "",
+        "| Benchmark | Backend | Keras | Reference | Ratio |",
+        "|---|---|---|---|---|",
+    ]
+    if "error" in results["torch_reference"]:
+        lines.append(f"| PyTorch reference | torch | | failed: {results['torch_reference']['error']} | |")
+    for label, step in results["step"].items():
+        if "error" in step:
+            lines.append(f"| Training step, images/s | {label} | failed: {step['error']} | | |")
+            continue
+        rate = step["images_per_second"]
+        ratio = rate / torch_rate if torch_rate else None
+        lines.append(f"| Training step, images/s | {label} | {rate:.2f} | PyTorch eager {_fmt(torch_rate, '.2f')} "
+                     f"| {_fmt(ratio, '.2f')}x |")
+    for label, step in results["step"].items():
+        if "error" in step:
+            continue
+        sgd, ours = step["keras_sgd_step_seconds"], step["layerwise_sgd_step_seconds"]
+        share = (ours - sgd) / step["step_seconds"]
+        lines.append(
+            f"| Optimizer step, ms ({step['optimizer_variables']} variables, "
+            f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | LayerwiseSGD {ours * 1e3:.1f} | "
+            f"keras SGD {sgd * 1e3:.1f} | {ours / sgd:.2f}x; difference = {share:+.1%} of a training step |")
+    for label, step in results["step"].items():
+        if "rollback_seconds" in step:
+            lines.append(
+                f"| Rollback of all ResNet-101 blocks + momentum reset, s ({step['rollback_weights']} weights, "
+                f"{step['rollback_megabytes']:.0f} MiB) | {label} | {step['rollback_seconds']:.3f} | "
+                f"goal < 0.5 | {step['rollback_seconds'] / 0.5:.2f} of goal |")
+    for backend, fit in results["fit"].items():
+        without, with_ = fit["without"], fit["with"]
+        if "error" in without or "error" in with_:
+            lines.append(f"| fit with/without RollbackRefine | {backend} | failed: "
+                         f"{without.get('error') or with_.get('error')} | | |")
+            continue
+        plain = _median_of_later_epochs(with_["plain_epoch_seconds"])
+        refined = _median_of_later_epochs(with_["callback_epoch_seconds"])
+        capture = statistics.median(r[0] for r in with_["callback_epoch_seconds"]) - statistics.median(
+            r[0] for r in with_["plain_epoch_seconds"])
+        noise = max(statistics.pstdev(r[1:]) for r in with_["plain_epoch_seconds"]) if with_["epochs"] > 2 else None
+        step_seconds = plain / with_["steps_per_epoch"]
+        market_epoch = step_seconds * MARKET1501_TRAIN_IMAGES / results["batch_size"]
+        lines.append(
+            f"| Epoch with a rollback, s ({with_['steps_per_epoch']} steps; periods of 1 epoch) | {backend} | "
+            f"with RollbackRefine {refined:.3f} | without {plain:.3f} | difference {refined - plain:+.3f} s = "
+            f"{(refined - plain) / plain:+.1%} of this epoch, {(refined - plain) / market_epoch:+.2%} of a "
+            f"Market-1501 epoch at this size (noise sd {_fmt(noise, '.3f')} s) |")
+        lines.append(f"| Snapshot capture at epoch 0, s | {backend} | {capture:+.3f} | | |")
+        lines.append(
+            f"| Peak host RSS of a training process, MiB | {backend} | with RollbackRefine {with_['peak_rss_mib']:.0f} "
+            f"| without {without['peak_rss_mib']:.0f} | +{with_['peak_rss_mib'] - without['peak_rss_mib']:.0f} MiB; "
+            f"snapshot {with_['snapshot_megabytes']:.0f} MiB, backbone weights "
+            f"{with_['backbone_weight_megabytes']:.0f} MiB |")
+    for name in ("evaluation", "input_pipeline"):
+        if name in results:
+            entry = results[name]
+            text = "<br>".join(entry["output"][-8:]) if not entry["error"] else f"failed: {entry['error']}"
+            lines.append(f"| {name.replace('_', ' ').capitalize()} | {entry['backend']} | {text} | | |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="Paper size (288x144, batch 32) for a GPU machine.")
+    parser.add_argument("--output_dir", default="benchmark_results", help="Where the JSON, table and log go.")
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
+    parser.add_argument("--fit_backends", nargs="+", default=None,
+                        help="Backends for the fit/memory benchmark. Defaults to jax (all with --full).")
+    parser.add_argument("--other_backend", default="jax", help="Backend of the evaluation and input benchmarks.")
+    parser.add_argument("--skip_others", action="store_true", help="Skip the evaluation and input benchmarks.")
+    parser.add_argument("--timeout", type=int, default=1800, help="Seconds per benchmark process.")
+    parser.add_argument("--table_from", default=None, help="Only print the table of an earlier results JSON.")
+    args = parser.parse_args()
+    if args.fit_backends is None:
+        args.fit_backends = args.backends if args.full else ["jax"]
+    os.makedirs(args.output_dir, exist_ok=True)
+    output = pathlib.Path(args.output_dir)
+    if args.table_from:
+        results = json.loads(pathlib.Path(args.table_from).read_text())
+    else:
+        results = run_benchmarks(args)
+        (output / "benchmark_results.json").write_text(json.dumps(results, indent=1))
+    table = markdown_table(results)
+    results["table"] = table
+    (output / "benchmark_results.json").write_text(json.dumps(results, indent=1))
+    (output / "benchmark_results.md").write_text(table + "\n")
+    print(table)
+    print(f"\nWrote {output / 'benchmark_results.json'} and {output / 'benchmark_results.md'}.")
+
+
+if __name__ == "__main__":
+    main()
