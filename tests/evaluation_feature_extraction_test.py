@@ -115,7 +115,8 @@ def test_end_to_end_evaluation_on_real_market1501_crops(mini_market1501, tmp_pat
     # Pictures of the same evaluation.
     distances = pairwise_distance(query["features"], gallery["features"])
     ranked = plot_ranked_list(
-        distances, query["path"], gallery["path"], *ids, tmp_path / "ranked.png", top_k=5
+        distances, query["path"], gallery["path"], *ids, tmp_path / "ranked.png",
+        query_indices=[0, 1], top_k=3,
     )
     curve = plot_cmc_curve(scores.cmc, tmp_path / "cmc.png")
     for picture in (ranked, curve):

@@ -13,8 +13,12 @@ _ELEMENTS_PER_CHUNK = 2**22
 
 
 def automatic_chunk_size(num_queries, num_gallery):
-    """Number of query rows processed at once so that a chunk holds about 4M distances."""
-    return int(max(1, min(num_queries, _ELEMENTS_PER_CHUNK // max(num_gallery, 1))))
+    """Query rows processed at once: a power of two, so that a chunk holds at most 4M distances.
+
+    Powers of two keep the number of distinct shapes small for backends that compile per shape.
+    """
+    rows = max(1, _ELEMENTS_PER_CHUNK // max(num_gallery, 1))
+    return int(min(1 << (rows.bit_length() - 1), 1 << max(num_queries - 1, 0).bit_length()))
 
 
 def _check_features(query_features, gallery_features, metric):

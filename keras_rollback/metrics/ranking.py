@@ -13,6 +13,7 @@ and the result is exact, ties included.
 import warnings
 
 import numpy as np
+import keras
 from keras import ops
 
 from keras_rollback.metrics import _validation
@@ -21,12 +22,13 @@ from keras_rollback.metrics.ranking_scores import RankingScores
 
 AP_METHODS = ("non_interpolated", "trapezoidal")
 JUNK_PID = -1
-# Exact comparisons done at once for the items sharing a bin with a true match.
-_COMPARISONS_PER_STEP = 2**22
+# Items sharing a bin with a true match, compared exactly with the row's slots at once.
+_CANDIDATE_BLOCK = 2**14
 _INT32_LIMIT = 2**31 - 1
 # Average gallery items per histogram bin: fewer bins make the histogram cheaper, more make
 # fewer items share a bin with a true match (those are compared exactly).
 _ITEMS_PER_BIN = 8
+_COLUMN_MULTIPLE = 128
 
 
 class _Protocol:
@@ -60,7 +62,7 @@ class _Protocol:
         first = np.searchsorted(self._sorted_pids, pids, side="left")
         sizes = np.searchsorted(self._sorted_pids, pids, side="right") - first
         # A power of two, so that backends compiling per shape (JAX) see few shapes.
-        width = _next_power_of_two(int(sizes.max(initial=0)))
+        width = _next_power_of_two(max(int(sizes.max(initial=0)), 8))
         offsets = np.arange(width)
         present = offsets[None, :] < sizes[:, None]
         positions = np.minimum(first[:, None] + offsets[None, :], self.num_kept - 1)
@@ -73,97 +75,134 @@ def _next_power_of_two(n):
     return 1 << max(int(n) - 1, 0).bit_length()
 
 
-def _is_ahead(distance_a, index_a, distance_b, index_b):
-    """Whether item a is ranked before item b: closer, or equally close with a lower index."""
-    return ops.logical_or(
-        ops.less(distance_a, distance_b),
-        ops.logical_and(ops.equal(distance_a, distance_b), ops.less(index_a, index_b)),
+def _padded_shape(rows, columns, chunk_size):
+    """Few distinct shapes, so that backends compiling per shape (JAX) reuse their kernels:
+    a short last chunk grows towards the chunk size, columns to a multiple of 128."""
+    num_rows = max(rows, min(chunk_size, _next_power_of_two(max(rows, 8))))
+    return num_rows, -(-columns // _COLUMN_MULTIPLE) * _COLUMN_MULTIPLE
+
+
+def _padded_chunk(chunk, chunk_size, name, start):
+    """Checks a chunk of distances and pads it with +inf (farther than every true match).
+
+    A numpy chunk is checked and padded on the host, a backend tensor on its device.
+    """
+    rows, columns = (int(n) for n in ops.shape(chunk))
+    num_rows, num_columns = _padded_shape(rows, columns, chunk_size)
+    if isinstance(chunk, np.ndarray):
+        if not np.isfinite(chunk).all():
+            raise ValueError(
+                f"`{name}` contains non-finite values (NaN or inf) in rows "
+                f"[{start}, {start + rows}). Distances must be finite."
+            )
+        padded = np.full((num_rows, num_columns), np.inf, dtype=chunk.dtype)
+        padded[:rows, :columns] = chunk
+        return ops.convert_to_tensor(padded)
+    _validation.check_finite_chunk(chunk, name, start, start + rows)
+    return ops.pad(
+        chunk,
+        [(0, num_rows - rows), (0, num_columns - columns)],
+        constant_values=np.inf,
     )
 
 
+def _is_ahead(distance_a, index_a, distance_b, index_b):
+    """Whether item a is ranked before item b: closer, or equally close with a lower index."""
+    return (distance_a < distance_b) | ((distance_a == distance_b) & (index_a < index_b))
+
+
 def _true_match_positions(distances, slots, is_good, is_junk):
-    """Positions of the identity's items among the valid items of each row (backend ops).
+    """Positions of the identity's items among the valid items of each row.
+
+    The passes over the whole chunk run on the backend (`keras.ops`); everything of the
+    size of an identity group runs on the host in numpy.
 
     Args:
-        distances: float tensor (rows, G), junk identity -1 already removed.
-        slots, is_good, is_junk: numpy arrays (rows, M) from `_Protocol.identity_slots`.
+        distances: float tensor from `_padded_chunk`, junk identity -1 already removed.
+        slots, is_good, is_junk: numpy arrays (rows, M) from `_Protocol.identity_slots`
+            for the chunk's real rows.
 
     Returns:
         `(positions, goods_ahead)` int numpy arrays (rows, M): the 0-based position of each
         slot's item among the row's valid items, and how many true matches precede it.
     """
+    rows = len(slots)
     num_rows, num_gallery = (int(n) for n in ops.shape(distances))
-    slots = ops.convert_to_tensor(slots)
-    good = ops.convert_to_tensor(is_good)
-    junk = ops.convert_to_tensor(is_junk)
-    slot_distances = ops.take_along_axis(distances, slots, axis=1)
+    if num_rows > rows:
+        extra_rows = [(0, num_rows - rows), (0, 0)]
+        slots, is_good, is_junk = (np.pad(a, extra_rows) for a in (slots, is_good, is_junk))
+    row_starts = np.arange(num_rows, dtype=np.int32)[:, None] * num_gallery
+    slot_flat = ops.convert_to_tensor(slots + row_starts)
+    flat_distances = ops.reshape(distances, [-1])
+    slot_distances = ops.convert_to_numpy(ops.take(flat_distances, slot_flat))
 
     # Within the identity group (small): who is ahead of whom.
     ahead = _is_ahead(
         slot_distances[:, :, None], slots[:, :, None], slot_distances[:, None, :], slots[:, None, :]
     )
-    goods_ahead = ops.sum(ops.cast(ops.logical_and(ahead, good[:, :, None]), "int32"), axis=1)
-    junk_ahead = ops.sum(ops.cast(ops.logical_and(ahead, junk[:, :, None]), "int32"), axis=1)
+    goods_ahead = (ahead & is_good[:, :, None]).sum(axis=1)
+    junk_ahead = (ahead & is_junk[:, :, None]).sum(axis=1)
 
     # Bins: a monotone map of each distance onto a grid of `num_bins` cells spanning the
     # row's true matches, clipped to [0, num_bins + 1]. Being monotone, an item in a lower
     # bin is strictly closer than a true match in a higher one; only the items sharing a
-    # bin with a true match need an exact comparison.
-    has_good = ops.any(good, axis=1)
-    lowest = ops.where(has_good, ops.min(ops.where(good, slot_distances, np.inf), axis=1), 0.0)
-    highest = ops.where(has_good, ops.max(ops.where(good, slot_distances, -np.inf), axis=1), 0.0)
-    # A single true match (or equal ones): any width is exact; scale it with the distance.
-    width = ops.where(
-        highest > lowest, highest - lowest, ops.where(lowest != 0, ops.abs(lowest), 1.0)
+    # bin with a true match need an exact comparison. Any grid is exact; this one is fast.
+    has_good = is_good.any(axis=1)
+    good_distances = slot_distances.astype(np.float64)
+    lowest = np.where(has_good, np.where(is_good, good_distances, np.inf).min(axis=1), 0.0)
+    highest = np.where(has_good, np.where(is_good, good_distances, -np.inf).max(axis=1), 0.0)
+    with np.errstate(over="ignore"):
+        width = np.where(
+            highest > lowest, highest - lowest, np.where(lowest != 0, np.abs(lowest), 1.0)
+        )
+        num_bins = max(num_gallery // _ITEMS_PER_BIN, 2)
+        limits = np.finfo(np.float32)
+        # Finite and positive, so that no product below is 0 * inf (NaN).
+        scale = np.clip((num_bins - 1) / width, limits.tiny, limits.max)
+        origin = np.clip(lowest - width / (num_bins - 1), limits.min, limits.max)
+    dtype = keras.backend.standardize_dtype(distances.dtype)
+    scaled = ops.clip(
+        (distances - ops.convert_to_tensor(origin[:, None], dtype))
+        * ops.convert_to_tensor(scale[:, None], dtype),
+        0.0,
+        float(num_bins + 1),
     )
-    num_bins = max(num_gallery // _ITEMS_PER_BIN, 2)
-    scale = (num_bins - 1) / width
-    origin = lowest - width / (num_bins - 1)  # the closest true match lands in bin ~1
-    scaled = ops.clip((distances - origin[:, None]) * scale[:, None], 0.0, float(num_bins + 1))
     bins_per_row = num_bins + 2
-    row_offsets = ops.arange(num_rows, dtype="int32")[:, None] * bins_per_row
+    row_offsets = ops.convert_to_tensor(np.arange(num_rows, dtype=np.int32)[:, None] * bins_per_row)
     flat_bins = ops.reshape(ops.cast(scaled, "int32") + row_offsets, [-1])
-    slot_bins = ops.take(flat_bins, slots + ops.arange(num_rows, dtype="int32")[:, None] * num_gallery)
+    slot_bins = ops.convert_to_numpy(ops.take(flat_bins, slot_flat))
 
     histogram = ops.reshape(
         ops.bincount(flat_bins, minlength=num_rows * bins_per_row), (num_rows, bins_per_row)
     )
     items_below = ops.reshape(ops.cumsum(histogram, axis=1) - histogram, [-1])
-    ahead_all = ops.take(items_below, slot_bins)
+    ahead_all = ops.convert_to_numpy(ops.take(items_below, ops.convert_to_tensor(slot_bins)))
+    ahead_all = ahead_all.astype(np.int64)
 
     # Items sharing a bin with a true match: compare them exactly with the row's slots.
-    marked = ops.bincount(
-        ops.reshape(slot_bins, [-1]),
-        weights=ops.reshape(ops.cast(good, "int32"), [-1]),
-        minlength=num_rows * bins_per_row,
-    )
-    (candidates,) = ops.nonzero(ops.take(marked, flat_bins))
-    num_candidates = int(ops.shape(candidates)[0])
-    step = max(1, _COMPARISONS_PER_STEP // int(ops.shape(slots)[1]))
-    # Padded to a power of two (few shapes to compile); padding repeats item 0 of row 0
-    # and is masked out.
-    padded = min(_next_power_of_two(num_candidates), _next_power_of_two(step))
-    num_padded = -(-num_candidates // padded) * padded
-    candidates = ops.pad(ops.cast(candidates, "int32"), [(0, num_padded - num_candidates)])
-    is_candidate = ops.arange(num_padded) < num_candidates
-    flat_distances = ops.reshape(distances, [-1])
-    for begin in range(0, num_padded, padded):
-        flat = candidates[begin : begin + padded]
-        row = flat // num_gallery
-        hit = ops.logical_and(
-            ops.equal(ops.take(flat_bins, flat)[:, None], ops.take(slot_bins, row, axis=0)),
-            _is_ahead(
-                ops.take(flat_distances, flat)[:, None],
-                (flat - row * num_gallery)[:, None],
-                ops.take(slot_distances, row, axis=0),
-                ops.take(slots, row, axis=0),
-            ),
+    marked = np.zeros(num_rows * bins_per_row, dtype=np.int32)
+    marked[slot_bins[is_good]] = 1
+    # The mask comes to the host (1 byte per distance): a device `nonzero` has a
+    # data-dependent shape, which JAX would compile anew for every count.
+    is_candidate = ops.take(ops.convert_to_tensor(marked), flat_bins) > 0
+    candidates = np.flatnonzero(ops.convert_to_numpy(is_candidate)).astype(np.int32)
+    for begin in range(0, len(candidates), _CANDIDATE_BLOCK):
+        block = candidates[begin : begin + _CANDIDATE_BLOCK]
+        # Gathered in blocks of one fixed size (one shape to compile); the padding is dropped.
+        padded = ops.convert_to_tensor(np.pad(block, (0, _CANDIDATE_BLOCK - len(block))))
+        block_distances = ops.convert_to_numpy(ops.take(flat_distances, padded))[: len(block)]
+        block_bins = ops.convert_to_numpy(ops.take(flat_bins, padded))[: len(block)]
+        row = block // num_gallery
+        hit = (block_bins[:, None] == slot_bins[row]) & _is_ahead(
+            block_distances[:, None],
+            (block - row * num_gallery)[:, None],
+            slot_distances[row],
+            slots[row],
         )
-        hit = ops.logical_and(hit, is_candidate[begin : begin + padded, None])
-        ahead_all = ahead_all + ops.segment_sum(ops.cast(hit, "int32"), row, num_segments=num_rows)
+        np.add.at(ahead_all, row, hit.astype(np.int64))
 
     positions = ahead_all - junk_ahead
-    return ops.convert_to_numpy(positions), ops.convert_to_numpy(goods_ahead)
+    return positions[:rows], goods_ahead[:rows]
 
 
 def _per_query_scores(positions, goods_ahead, is_good, ap_method):
@@ -371,8 +410,7 @@ def ranking_scores(
                     if isinstance(chunk, np.ndarray)
                     else ops.take(chunk, protocol.kept_columns, axis=1)
                 )
-            chunk = ops.convert_to_tensor(chunk)
-            _validation.check_finite_chunk(chunk, "distances", start, stop)
+            chunk = _padded_chunk(chunk, chunk_size, "distances", start)
             yield start, stop, chunk
 
     scores = _evaluate(chunks(), protocol, num_queries, max_rank, ap_method)
@@ -448,9 +486,13 @@ def ranking_scores_from_features(
             else ops.take(gallery_features, protocol.kept_columns, axis=0)
         )
     chunk_size = _chunk_size(chunk_size, query_shape[0], protocol.num_kept)
-    chunks = distance_lib.iter_distance_chunks(
-        query_features, gallery_features, metric=metric, chunk_size=chunk_size
-    )
-    scores = _evaluate(chunks, protocol, query_shape[0], max_rank, ap_method)
+
+    def chunks():
+        for start, stop, chunk in distance_lib.iter_distance_chunks(
+            query_features, gallery_features, metric=metric, chunk_size=chunk_size
+        ):
+            yield start, stop, _padded_chunk(chunk, chunk_size, "distances from the features", start)
+
+    scores = _evaluate(chunks(), protocol, query_shape[0], max_rank, ap_method)
     _warn_skipped(scores, stacklevel=2)
     return scores
