@@ -65,7 +65,7 @@ def synthetic_source_weights(config, cache_dir):
             preprocessing=backbone_preprocessing(config.model.backbone),
             seed=config.seed,
         )
-        model.fit(train, epochs=config.pretrain.epochs, verbose=2)
+        model.fit(train, epochs=config.pretrain.epochs, shuffle=False, verbose=2)
     os.makedirs(cache_dir, exist_ok=True)
     backbone = model.get_layer(f"{config.model.backbone}_backbone")
     partial = path + ".partial.weights.h5"

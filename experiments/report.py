@@ -74,26 +74,33 @@ def plot_curves(rows, workdir):
 
 
 def comparison_table(rows, config):
-    """Markdown table: mAP / rank-1 at the end of each period, per method, beside the paper's."""
+    """Markdown table: mAP / rank-1 (%) at the end of each period per method, the paper's in brackets."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    ends = {}
-    for r in rows:
-        if r["mAP"] is not None:
-            ends[(r["method"], r["period"])] = r
+    ends = {(r["method"], r["period"]): r for r in rows if r["mAP"] is not None and _is_period_end(r, rows)}
     periods = sorted({p for _, p in ends})
-    header = ["period"] + [f"{m} mAP / rank-1" for m in methods] + ["paper (rollback) mAP / rank-1"]
+    header = ["period"] + [f"{m} mAP / rank-1 (paper)" for m in methods]
     lines = [
-        f"{config.model.backbone} on {config.dataset.name} ({keras.backend.backend()})",
+        f"{config.model.backbone} on {config.dataset.name}, {keras.backend.backend()} backend",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     for period in periods:
         cells = [str(period)]
         for method in methods:
-            r = ends.get((method, period))
-            cells.append("—" if r is None else f"{100 * r['mAP']:.2f} / {100 * r['rank1']:.2f}")
-        published = paper_results.PERIODS.get((config.model.backbone, config.dataset.name))
-        cells.append(f"{published[period - 1][0]:.2f} / {published[period - 1][1]:.2f}"
-                     if published and period <= len(published) else "—")
+            row = ends.get((method, period))
+            if row is None:
+                cells.append("—")
+                continue
+            last = period == max(p for m, p in ends if m == method)
+            paper = paper_results.lookup(config.model.backbone, config.dataset.name, method, period, last)
+            cell = f"{100 * row['mAP']:.2f} / {100 * row['rank1']:.2f}"
+            if paper is not None:
+                cell += f" ({paper[0]:.2f} / {'—' if paper[1] is None else f'{paper[1]:.2f}'})"
+            cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _is_period_end(row, rows):
+    later = [r for r in rows if r["method"] == row["method"] and r["period"] == row["period"]]
+    return row["epoch"] == max(r["epoch"] for r in later)

@@ -11,16 +11,10 @@ from keras.src.utils import io_utils
 from experiments import methods, pretrain, report
 from keras_rollback import BlockPartition, LayerwiseSGD, RollbackRefine
 from keras_rollback import data as reid_data
+from keras_rollback.backend_utils import device_name
 from keras_rollback.evaluation import extract_features, plot_cmc_curve, plot_ranked_list
 from keras_rollback.metrics import pairwise_distance, ranking_scores_from_features
 from keras_rollback.models import backbone_preprocessing, build_feature_model, build_reid_model
-
-READERS = {
-    "market1501": reid_data.read_market1501,
-    "dukemtmc": reid_data.read_dukemtmc_reid,
-    "msmt17": reid_data.read_msmt17,
-}
-
 
 def run_experiment(config, workdir):
     """Trains and evaluates each method of `config.methods`, then compares them.
@@ -88,6 +82,7 @@ def train_and_evaluate(config, method, dataset, weights, workdir):
         train_data,
         epochs=periods[-1].end_epoch,
         steps_per_epoch=config.steps_per_epoch or None,
+        shuffle=False,  # The dataset shuffles itself, seeded.
         verbose=2 if config.steps_per_epoch == 1 else "auto",
         callbacks=[
             # Order matters: logs written by earlier callbacks reach the loggers after them.
@@ -97,8 +92,7 @@ def train_and_evaluate(config, method, dataset, weights, workdir):
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
         ],
     )
-    device = str(keras.distribution.list_devices()[0])
-    rows = report.read_history(os.path.join(workdir, "epochs.jsonl"), method, periods, device)
+    rows = report.read_history(os.path.join(workdir, "epochs.jsonl"), method, periods, device_name())
     plot_cmc_curve(evaluator.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({method})")
     evaluator.plot_ranked_list(os.path.join(workdir, "ranked_list.png"))
     return rows
@@ -179,22 +173,17 @@ def _folder(method):
 
 
 def _read_dataset(config, workdir):
-    name = config.dataset.name
-    if name == "synthetic":
-        root = os.path.join(workdir, "synthetic-market1501")
-        if not os.path.isdir(os.path.join(root, "query")):
-            logging.info("Writing a synthetic Market-1501-layout dataset to %s", root)
-            reid_data.write_synthetic_market1501(root, seed=config.seed, **config.synthetic)
-        return reid_data.read_market1501(root)
-    if name in ("cuhk03_labeled", "cuhk03_detected"):
-        return reid_data.read_cuhk03_np(config.dataset.root, name.split("_")[1])
-    if name not in READERS:
-        raise ValueError(
-            f"Unknown dataset {name!r}. Expected one of {sorted(READERS) + ['cuhk03_labeled', 'cuhk03_detected', 'synthetic']}."
-        )
-    if not config.dataset.root:
-        raise ValueError(f"dataset.name={name!r} needs --config.dataset.root=<folder of the dataset>.")
-    return READERS[name](config.dataset.root)
+    if config.dataset.name != "synthetic":
+        if not config.dataset.root:
+            raise ValueError(
+                f"dataset.name={config.dataset.name!r} needs --config.dataset.root=<the dataset's folder>."
+            )
+        return reid_data.read_reid_dataset(config.dataset.name, config.dataset.root)
+    root = os.path.join(workdir, "synthetic-market1501")
+    if not os.path.isdir(os.path.join(root, "query")):
+        logging.info("Writing a synthetic Market-1501-layout dataset to %s", root)
+        reid_data.write_synthetic_market1501(root, seed=config.seed, **config.synthetic)
+    return reid_data.read_market1501(root)
 
 
 def _backbone_weights(config, workdir):

@@ -16,7 +16,7 @@ def get_config():
     config.task = "reid"
 
     config.dataset = ml_collections.ConfigDict()
-    # market1501, dukemtmc, cuhk03_labeled, cuhk03_detected, msmt17; "synthetic" writes a
+    # market1501, dukemtmc_reid, cuhk03_np_labeled, cuhk03_np_detected, msmt17; "synthetic" writes a
     # generated dataset in the Market-1501 layout into the work dir (no download, no root).
     # Classification: caltech_birds2011, fgvc_aircraft, food101 (TensorFlow Datasets).
     config.dataset.name = "market1501"
