@@ -35,7 +35,7 @@ def market_like_split(num_queries, num_gallery, num_ids, num_cameras, dim, seed=
     g_cams = rng.integers(1, num_cameras + 1, num_gallery)
 
     def features(pids):
-        x = centers[np.maximum(pids, 0)] * 0.6 + rng.normal(size=(len(pids), dim)).astype(np.float32)
+        x = centers[np.maximum(pids, 0)] * 0.25 + rng.normal(size=(len(pids), dim)).astype(np.float32)
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
     return features(q_pids), features(g_pids), q_pids, g_pids, q_cams, g_cams

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from sklearn.metrics import average_precision_score
 
-from keras_rollback.metrics import ranking_scores, ranking_scores_from_features
+from keras_rollback.metrics import ranking_scores, ranking_scores_from_features, single_gallery_shot_cmc
 
 
 def reference_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank, ap_method):
@@ -231,3 +231,40 @@ def test_feature_dimension_mismatch_raises():
             np.zeros((1, 3), "float32"), np.zeros((2, 3), "float32"), [1], [1, 2], [0], [1, 1],
             metric="manhattan",
         )
+
+
+def reference_single_gallery_shot_cmc(distances, q_pids, g_pids, q_cams, g_cams, max_rank, num_repeats, seed):
+    """CUHK03 single-gallery-shot, one query and one draw at a time, from the docstring's rule."""
+    keys = np.random.default_rng(seed).random((num_repeats, len(g_pids)))
+    hits, valid_queries = np.zeros(max_rank), 0
+    for q in range(len(q_pids)):
+        def valid(g):
+            return g_pids[g] != -1 and not (g_pids[g] == q_pids[q] and g_cams[g] == q_cams[q])
+        if not any(valid(g) and g_pids[g] == q_pids[q] for g in range(len(g_pids))):
+            continue
+        valid_queries += 1
+        for r in range(num_repeats):
+            chosen = {}
+            for g in range(len(g_pids)):
+                if valid(g) and (g_pids[g] not in chosen or keys[r, g] > keys[r, chosen[g_pids[g]]]):
+                    chosen[g_pids[g]] = g
+            ranked = sorted(chosen.values(), key=lambda g: (distances[q][g], g))
+            position = [g_pids[g] for g in ranked].index(q_pids[q])
+            hits[position:] += 1
+    return hits / (valid_queries * num_repeats)
+
+
+@pytest.mark.parametrize("tie_levels", [None, 3])
+def test_single_gallery_shot_cmc_equals_loop_reference(tie_levels):
+    rng = np.random.default_rng(3)
+    case = random_case(rng, 10, 60, 8, 2, tie_levels=tie_levels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmc = single_gallery_shot_cmc(*case, max_rank=8, num_repeats=4, seed=7, chunk_size=4)
+    expected = reference_single_gallery_shot_cmc(*case, max_rank=8, num_repeats=4, seed=7)
+    np.testing.assert_allclose(cmc, expected, atol=1e-12)
+
+
+def test_single_gallery_shot_cmc_validates_num_repeats():
+    with pytest.raises(ValueError, match="num_repeats=0"):
+        single_gallery_shot_cmc(np.zeros((1, 2), "float32"), [1], [1, 2], [0], [1, 1], num_repeats=0)

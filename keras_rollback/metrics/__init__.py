@@ -3,4 +3,5 @@
 from keras_rollback.metrics.distance import pairwise_distance
 from keras_rollback.metrics.ranking import ranking_scores
 from keras_rollback.metrics.ranking import ranking_scores_from_features
+from keras_rollback.metrics.ranking import single_gallery_shot_cmc
 from keras_rollback.metrics.ranking_scores import RankingScores

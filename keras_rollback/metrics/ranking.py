@@ -496,3 +496,128 @@ def ranking_scores_from_features(
     scores = _evaluate(chunks(), protocol, query_shape[0], max_rank, ap_method)
     _warn_skipped(scores, stacklevel=2)
     return scores
+
+
+def single_gallery_shot_cmc(
+    distances,
+    query_pids,
+    gallery_pids,
+    query_camids,
+    gallery_camids,
+    *,
+    max_rank=50,
+    num_repeats=10,
+    seed=0,
+    chunk_size=None,
+):
+    """CMC under the CUHK03 single-gallery-shot protocol (one gallery image per identity).
+
+    Parameters
+    ----------
+    distances : array-like or tensor of shape (n_queries, n_gallery)
+        Floating, finite distances; smaller is more similar.
+    query_pids, gallery_pids, query_camids, gallery_camids : array-like of int
+        As in `ranking_scores`; gallery id -1 is junk.
+    max_rank : int, default=50
+        Length of the returned CMC curve.
+    num_repeats : int, default=10
+        Random gallery draws averaged.
+    seed : int, default=0
+        Seed of the draws (`numpy.random.default_rng`).
+    chunk_size : int or None, default=None
+        As in `ranking_scores`.
+
+    Returns
+    -------
+    cmc : ndarray of shape (max_rank,), float64
+        ``cmc[k]``: fraction of (query, draw) pairs whose true match is within the top k+1,
+        over the queries with a valid match.
+
+    Raises
+    ------
+    ValueError
+        As `ranking_scores`, and when `num_repeats` is not a positive integer.
+
+    Warns
+    -----
+    UserWarning
+        When some queries have no valid match; they are skipped and counted.
+
+    Notes
+    -----
+    The protocol of the original CUHK03 benchmark (Li et al., CVPR 2014) as open-reid and
+    torchreid implement it: junk is removed as in the Market-1501 protocol (id -1, and the
+    query's identity seen by the query's camera); then each gallery identity is
+    represented by a single random image, and the query's rank is the position of its
+    identity's image among these representatives (ties by gallery order). Draw ``r`` takes
+    ``keys = numpy.random.default_rng(seed).random((num_repeats, n_gallery))[r]`` and keeps,
+    for every identity, its valid image with the largest key: the draw is shared by all
+    queries (torchreid draws per query; the expected CMC is the same). mAP under this
+    protocol is usually reported from `ranking_scores` (all gallery images).
+
+    References
+    ----------
+    .. [1] W. Li et al. "DeepReID: Deep Filter Pairing Neural Network for Person
+       Re-identification." CVPR 2014.
+    """
+    _check_options(max_rank, "trapezoidal", chunk_size)
+    if isinstance(num_repeats, bool) or not isinstance(num_repeats, (int, np.integer)) or num_repeats < 1:
+        raise ValueError(f"Received: num_repeats={num_repeats!r}. Expected a positive integer.")
+    distances = _validation.as_matrix(distances)
+    num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
+    query_pids, gallery_pids, query_camids, gallery_camids = _check_ids(
+        num_queries, num_gallery, query_pids, gallery_pids, query_camids, gallery_camids
+    )
+    protocol = _Protocol(query_pids, gallery_pids, query_camids, gallery_camids)
+    keys = np.random.default_rng(seed).random((num_repeats, num_gallery))
+    if protocol.kept_columns is not None:
+        keys = keys[:, protocol.kept_columns]
+    identities = np.unique(protocol.gallery_pids)
+    # Each identity's representative in each draw: its item with the largest key.
+    representatives = []
+    for repeat_keys in keys:
+        by_identity_then_key = np.lexsort((repeat_keys, protocol.gallery_pids))
+        last = np.searchsorted(protocol.gallery_pids[by_identity_then_key], identities, "right") - 1
+        representatives.append(by_identity_then_key[last])
+    chunk_size = _chunk_size(chunk_size, num_queries, protocol.num_kept)
+    hits = np.zeros(max_rank)
+    num_valid = 0
+    for start in range(0, num_queries, chunk_size):
+        stop = min(start + chunk_size, num_queries)
+        chunk = distances[start:stop]
+        if protocol.kept_columns is not None:
+            chunk = (
+                chunk[:, protocol.kept_columns]
+                if isinstance(chunk, np.ndarray)
+                else ops.take(chunk, protocol.kept_columns, axis=1)
+            )
+        chunk = _padded_chunk(chunk, chunk_size, "distances", start)
+        slots, is_good, _ = protocol.identity_slots(start, stop)
+        valid = is_good.any(axis=1)
+        num_valid += int(valid.sum())
+        own_identity = query_pids[start:stop, None] == identities[None, :]
+        for repeat_keys, representative in zip(keys, representatives):
+            # The query's own identity: its valid (other-camera) item with the largest key.
+            own = slots[
+                np.arange(len(slots)), np.argmax(np.where(is_good, repeat_keys[slots], -1.0), axis=1)
+            ]
+            columns = ops.convert_to_tensor(representative.astype(np.int32))
+            represented = ops.convert_to_numpy(ops.take(chunk, columns, axis=1))[: stop - start]
+            own_flat = np.arange(stop - start) * int(ops.shape(chunk)[1]) + own
+            own_distance = ops.convert_to_numpy(
+                ops.take(ops.reshape(chunk, [-1]), ops.convert_to_tensor(own_flat.astype(np.int32)))
+            )[:, None]
+
+            ahead = _is_ahead(represented, representative[None, :], own_distance, own[:, None])
+            rank = (ahead & ~own_identity).sum(axis=1)
+            hits += (rank[valid, None] < np.arange(1, max_rank + 1)[None, :]).sum(axis=0)
+    skipped = num_queries - num_valid
+    if skipped:
+        warnings.warn(
+            f"{skipped} of {num_queries} queries have no valid match in the gallery (no image "
+            "of the same identity from another camera); they are skipped.",
+            stacklevel=2,
+        )
+    if not num_valid:
+        return np.full(max_rank, np.nan)
+    return hits / (num_valid * num_repeats)
