@@ -14,7 +14,6 @@ Usage: KERAS_BACKEND=jax python benchmarks/evaluation.py [--queries 3368 --galle
 import argparse
 import os
 import statistics
-import threading
 import time
 
 import keras

@@ -238,7 +238,7 @@ def reference_single_gallery_shot_cmc(distances, q_pids, g_pids, q_cams, g_cams,
     keys = np.random.default_rng(seed).random((num_repeats, len(g_pids)))
     hits, valid_queries = np.zeros(max_rank), 0
     for q in range(len(q_pids)):
-        def valid(g):
+        def valid(g, q=q):
             return g_pids[g] != -1 and not (g_pids[g] == q_pids[q] and g_cams[g] == q_cams[q])
         if not any(valid(g) and g_pids[g] == q_pids[q] for g in range(len(g_pids))):
             continue

@@ -4,14 +4,9 @@ import numpy as np
 from keras import ops
 from keras import utils
 
+from keras_rollback.metrics._validation import to_numpy as _to_numpy
+
 BATCH_KEYS = ("image", "pid", "camid", "path")
-
-
-def _to_numpy(value):
-    # tf.data yields tf.Tensors (strings included) whatever the Keras backend.
-    if hasattr(value, "numpy"):
-        return value.numpy()
-    return np.asarray(ops.convert_to_numpy(value) if not isinstance(value, (list, tuple, np.ndarray)) else value)
 
 
 def _num_batches(dataset):
@@ -22,6 +17,14 @@ def _num_batches(dataset):
         return len(dataset)
     except TypeError:
         return None
+
+
+def _predict(feature_model, images):
+    # A Keras model's compiled predict step (one trace per batch shape); any other callable
+    # is called eagerly.
+    if hasattr(feature_model, "predict_on_batch"):
+        return np.asarray(feature_model.predict_on_batch(images))
+    return np.asarray(ops.convert_to_numpy(feature_model(images, training=False)))
 
 
 def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbose=1):
@@ -61,23 +64,25 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
             raise ValueError(
                 f"Batch {step} of `dataset` must be a dict with keys {BATCH_KEYS}. Received: {keys}."
             )
-        images = ops.convert_to_tensor(_to_numpy(batch["image"]), dtype="float32")
-        if len(images.shape) != 4:
+        images = _to_numpy(batch["image"]).astype(np.float32)
+        if images.ndim != 4:
             raise ValueError(
-                f"Batch {step}: `image` must be [B, H, W, C]. Received shape {tuple(images.shape)}."
+                f"Batch {step}: `image` must be [B, H, W, C]. Received shape {images.shape}."
             )
-        batch_size = int(images.shape[0])
+        batch_size = len(images)
         if flip:
-            images = ops.concatenate([images, ops.flip(images, axis=2)], axis=0)
-        output = ops.reshape(feature_model(images, training=False), (int(images.shape[0]), -1))
+            images = np.concatenate([images, images[:, :, ::-1]], axis=0)
+        output = _predict(feature_model, images).reshape(len(images), -1).astype(np.float64)
         if flip:
             output = output[:batch_size] + output[batch_size:]
         if normalize:
-            output = output / ops.maximum(ops.norm(output, axis=1, keepdims=True), 1e-12)
-        features.append(ops.convert_to_numpy(output).astype(np.float32))
+            output = output / np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)
+        features.append(output.astype(np.float32))
         pids.append(_to_numpy(batch["pid"]).astype(np.int64).reshape(-1))
         camids.append(_to_numpy(batch["camid"]).astype(np.int64).reshape(-1))
-        paths.append(np.array([p.decode() if isinstance(p, bytes) else str(p) for p in _to_numpy(batch["path"]).reshape(-1)]))
+        paths.append(
+            np.array([p.decode() if isinstance(p, bytes) else str(p) for p in _to_numpy(batch["path"]).ravel()])
+        )
         if progbar is not None:
             progbar.update(step + 1)
     if not features:

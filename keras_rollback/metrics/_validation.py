@@ -6,7 +6,7 @@ from keras import ops
 
 def check_ids(values, name):
     """Returns `values` as a 1-D int64 numpy array, or raises naming `name`."""
-    array = np.asarray(ops.convert_to_numpy(values) if not isinstance(values, (list, tuple, np.ndarray)) else values)
+    array = to_numpy(values)
     if array.ndim != 1:
         raise ValueError(
             f"`{name}` must be 1-D (one id per image). Received: {name}.shape={array.shape}."
@@ -58,6 +58,15 @@ def check_chunk_size(chunk_size):
         raise ValueError(
             f"Received: chunk_size={chunk_size!r}. Expected None (automatic) or a positive integer."
         )
+
+
+def to_numpy(values):
+    """Array-likes and backend tensors (any device) as a numpy array."""
+    if isinstance(values, (list, tuple, np.ndarray)) or np.isscalar(values):
+        return np.asarray(values)
+    if hasattr(values, "numpy"):  # tf.Tensor, also under other Keras backends
+        return values.numpy()
+    return np.asarray(ops.convert_to_numpy(values))
 
 
 def as_matrix(values):

@@ -3,7 +3,7 @@
 How the fast path avoids sorting: CMC and AP only need, for every true match of a query,
 its 0-based position among the query's valid gallery items. For each query the distances of
 its own identity's gallery images (a few dozen) are gathered; every gallery distance of the
-row is then dropped into one of ~G bins laid over the range of the true matches' distances,
+row is then dropped into one of ~G/8 bins laid over the range of the true matches' distances,
 a per-row histogram and its cumulative sum count the items in lower bins, and only the few
 items sharing a bin with a true match are compared exactly (distance, then gallery index).
 That is a handful of elementwise passes over the distance matrix instead of a sort per row,
@@ -596,7 +596,7 @@ def single_gallery_shot_cmc(
         valid = is_good.any(axis=1)
         num_valid += int(valid.sum())
         own_identity = query_pids[start:stop, None] == identities[None, :]
-        for repeat_keys, representative in zip(keys, representatives):
+        for repeat_keys, representative in zip(keys, representatives, strict=True):
             # The query's own identity: its valid (other-camera) item with the largest key.
             own = slots[
                 np.arange(len(slots)), np.argmax(np.where(is_good, repeat_keys[slots], -1.0), axis=1)
