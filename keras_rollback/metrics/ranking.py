@@ -372,8 +372,10 @@ def ranking_scores(
     - ``ap_method="trapezoidal"``: ``AP = sum_i (p_{i-1} + p_i) / (2 n)`` with
       ``p_i = (i + 1) / (r_i + 1)`` and ``p_{i-1} = i / r_i`` (1 when ``r_i = 0``): the
       trapezoid rule of the official Market-1501 MATLAB code used by the rolling-back
-      paper's authors. It is never below the non-interpolated AP (it credits half the
-      precision just before each match), typically by a fraction of a point.
+      paper's authors. It is never above the non-interpolated AP: it averages each match's
+      precision with the lower precision just before it (``i / r_i``); the gap is large
+      when the matches are ranked low (e.g. 24.3 vs 26.0 mAP on weak features) and small
+      for a good model.
     - mINP: ``INP = n / (r_{n-1} + 1)``, how deep the hardest true match lies
       (Ye et al., "Deep Learning for Person Re-identification: A Survey and Outlook",
       TPAMI 2021).
