@@ -74,7 +74,7 @@ class ResNet(nn.Module):
 
 
 def training_images_per_second(height, width, batch_size, num_classes, warmup_steps, steps, repeats):
-    """Median images/s over `repeats` timed runs of `steps` training steps each."""
+    """Images/s of `repeats` timed runs of `steps` steps each, and the median CPU seconds per step."""
     torch.manual_seed(0)
     model = ResNet(num_classes=num_classes)
     model.train()
@@ -92,13 +92,14 @@ def training_images_per_second(height, width, batch_size, num_classes, warmup_st
 
     for _ in range(warmup_steps):
         step()
-    rates = []
+    rates, cpu_seconds = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         for _ in range(steps):
             step()
         rates.append(steps * batch_size / (time.perf_counter() - start))
-    return rates
+        cpu_seconds.append((time.process_time() - cpu_start) / steps)
+    return rates, statistics.median(cpu_seconds)
 
 
 def main():
@@ -112,7 +113,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", required=True, help="JSON file for the results.")
     args = parser.parse_args()
-    rates = training_images_per_second(
+    rates, step_cpu_seconds = training_images_per_second(
         args.height, args.width, args.batch_size, args.num_classes, args.warmup_steps, args.steps, args.repeats
     )
     result = {
@@ -120,6 +121,7 @@ def main():
         "threads": torch.get_num_threads(),
         "images_per_second": statistics.median(rates),
         "images_per_second_runs": rates,
+        "step_cpu_seconds": step_cpu_seconds,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cpu_count": os.cpu_count(),
     }

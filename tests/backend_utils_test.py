@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rollback import LayerwiseSGD
-from keras_rollback import backend_utils
+from keras_rollback import LayerwiseSGD, backend_utils
 
 SHAPES = [(3, 4), (5,), (2, 3, 2, 2)]
 MULTIPLIERS = [1.0, 0.1, 0.25]
