@@ -42,9 +42,10 @@ BASE_CY_FINAL_MAP = {"market1501": {"base_cy": 71.96, "rollback": 77.01}, "dukem
 
 
 def lookup(backbone, dataset, method, period, last_period):
-    """The paper's (mAP, rank-1) for a method after a period, or None where it reports none.
+    """The paper's numbers for a method after a period, or None where it reports none.
 
-    rank-1 is None where the paper gives only mAP (Figure 4's base_cy).
+    (mAP, rank-1) for ReID, rank-1 None where the paper gives only mAP (Figure 4's
+    base_cy); (top-1,) for the fine-grained datasets of Table 6.
     """
     periods = PERIODS.get((backbone, dataset))
     if periods and period == 1:
@@ -56,6 +57,8 @@ def lookup(backbone, dataset, method, period, last_period):
     if method.startswith("keep_block:") and (backbone, dataset) == ("resnet50", "market1501") and period == 2:
         row = KEEP_ONE_BLOCK.get(method.split(":", 1)[1])
         return None if row is None else row[:2]
+    if dataset in FINE_GRAINED and (period == 1 or (method == "rollback" and last_period)):
+        return (FINE_GRAINED[dataset]["baseline" if period == 1 else "rollback"],)
     if (backbone, dataset) == ("inception_v3", "market1501") and last_period:
         return INCEPTION_V3_MARKET1501.get("rollback" if method == "rollback" else "baseline")
     return None

@@ -12,8 +12,10 @@ from matplotlib import pyplot as plt  # noqa: E402  (after choosing the headless
 
 from experiments import paper_results  # noqa: E402
 
-COLUMNS = ("method", "period", "epoch", "loss", "rank1", "rank5", "rank10", "mAP", "mINP",
+COLUMNS = ("method", "period", "epoch", "loss", "rank1", "rank5", "rank10", "mAP", "mINP", "top1",
            "wall_time", "backend", "device")
+# The headline metrics of each task, as the paper's tables report them.
+HEADLINE = {"reid": ("mAP", "rank1"), "classification": ("top1",)}
 
 
 def read_history(path, method, periods, device):
@@ -50,7 +52,7 @@ def write_results(rows, workdir):
 
 
 def plot_curves(rows, workdir):
-    """`curves.png`: training loss (log scale) and mAP per epoch for each method (Figure 4)."""
+    """`curves.png`: training loss (log scale) and mAP (or accuracy) per epoch per method (Figure 4)."""
     figure, loss_axis = plt.subplots(figsize=(9, 4.5))
     map_axis = loss_axis.twinx()
     for index, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
@@ -58,13 +60,14 @@ def plot_curves(rows, workdir):
         mine = [r for r in rows if r["method"] == method]
         loss_axis.plot([r["epoch"] for r in mine], [r["loss"] for r in mine], color=colour, linestyle="--",
                        label=f"loss ({method})")
-        scored = [r for r in mine if r["mAP"] is not None]
-        map_axis.plot([r["epoch"] for r in scored], [100 * r["mAP"] for r in scored], color=colour, marker="o",
-                      label=f"mAP ({method})")
+        metric = "mAP" if any(r["mAP"] is not None for r in mine) else "top1"
+        scored = [r for r in mine if r[metric] is not None]
+        map_axis.plot([r["epoch"] for r in scored], [100 * r[metric] for r in scored], color=colour, marker="o",
+                      label=f"{metric} ({method})")
     loss_axis.set_yscale("log")
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("train loss")
-    map_axis.set_ylabel("mAP (%)")
+    map_axis.set_ylabel("mAP or top-1 accuracy (%)")
     handles = loss_axis.get_legend_handles_labels()
     more = map_axis.get_legend_handles_labels()
     loss_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="center right", fontsize="small")
@@ -74,17 +77,19 @@ def plot_curves(rows, workdir):
 
 
 def comparison_table(rows, config):
-    """Markdown table: mAP / rank-1 (%) at the end of each period per method, the paper's in brackets."""
+    """Markdown table of the headline metrics (%) at the end of each period, per method,
+    with the paper's published numbers in brackets where it reports that setting."""
+    metrics = HEADLINE[config.task]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    ends = {(r["method"], r["period"]): r for r in rows if r["mAP"] is not None and _is_period_end(r, rows)}
-    periods = sorted({p for _, p in ends})
-    header = ["period"] + [f"{m} mAP / rank-1 (paper)" for m in methods]
+    ends = {(r["method"], r["period"]): r for r in rows if r[metrics[0]] is not None and _is_period_end(r, rows)}
+    names = " / ".join(metrics)
+    header = ["period"] + [f"{m} {names} (paper)" for m in methods]
     lines = [
         f"{config.model.backbone} on {config.dataset.name}, {keras.backend.backend()} backend",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for period in periods:
+    for period in sorted({p for _, p in ends}):
         cells = [str(period)]
         for method in methods:
             row = ends.get((method, period))
@@ -92,10 +97,10 @@ def comparison_table(rows, config):
                 cells.append("—")
                 continue
             last = period == max(p for m, p in ends if m == method)
+            cell = " / ".join(f"{100 * row[m]:.2f}" for m in metrics)
             paper = paper_results.lookup(config.model.backbone, config.dataset.name, method, period, last)
-            cell = f"{100 * row['mAP']:.2f} / {100 * row['rank1']:.2f}"
             if paper is not None:
-                cell += f" ({paper[0]:.2f} / {'—' if paper[1] is None else f'{paper[1]:.2f}'})"
+                cell += " (" + " / ".join("—" if v is None else f"{v:.2f}" for v in paper) + ")"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """`run_experiment`: every method of a config trained, evaluated per period, and reported."""
 
+import functools
 import json
 import os
 import time
@@ -34,7 +35,7 @@ def run_experiment(config, workdir):
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
     keras.utils.set_random_seed(config.seed)
-    dataset = _read_dataset(config, workdir)
+    dataset = _read_task(config, workdir)
     weights = _backbone_weights(config, workdir)
     rows = []
     for method in config.methods:
@@ -49,11 +50,11 @@ def run_experiment(config, workdir):
 
 
 def train_and_evaluate(config, method, dataset, weights, workdir):
-    """One method: fit with its plan, evaluate at period ends, return per-evaluation rows."""
+    """One method: fit with its plan, evaluate at period ends, return per-epoch rows."""
     os.makedirs(workdir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)  # Every method starts from the same head.
     model = build_reid_model(
-        dataset.num_train_pids,
+        dataset.num_classes,
         config.model.backbone,
         weights=weights,
         input_shape=(*config.image_size, 3),
@@ -67,19 +68,10 @@ def train_and_evaluate(config, method, dataset, weights, workdir):
     )
     plan = methods.plan_for(method, config.plan)
     periods = plan.resolve(partition.block_names, partition.head_name)
-    preprocessing = backbone_preprocessing(config.model.backbone)
-    train_data = reid_data.make_train_dataset(
-        dataset.train,
-        image_size=tuple(config.image_size),
-        batch_size=config.batch_size,
-        preprocessing=preprocessing,
-        seed=config.seed,
-    )
-    evaluator = ReIDEvaluator(config, dataset, build_feature_model(model), preprocessing)
-    evaluated = _evaluation_epochs(periods, config.evaluation.every_epochs)
+    evaluator = dataset.evaluator(model)
     logging.info("Method %s: %s", method, plan)
     model.fit(
-        train_data,
+        dataset.make_train(),
         epochs=periods[-1].end_epoch,
         steps_per_epoch=config.steps_per_epoch or None,
         shuffle=False,  # The dataset shuffles itself, seeded.
@@ -88,14 +80,40 @@ def train_and_evaluate(config, method, dataset, weights, workdir):
             # Order matters: logs written by earlier callbacks reach the loggers after them.
             keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
             RollbackRefine(partition, plan=plan, snapshot=os.path.join(workdir, "pretrained.npz")),
-            EvaluateAndRecord(evaluator, evaluated, periods, os.path.join(workdir, "epochs.jsonl")),
+            EvaluateAndRecord(
+                evaluator,
+                _evaluation_epochs(periods, config.evaluation.every_epochs),
+                periods,
+                os.path.join(workdir, "epochs.jsonl"),
+            ),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
         ],
     )
-    rows = report.read_history(os.path.join(workdir, "epochs.jsonl"), method, periods, device_name())
-    plot_cmc_curve(evaluator.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({method})")
-    evaluator.plot_ranked_list(os.path.join(workdir, "ranked_list.png"))
-    return rows
+    evaluator.write_pictures(workdir, title=method)
+    return report.read_history(os.path.join(workdir, "epochs.jsonl"), method, periods, device_name())
+
+
+class ReIDTask:
+    """A ReID dataset: training batches of identities, query-vs-gallery evaluation."""
+
+    def __init__(self, config, dataset):
+        self.config = config
+        self.dataset = dataset
+        self.num_classes = dataset.num_train_pids
+        self.preprocessing = backbone_preprocessing(config.model.backbone)
+
+    def make_train(self):
+        """A new seeded pipeline: every method sees the same order of batches."""
+        return reid_data.make_train_dataset(
+            self.dataset.train,
+            image_size=tuple(self.config.image_size),
+            batch_size=self.config.batch_size,
+            preprocessing=self.preprocessing,
+            seed=self.config.seed,
+        )
+
+    def evaluator(self, model):
+        return ReIDEvaluator(self.config, self.dataset, build_feature_model(model), self.preprocessing)
 
 
 class ReIDEvaluator:
@@ -123,15 +141,45 @@ class ReIDEvaluator:
         )
         return self.last_scores.as_logs(ranks=(1, 5, 10))
 
-    def plot_ranked_list(self, path):
-        """Each of the first queries followed by its top-10 gallery images (last evaluation)."""
+    def write_pictures(self, workdir, title):
+        """`cmc.png` and `ranked_list.png` (first queries and their top 10) of the last evaluation."""
+        plot_cmc_curve(self.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})")
         query, gallery = self.last_features
         plot_ranked_list(
             pairwise_distance(query["features"], gallery["features"]),
             query["path"], gallery["path"], query["pid"], gallery["pid"], query["camid"], gallery["camid"],
-            path,
+            os.path.join(workdir, "ranked_list.png"),
             query_indices=range(min(self.config.evaluation.ranked_list_queries, len(query["pid"]))),
         )
+
+
+class ClassificationTask:
+    """A fine-grained classification dataset: top-1 accuracy on its test split."""
+
+    def __init__(self, load):
+        self.load = load
+        self.num_classes = load().num_classes
+
+    def make_train(self):
+        """A new seeded pipeline: every method sees the same order of batches."""
+        return self.load().train
+
+    def evaluator(self, model):
+        return ClassificationEvaluator(model, self.load().test)
+
+
+class ClassificationEvaluator:
+    """Top-1 accuracy of the classifier on the test split."""
+
+    def __init__(self, model, test):
+        self.model = model
+        self.test = test
+
+    def __call__(self):
+        return {"top1": self.model.evaluate(self.test, verbose=0, return_dict=True)["accuracy"]}
+
+    def write_pictures(self, workdir, title):
+        """Classification runs draw only the shared loss / accuracy curves."""
 
 
 class EvaluateAndRecord(keras.callbacks.Callback):
@@ -172,18 +220,27 @@ def _folder(method):
     return method.replace(":", "_")
 
 
-def _read_dataset(config, workdir):
-    if config.dataset.name != "synthetic":
-        if not config.dataset.root:
-            raise ValueError(
-                f"dataset.name={config.dataset.name!r} needs --config.dataset.root=<the dataset's folder>."
-            )
-        return reid_data.read_reid_dataset(config.dataset.name, config.dataset.root)
+def _read_task(config, workdir):
+    name, root = config.dataset.name, config.dataset.root
+    if config.task == "classification":
+        common = {"image_size": tuple(config.image_size), "batch_size": config.batch_size,
+                  "preprocessing": backbone_preprocessing(config.model.backbone), "seed": config.seed}
+        if name == "fgvc_aircraft":
+            return ClassificationTask(functools.partial(reid_data.load_fgvc_aircraft, root, **common))
+        return ClassificationTask(
+            functools.partial(reid_data.load_tfds_fine_grained, name, data_dir=root or None, **common)
+        )
+    if config.task != "reid":
+        raise ValueError(f"Unknown task {config.task!r}. Expected 'reid' or 'classification'.")
+    if name != "synthetic":
+        if not root:
+            raise ValueError(f"dataset.name={name!r} needs --config.dataset.root=<the dataset's folder>.")
+        return ReIDTask(config, reid_data.read_reid_dataset(name, root))
     root = os.path.join(workdir, "synthetic-market1501")
     if not os.path.isdir(os.path.join(root, "query")):
         logging.info("Writing a synthetic Market-1501-layout dataset to %s", root)
         reid_data.write_synthetic_market1501(root, seed=config.seed, **config.synthetic)
-    return reid_data.read_market1501(root)
+    return ReIDTask(config, reid_data.read_market1501(root))
 
 
 def _backbone_weights(config, workdir):

@@ -26,4 +26,4 @@ def test_smoke_run_writes_every_result_file(tmp_path):
     # Period 1 is the same fine-tuning for both methods (same seed, same data order).
     assert abs(evaluated[0]["loss"] - evaluated[2]["loss"]) <= 1e-5 * abs(evaluated[0]["loss"])
     table = (tmp_path / "comparison.md").read_text()
-    assert "rollback mAP / rank-1" in table and "base_cy mAP / rank-1" in table
+    assert "rollback mAP / rank1" in table and "base_cy mAP / rank1" in table
