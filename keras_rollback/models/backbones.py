@@ -256,6 +256,6 @@ def _import_keras_hub():
         import keras_hub
     except ImportError as e:
         raise ImportError(
-            "ResNet backbones with torchvision's layout need keras-hub: `pip install keras-rollback[hub]`."
+            "ResNet backbones with torchvision's layout need keras-hub (a dependency of keras-rollback): `pip install keras-hub`."
         ) from e
     return keras_hub
