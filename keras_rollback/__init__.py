@@ -15,6 +15,6 @@ __all__ = [
     "PretrainedSnapshot",
     "RefinePlan",
     "RollbackRefine",
-    "refine_tune",
     "__version__",
+    "refine_tune",
 ]

@@ -18,7 +18,8 @@ import logging
 import os
 import pathlib
 import re
-from typing import Mapping, NamedTuple, Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 

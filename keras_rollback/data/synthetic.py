@@ -166,7 +166,7 @@ def box_blur(image, radius):
 
 def render(camera, person, rng, image_size, *, fragment=False):
     """Renders one uint8 image of `person` (or background only if `None`) under `camera`."""
-    height, width = image_size
+    _, width = image_size
     shift = rng.integers(0, width)
     canvas = camera["scene"][:, shift:shift + width].copy()
     if person is not None:
