@@ -39,7 +39,7 @@ def reference_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank, ap_met
         firsts.append(matches[0])
     firsts = np.array(firsts)
     valid = firsts >= 0
-    cmc = np.array([np.mean(firsts[valid] <= k) for k in range(max_rank)])
+    cmc = np.array([np.mean(firsts[valid] <= k) if valid.any() else np.nan for k in range(max_rank)])
     return cmc, np.array(aps), np.array(inps), firsts
 
 
