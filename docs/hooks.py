@@ -30,7 +30,9 @@ def _docstring_table(path):
     docstring = ast.get_docstring(ast.parse((REPO_ROOT / path).read_text())) or ""
     rows = [line for line in docstring.splitlines() if line.startswith("|")]
     if not rows:
-        raise ValueError(f"{path}: the module docstring has no Markdown table (quoted by the docs).")
+        raise ValueError(
+            f"{path}: the module docstring has no Markdown table (quoted by the docs)."
+        )
     return "\n".join(rows)
 
 

@@ -12,11 +12,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # Headless: CI and docs builds have no display.
 
-import matplotlib.colors as mcolors  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.colors as mcolors
+import matplotlib.pyplot as plt
+import numpy as np
 
-from keras_rollback.refine_plan import RefinePlan  # noqa: E402
+from keras_rollback.refine_plan import RefinePlan
 
 BLOCKS = ["stem", "conv2_x", "conv3_x", "conv4_x", "conv5_x"]
 HEAD = "head"
@@ -50,8 +50,12 @@ def plot_period_plan(plan, block_names, head_name, epochs, path):
             axes.plot(period.start_epoch + 0.8, row, marker=">", color="#d62728", markersize=8)
     for period in periods:
         axes.text(
-            (period.start_epoch + period.end_epoch) / 2, -0.75, f"period {period.number}",
-            ha="center", va="bottom", fontsize=9,
+            (period.start_epoch + period.end_epoch) / 2,
+            -0.75,
+            f"period {period.number}",
+            ha="center",
+            va="bottom",
+            fontsize=9,
         )
     axes.set_yticks(range(len(groups)), groups)
     axes.set_xlabel("epoch")

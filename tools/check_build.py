@@ -160,7 +160,11 @@ def tests_build(modules):
     for path in helpers:
         deps = project_deps(path, modules, local)
         if path.name == "conftest.py":
-            rules.append(_rule("py_library", path.stem, srcs=[path.name], data=["//:pyproject.toml"], deps=deps))
+            rules.append(
+                _rule(
+                    "py_library", path.stem, srcs=[path.name], data=["//:pyproject.toml"], deps=deps
+                )
+            )
         else:
             rules.append(_rule("py_library", path.stem, srcs=[path.name], deps=deps))
     for path in sorted(directory.glob("*_test.py")):
@@ -183,7 +187,9 @@ def expected_build_files():
     modules = project_modules()
     files = {}
     for root in PACKAGE_ROOTS:
-        for directory in sorted({p.parent for p in modules.values() if p.is_relative_to(REPO_ROOT / root)}):
+        for directory in sorted(
+            {p.parent for p in modules.values() if p.is_relative_to(REPO_ROOT / root)}
+        ):
             files[directory / "BUILD"] = library_build(directory, modules)
     files[REPO_ROOT / TESTS_DIR / "BUILD"] = tests_build(modules)
     return files
