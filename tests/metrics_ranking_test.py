@@ -268,3 +268,23 @@ def test_single_gallery_shot_cmc_equals_loop_reference(tie_levels):
 def test_single_gallery_shot_cmc_validates_num_repeats():
     with pytest.raises(ValueError, match="num_repeats=0"):
         single_gallery_shot_cmc(np.zeros((1, 2), "float32"), [1], [1, 2], [0], [1, 1], num_repeats=0)
+
+
+def test_backend_tensor_distances_give_the_same_scores():
+    import keras
+
+    rng = np.random.default_rng(4)
+    case = random_case(rng, 9, 50, 5, 3, tie_levels=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_host = ranking_scores(*case, chunk_size=4)
+        on_device = ranking_scores(keras.ops.convert_to_tensor(case[0]), *case[1:], chunk_size=4)
+    np.testing.assert_array_equal(on_device.first_match_rank, on_host.first_match_rank)
+    np.testing.assert_allclose(on_device.average_precision, on_host.average_precision)
+    junk_column = int(np.flatnonzero(case[2] == -1)[0])
+    for bad_column in (junk_column, int(np.flatnonzero(case[2] != -1)[0])):
+        bad = case[0].copy()
+        bad[5, bad_column] = np.nan
+        for distances in (bad, keras.ops.convert_to_tensor(bad)):
+            with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\) in rows \[4, 8\)"):
+                ranking_scores(distances, *case[1:], chunk_size=4)

@@ -41,15 +41,6 @@ def check_floating_matrix(values, name):
     return shape
 
 
-def check_finite_chunk(chunk, name, start, stop):
-    """Raises if the rows `[start, stop)` of `name` hold NaN or infinity."""
-    if not bool(ops.convert_to_numpy(ops.all(ops.isfinite(chunk)))):
-        raise ValueError(
-            f"`{name}` contains non-finite values (NaN or inf) in rows [{start}, {stop}). "
-            "Distances must be finite."
-        )
-
-
 def check_chunk_size(chunk_size):
     """Raises unless `chunk_size` is None or a positive integer."""
     if chunk_size is not None and (

@@ -82,28 +82,47 @@ def _padded_shape(rows, columns, chunk_size):
     return num_rows, -(-columns // _COLUMN_MULTIPLE) * _COLUMN_MULTIPLE
 
 
-def _padded_chunk(chunk, chunk_size, name, start):
-    """Checks a chunk of distances and pads it with +inf (farther than every true match).
+def _check_finite(chunk, name, start):
+    """Raises unless every distance of the chunk (rows from `start`) is finite."""
+    rows = int(ops.shape(chunk)[0])
+    finite = (
+        np.isfinite(chunk).all()
+        if isinstance(chunk, np.ndarray)
+        else bool(ops.convert_to_numpy(ops.all(ops.isfinite(chunk))))
+    )
+    if not finite:
+        raise ValueError(
+            f"`{name}` contains non-finite values (NaN or inf) in rows "
+            f"[{start}, {start + rows}). Distances must be finite."
+        )
 
-    A numpy chunk is checked and padded on the host, a backend tensor on its device.
+
+def _padded_chunk(chunk, chunk_size):
+    """Pads a chunk of distances with +inf (farther than every true match).
+
+    A numpy chunk is padded on the host, a backend tensor on its device.
     """
     rows, columns = (int(n) for n in ops.shape(chunk))
     num_rows, num_columns = _padded_shape(rows, columns, chunk_size)
     if isinstance(chunk, np.ndarray):
-        if not np.isfinite(chunk).all():
-            raise ValueError(
-                f"`{name}` contains non-finite values (NaN or inf) in rows "
-                f"[{start}, {start + rows}). Distances must be finite."
-            )
         padded = np.full((num_rows, num_columns), np.inf, dtype=chunk.dtype)
         padded[:rows, :columns] = chunk
         return ops.convert_to_tensor(padded)
-    _validation.check_finite_chunk(chunk, name, start, start + rows)
     return ops.pad(
         chunk,
         [(0, num_rows - rows), (0, num_columns - columns)],
         constant_values=np.inf,
     )
+
+
+def _kept_columns(chunk, protocol, start):
+    """Checks the rows of `distances` in `chunk`, then drops the junk (-1) columns."""
+    _check_finite(chunk, "distances", start)
+    if protocol.kept_columns is None:
+        return chunk
+    if isinstance(chunk, np.ndarray):
+        return chunk[:, protocol.kept_columns]
+    return ops.take(chunk, protocol.kept_columns, axis=1)
 
 
 def _is_ahead(distance_a, index_a, distance_b, index_b):
@@ -405,14 +424,8 @@ def ranking_scores(
     def chunks():
         for start in range(0, num_queries, chunk_size):
             stop = min(start + chunk_size, num_queries)
-            chunk = distances[start:stop]
-            if protocol.kept_columns is not None:
-                chunk = (
-                    chunk[:, protocol.kept_columns]
-                    if isinstance(chunk, np.ndarray)
-                    else ops.take(chunk, protocol.kept_columns, axis=1)
-                )
-            chunk = _padded_chunk(chunk, chunk_size, "distances", start)
+            chunk = _kept_columns(distances[start:stop], protocol, start)
+            chunk = _padded_chunk(chunk, chunk_size)
             yield start, stop, chunk
 
     scores = _evaluate(chunks(), protocol, num_queries, max_rank, ap_method)
@@ -493,7 +506,8 @@ def ranking_scores_from_features(
         for start, stop, chunk in distance_lib.iter_distance_chunks(
             query_features, gallery_features, metric=metric, chunk_size=chunk_size
         ):
-            yield start, stop, _padded_chunk(chunk, chunk_size, "distances from the features", start)
+            _check_finite(chunk, "distances from the features", start)
+            yield start, stop, _padded_chunk(chunk, chunk_size)
 
     scores = _evaluate(chunks(), protocol, query_shape[0], max_rank, ap_method)
     _warn_skipped(scores, stacklevel=2)
@@ -586,14 +600,7 @@ def single_gallery_shot_cmc(
     num_valid = 0
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        chunk = distances[start:stop]
-        if protocol.kept_columns is not None:
-            chunk = (
-                chunk[:, protocol.kept_columns]
-                if isinstance(chunk, np.ndarray)
-                else ops.take(chunk, protocol.kept_columns, axis=1)
-            )
-        chunk = _padded_chunk(chunk, chunk_size, "distances", start)
+        chunk = _padded_chunk(_kept_columns(distances[start:stop], protocol, start), chunk_size)
         slots, is_good, _ = protocol.identity_slots(start, stop)
         valid = is_good.any(axis=1)
         num_valid += int(valid.sum())
