@@ -20,9 +20,11 @@ Usage:
 import argparse
 import datetime
 import json
+import math
 import os
 import pathlib
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,12 +52,13 @@ SIZES = {
         "input_pipeline": ["--images=4096", "--train_steps=10", "--batch_size=32"],
     },
 }
-STEP_CONFIGS = [  # (label, backend, jit_compile)
-    ("tensorflow", "tensorflow", "false"),
-    ("tensorflow + XLA", "tensorflow", "true"),
-    ("jax", "jax", "auto"),
-    ("torch", "torch", "auto"),
-]
+CONFIGS = {  # label: (Keras backend, model.compile's jit_compile)
+    "tensorflow": ("tensorflow", "false"),
+    "tensorflow+xla": ("tensorflow", "true"),
+    "jax": ("jax", "auto"),
+    "torch": ("torch", "auto"),
+}
+SECTIONS = ("step", "fit", "others")
 
 
 def machine_description():
@@ -111,6 +114,7 @@ def run_benchmarks(args):
     size = SIZES["full" if args.full else "reduced"]
     common = [f"--height={size['height']}", f"--width={size['width']}", f"--batch_size={size['batch_size']}"]
     steps = [f"--warmup_steps={size['warmup_steps']}", f"--steps={size['steps']}", f"--repeats={size['repeats']}"]
+    start = time.perf_counter()
     results = {
         "size": "full" if args.full else "reduced",
         "image_size": [size["height"], size["width"]],
@@ -120,36 +124,42 @@ def run_benchmarks(args):
         "load_average_at_start": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory() as scratch, open(pathlib.Path(args.output_dir) / "benchmark_log.txt", "w") as log:
-        results["torch_reference"] = run_json(
-            "pytorch", "torch_reference.py", [*common, *steps], None, scratch, log, args.timeout)
-        results["step"] = {}
-        for label, backend, jit in STEP_CONFIGS:
-            if backend not in args.backends:
-                continue
-            rollback = [] if jit == "true" else ["--rollback"]  # One rollback timing per backend.
-            results["step"][label] = run_json(
-                f"step {label}", "keras_training.py",
-                ["--task=step", *common, *steps, f"--jit_compile={jit}", *rollback], backend, scratch, log, args.timeout)
-        results["fit"] = {}
-        fit = [*common, f"--epochs={size['fit_epochs']}", f"--steps_per_epoch={size['fit_steps_per_epoch']}"]
-        for backend in args.fit_backends:
-            results["fit"][backend] = {
-                "without": run_json(f"fit {backend} without callback", "keras_training.py",
-                                    ["--task=fit", *fit, "--repeats=1"], backend, scratch, log, args.timeout),
-                "with": run_json(f"fit {backend} with callback", "keras_training.py",
-                                 ["--task=fit", *fit, f"--repeats={size['fit_repeats']}", "--callback"],
-                                 backend, scratch, log, args.timeout),
-            }
-        for name, script, arguments in (
-            ("evaluation", "evaluation.py", size["evaluation"]),
-            ("input_pipeline", "input_pipeline.py", size["input_pipeline"]),
-        ):
-            if args.skip_others:
-                continue
-            stdout, error = run_process(name, [sys.executable, str(HERE / script), *arguments],
-                                        args.other_backend, log, args.timeout)
-            results[name] = {"backend": args.other_backend, "output": stdout.strip().splitlines(), "error": error}
+        if "step" in args.sections:
+            results["torch_reference"] = run_json(
+                "pytorch", "torch_reference.py", [*common, *steps], None, scratch, log, args.timeout)
+            results["step"] = {}
+            for label in args.configs:
+                backend, jit = CONFIGS[label]
+                rollback = [] if jit == "true" else ["--rollback"]  # One rollback timing per backend.
+                results["step"][label] = run_json(
+                    f"step {label}", "keras_training.py",
+                    ["--task=step", *common, *steps, f"--jit_compile={jit}", *rollback],
+                    backend, scratch, log, args.timeout)
+        if "fit" in args.sections:
+            results["fit"] = {}
+            fit = [*common, f"--epochs={size['fit_epochs']}", f"--steps_per_epoch={size['fit_steps_per_epoch']}"]
+            for label in args.fit_configs:
+                backend, jit = CONFIGS[label]
+                fit_label = [*fit, f"--jit_compile={jit}", "--task=fit"]
+                results["fit"][label] = {
+                    "without": run_json(f"fit {label} without callback", "keras_training.py",
+                                        [*fit_label, "--repeats=1"], backend, scratch, log, args.timeout),
+                    "with": run_json(f"fit {label} with callback", "keras_training.py",
+                                     [*fit_label, f"--repeats={size['fit_repeats']}", "--callback"],
+                                     backend, scratch, log, args.timeout),
+                }
+        if "others" in args.sections:
+            for name, script, arguments in (
+                ("evaluation", "evaluation.py", size["evaluation"]),
+                ("input_pipeline", "input_pipeline.py", size["input_pipeline"]),
+            ):
+                stdout, error = run_process(name, [sys.executable, str(HERE / script), *arguments],
+                                            args.other_backend, log, args.timeout)
+                results[name] = {"backend": args.other_backend, "output": stdout.strip().splitlines(), "error": error}
     results["load_average_at_end"] = os.getloadavg()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    results["cpu_seconds_of_all_processes"] = children.ru_utime + children.ru_stime
+    results["wall_seconds"] = time.perf_counter() - start
     return results
 
 
@@ -163,12 +173,18 @@ def _median_of_later_epochs(runs):
 
 
 def markdown_table(results):
-    torch_rate = results["torch_reference"].get("images_per_second")
+    torch_reference = results.get("torch_reference", {})
+    torch_rate = torch_reference.get("images_per_second")
     height, width = results["image_size"]
     lines = [
         (
             f"Machine: {results['machine']}; load average at start/end "
             f"{results['load_average_at_start'][0]:.1f}/{results['load_average_at_end'][0]:.1f}."
+        ),
+        (
+            f"Run: {results.get('wall_seconds', math.nan) / 60:.1f} min wall clock, "
+            f"{results.get('cpu_seconds_of_all_processes', math.nan) / 60:.1f} min CPU time of all "
+            "benchmark processes."
         ),
         (
             f"Size: {results['size']} (ResNet-50 + 751-way FC at {height}x{width}, batch "
@@ -178,21 +194,22 @@ def markdown_table(results):
         "| Benchmark | Backend | Keras | Reference | Ratio |",
         "|---|---|---|---|---|",
     ]
-    if "error" in results["torch_reference"]:
-        lines.append(f"| PyTorch reference | torch | | failed: {results['torch_reference']['error']} | |")
-    for label, step in results["step"].items():
+    if "error" in torch_reference:
+        lines.append(f"| PyTorch reference | torch | | failed: {torch_reference['error']} | |")
+    steps = results.get("step", {})
+    for label, step in steps.items():
         if "error" in step:
             lines.append(f"| Training step, images/s | {label} | failed: {step['error']} | | |")
             continue
         rate = step["images_per_second"]
         ratio = rate / torch_rate if torch_rate else None
-        torch_cpu = results["torch_reference"].get("step_cpu_seconds")
+        torch_cpu = torch_reference.get("step_cpu_seconds")
         cpu_ratio = torch_cpu / step["step_cpu_seconds"] if torch_cpu else None
         lines.append(
             f"| Training step, images/s (CPU-s/step) | {label} | {rate:.2f} ({step['step_cpu_seconds']:.2f}) | "
             f"PyTorch eager {_fmt(torch_rate, '.2f')} ({_fmt(torch_cpu, '.2f')}) | {_fmt(ratio, '.2f')}x "
             f"(by CPU time {_fmt(cpu_ratio, '.2f')}x) |")
-    for label, step in results["step"].items():
+    for label, step in steps.items():
         if "error" in step:
             continue
         sgd, ours = step["keras_sgd_step_seconds"], step["layerwise_sgd_step_seconds"]
@@ -201,13 +218,13 @@ def markdown_table(results):
             f"| Optimizer step, ms ({step['optimizer_variables']} variables, "
             f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | LayerwiseSGD {ours * 1e3:.1f} | "
             f"keras SGD {sgd * 1e3:.1f} | {ours / sgd:.2f}x; difference = {share:+.1%} of a training step |")
-    for label, step in results["step"].items():
+    for label, step in steps.items():
         if "rollback_seconds" in step:
             lines.append(
                 f"| Rollback of all ResNet-101 blocks + momentum reset, s ({step['rollback_weights']} weights, "
                 f"{step['rollback_megabytes']:.0f} MiB) | {label} | {step['rollback_seconds']:.3f} | "
                 f"goal < 0.5 | {step['rollback_seconds'] / 0.5:.2f} of goal |")
-    for backend, fit in results["fit"].items():
+    for backend, fit in results.get("fit", {}).items():
         without, with_ = fit["without"], fit["with"]
         if "error" in without or "error" in with_:
             lines.append(f"| fit with/without RollbackRefine | {backend} | failed: "
@@ -243,20 +260,29 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="Paper size (288x144, batch 32) for a GPU machine.")
     parser.add_argument("--output_dir", default="benchmark_results", help="Where the JSON, table and log go.")
-    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"])
-    parser.add_argument("--fit_backends", nargs="+", default=None,
-                        help="Backends for the fit/memory benchmark. Defaults to jax (all with --full).")
-    parser.add_argument("--other_backend", default="jax", help="Backend of the evaluation and input benchmarks.")
-    parser.add_argument("--skip_others", action="store_true", help="Skip the evaluation and input benchmarks.")
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
+                        help="Backend configurations of the training and optimizer step benchmark.")
+    parser.add_argument("--fit_configs", nargs="+", choices=list(CONFIGS), default=None,
+                        help="Configurations of the fit and memory benchmark. Defaults to tensorflow "
+                        "(the fastest on CPU) and, with --full, to all.")
+    parser.add_argument("--other_backend", default="tensorflow",
+                        help="Backend of the evaluation and input pipeline benchmarks.")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                        help="step: training/optimizer step and rollback; fit: callback overhead and "
+                        "memory; others: evaluation and input pipeline.")
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per benchmark process.")
-    parser.add_argument("--table_from", default=None, help="Only print the table of an earlier results JSON.")
+    parser.add_argument("--table_from", nargs="+", default=None,
+                        help="Only print the table of earlier results JSON files (later ones add to "
+                        "and override earlier ones, section by section).")
     args = parser.parse_args()
-    if args.fit_backends is None:
-        args.fit_backends = args.backends if args.full else ["jax"]
+    if args.fit_configs is None:
+        args.fit_configs = list(CONFIGS) if args.full else ["tensorflow"]
     os.makedirs(args.output_dir, exist_ok=True)
     output = pathlib.Path(args.output_dir)
     if args.table_from:
-        results = json.loads(pathlib.Path(args.table_from).read_text())
+        results = {}
+        for path in args.table_from:
+            results.update(json.loads(pathlib.Path(path).read_text()))
     else:
         results = run_benchmarks(args)
         (output / "benchmark_results.json").write_text(json.dumps(results, indent=1))
