@@ -30,8 +30,14 @@ class BlockPartition:
 
     `BlockPartition.for_model(model)` builds the partition of a known backbone
     (keras.applications ResNet50/101/152 and ResNet50V2/101V2/152V2,
-    InceptionV3, keras-hub `ResNetBackbone`), and puts every weight outside the
-    backbone into the head.
+    InceptionV3, EfficientNet/V2, ConvNeXt, MobileNetV2/V3, DenseNet, keras-hub
+    `ResNetBackbone`), and puts every weight outside the backbone into the
+    head. `BlockPartition.by_resolution(model)` partitions any functional or
+    Sequential CNN by the resolution of its feature maps, the paper's
+    definition of a block.
+
+    `summary()`, `table()` and `plot()` show each block's feature-map
+    resolution, size and, given a `RefinePlan`, the periods that roll it back.
 
     Example:
 

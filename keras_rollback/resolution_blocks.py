@@ -38,6 +38,9 @@ class ResolutionBlocks:
       that trim a border do not start a block.
     * A resolution whose layers have no trainable weights (a `Normalization`
       preprocessing layer at the input resolution) joins the next block.
+    * Layers with weights between the last feature map and the feature
+      layer (a `Dense` embedding named as the feature layer) join the last
+      block.
     * Layers with weights that the walk from the input does not reach
       before the feature layer (the pooling and classifier after it, unused
       layers) are left to the head, as are excluded layers.
@@ -81,6 +84,8 @@ class ResolutionBlocks:
         Returns:
             A `ResolutionBlocks`.
         """
+        if not isinstance(model, keras.Model):
+            raise ValueError(f"`model` must be a keras.Model. Received: model={model!r}")
         graph = _LayerGraph(model)
         if graph.graph is None:
             raise ValueError(
@@ -94,9 +99,13 @@ class ResolutionBlocks:
         resolution = graph.effective_resolutions(backbone)
         excluded = {id(layer) for name in exclude for layer in graph.layers_named(name, nested=True)}
         layer_resolution = {}
+        after_feature_maps = []  # in the backbone, after its last feature map
         for index in sorted(backbone):
             layer = graph.nodes[index].layer
-            if not layer.weights or id(layer) in excluded or resolution[index] is None:
+            if not _weights(layer) or id(layer) in excluded:
+                continue
+            if resolution[index] is None:
+                after_feature_maps.append(layer)
                 continue
             current = layer_resolution.get(id(layer), (layer, None))[1]
             if current is None or _area(resolution[index]) > _area(current):
@@ -113,6 +122,7 @@ class ResolutionBlocks:
         members = [[] for _ in levels]
         for layer, size in layer_resolution.values():
             members[level_of[size]].append(layer)
+        members[-1] += [layer for layer in _unique(after_feature_maps) if id(layer) not in layer_resolution]
         levels, members = _merge_untrainable_levels(levels, members)
         order = {}
         for position, node in enumerate(graph.nodes):
@@ -128,7 +138,7 @@ class ResolutionBlocks:
             or len(block_names) != len(levels)
             or len(set(block_names)) != len(block_names)
         ):
-            described = ", ".join(f"{_format_sizes(s)}" for s in levels)
+            described = ", ".join(f"{format_resolution(s)}" for s in levels)
             raise ValueError(
                 f"`block_names` must name the {len(levels)} blocks found ({described}) with "
                 f"distinct names. Received: block_names={block_names!r}"
@@ -153,17 +163,12 @@ def layer_resolutions(model):
     resolution = graph.effective_resolutions(set(range(len(graph.nodes))))
     rows = {}
     for index, node in enumerate(graph.nodes):
-        if node.layer.weights:
+        if _weights(node.layer):
             size = resolution[index]
             _, current = rows.get(id(node.layer), (node.layer, None))
             if current is None or (size is not None and _area(size) > _area(current)):
                 rows[id(node.layer)] = (node.layer, size)
     return list(rows.values())
-
-
-def format_resolution(sizes):
-    """`"16x16"`, or `"37x37-15x15"` for several sizes (largest first); `""` for none."""
-    return _format_sizes(sizes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,7 +308,7 @@ class _LayerGraph:
         resolution = {}
         for index in sorted(within, reverse=True):
             node = self.nodes[index]
-            counts = bool(node.layer.weights) or len(node.inputs) > 1
+            counts = bool(_weights(node.layer)) or len(node.inputs) > 1
             candidates = [node.resolution] if counts and node.resolution is not None else []
             for tensor in node.outputs:
                 candidates.extend(
@@ -320,6 +325,11 @@ def _graph_of(layer):
     if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth"):
         return layer
     return None
+
+
+def _weights(operation):
+    """A layer's weights; none for a `keras.ops` operation in the graph."""
+    return getattr(operation, "weights", ())
 
 
 def _is_graph_model(layer):
@@ -457,7 +467,8 @@ def _did_you_mean(name, known):
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
-def _format_sizes(sizes):
+def format_resolution(sizes):
+    """`"16x16"`, or `"37x37-15x15"` for several sizes (largest first); `""` for none."""
     text = ["x".join(str(side) for side in size) for size in sizes]
     return "" if not text else text[0] if len(text) == 1 else f"{text[0]}-{text[-1]}"
 

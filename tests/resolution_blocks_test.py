@@ -124,6 +124,7 @@ def _two_feature_maps():
         (skip_cnn, {"block_names": ["a", "b"]}, r"name the 3 blocks found \(16x16, 8x8-6x6, 3x3\)"),
         (skip_cnn, {"feature_layer": "stem_relu", "exclude": ["stem_conv", "stem_bn"]}, "no layer with weights"),
         (_Subclassed, {}, "Model 'subclassed' \\(_Subclassed\\) has no functional graph"),
+        (lambda: "resnet50", {}, "`model` must be a keras.Model"),
     ],
 )
 def test_errors_name_the_layer_or_argument_at_fault(build, kwargs, match):

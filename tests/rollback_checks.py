@@ -72,6 +72,10 @@ def assert_period_starts_from_rolled_back_state(partition, probe, pretrained, st
     for path, buf in probe.momentum_after[start].items():
         rate = learning_rates[partition.group_of(path)]
         assert np.any(buf != 0), path
+        # Tolerance relative to the variable's largest move: on JAX, XLA's fused step leaves
+        # elements that barely move up to ~1e-4 of that off (torch and TensorFlow agree to
+        # float32 rounding).
+        expected = rate * (1 + momentum) * buf
         np.testing.assert_allclose(
-            before[path] - after[path], rate * (1 + momentum) * buf, rtol=1e-4, atol=1e-7, err_msg=path
+            before[path] - after[path], expected, rtol=1e-4, atol=max(1e-7, 1e-4 * np.abs(expected).max()), err_msg=path
         )
