@@ -17,6 +17,7 @@ from keras_rollback.evaluation import extract_features, plot_cmc_curve, plot_ran
 from keras_rollback.metrics import pairwise_distance, ranking_scores_from_features
 from keras_rollback.models import backbone_preprocessing, build_feature_model, build_reid_model
 
+
 def run_experiment(config, workdir):
     """Trains and evaluates each method of `config.methods`, then compares them.
 
@@ -35,11 +36,21 @@ def run_experiment(config, workdir):
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2))
     keras.utils.set_random_seed(config.seed)
-    dataset = _read_task(config, workdir)
+    task = _read_task(config, workdir)
     weights = _backbone_weights(config, workdir)
     rows = []
     for method in config.methods:
-        rows.extend(train_and_evaluate(config, method, dataset, weights, os.path.join(workdir, _folder(method))))
+        method_dir = os.path.join(workdir, _folder(method))
+        finished = os.path.join(method_dir, "finished.json")
+        if os.path.exists(finished):
+            io_utils.print_msg(f"{method}: finished in an earlier run, results read from {finished}.")
+            with open(finished) as f:
+                rows.extend(json.load(f))
+            continue
+        method_rows = train_and_evaluate(config, method, task, weights, method_dir)
+        with open(finished, "w") as f:
+            json.dump(method_rows, f)
+        rows.extend(method_rows)
     report.write_results(rows, workdir)
     report.plot_curves(rows, workdir)
     table = report.comparison_table(rows, config)
@@ -49,12 +60,12 @@ def run_experiment(config, workdir):
     return rows
 
 
-def train_and_evaluate(config, method, dataset, weights, workdir):
+def train_and_evaluate(config, method, task, weights, workdir):
     """One method: fit with its plan, evaluate at period ends, return per-epoch rows."""
     os.makedirs(workdir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)  # Every method starts from the same head.
     model = build_reid_model(
-        dataset.num_classes,
+        task.num_classes,
         config.model.backbone,
         weights=weights,
         input_shape=(*config.image_size, 3),
@@ -68,10 +79,10 @@ def train_and_evaluate(config, method, dataset, weights, workdir):
     )
     plan = methods.plan_for(method, config.plan)
     periods = plan.resolve(partition.block_names, partition.head_name)
-    evaluator = dataset.evaluator(model)
+    evaluator = task.evaluator(model)
     logging.info("Method %s: %s", method, plan)
     model.fit(
-        dataset.make_train(),
+        task.make_train(),
         epochs=periods[-1].end_epoch,
         steps_per_epoch=config.steps_per_epoch or None,
         shuffle=False,  # The dataset shuffles itself, seeded.

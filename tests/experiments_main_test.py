@@ -27,3 +27,15 @@ def test_smoke_run_writes_every_result_file(tmp_path):
     assert abs(evaluated[0]["loss"] - evaluated[2]["loss"]) <= 1e-5 * abs(evaluated[0]["loss"])
     table = (tmp_path / "comparison.md").read_text()
     assert "rollback mAP / rank1" in table and "base_cy mAP / rank1" in table
+
+
+def test_rerunning_a_finished_experiment_reads_its_results(tmp_path, monkeypatch):
+    config = smoke.get_config()
+    config.methods = ("fine_tune",)
+    first = train.run_experiment(config, str(tmp_path))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished method was trained again")
+
+    monkeypatch.setattr(train, "train_and_evaluate", fail)
+    assert train.run_experiment(config, str(tmp_path)) == first
