@@ -26,12 +26,12 @@ from absl import flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_rollback.data import market1501  # noqa: E402
-from keras_rollback.data import pipeline  # noqa: E402
-from keras_rollback.data import synthetic  # noqa: E402
+from keras_rollback.data import market1501
+from keras_rollback.data import pipeline
+from keras_rollback.data import synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 2048, "Images per measured pass of the input pipeline.")

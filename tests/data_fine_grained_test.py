@@ -71,7 +71,7 @@ def test_load_fgvc_aircraft_removes_the_banner(aircraft):
     test_images, test_labels = next(iter(data.test))
     assert test_labels.numpy().tolist() == [1, 0]  # Test order is the list order.
     assert float(tf.reduce_max(test_images)) < 10  # Only the black part is left.
-    train_images, train_labels = next(iter(data.train))
+    _, train_labels = next(iter(data.train))
     assert sorted(train_labels.numpy().tolist()) == [0, 1, 2, 2]
     with_banner = fine_grained.load_fgvc_aircraft(
         aircraft, remove_banner=False, image_size=SIZE, preprocessing="none", interpolation="nearest"

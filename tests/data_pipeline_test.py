@@ -1,9 +1,10 @@
 """Tests for keras_rollback.data.pipeline: the tf.data training and evaluation pipelines."""
 
+import pathlib
+
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_rollback.data import image_files
 from keras_rollback.data import market1501
@@ -141,7 +142,7 @@ def test_eval_dataset_keeps_order_and_metadata(tiny):
 
 def test_bad_image_fails_at_build_time_with_its_path(tiny, tmp_path):
     broken = tmp_path / "0001_c1s1_000001_01.jpg"
-    broken.write_bytes(open(tiny.train[0].path, "rb").read()[:100])
+    broken.write_bytes(pathlib.Path(tiny.train[0].path).read_bytes()[:100])
     records = tiny.train[1:4] + [tiny.train[0]._replace(path=str(broken))]
     with pytest.raises(image_files.BadImageError, match=r"0001_c1s1_000001_01\.jpg: truncated JPEG"):
         pipeline.make_train_dataset(records, image_size=SIZE)

@@ -1,9 +1,10 @@
 """Fault injection: SIGKILL a resumable RollbackRefine run anywhere, rerun it, get the uninterrupted result.
 
 Runs `fault_injection_job.py` in subprocesses on the active backend: one
-uninterrupted reference and two chains of runs that each SIGKILL themselves
-at the next kill point and are rerun with the same command until they
-finish. Then a full disk while checkpointing and a NaN loss, in process.
+uninterrupted reference and chains of runs (two checkpointed by
+`RunCheckpoint`, one by `keras.callbacks.BackupAndRestore`) that each SIGKILL
+themselves at the next kill point and are rerun with the same command until
+they finish. Then a full disk while checkpointing and a NaN loss, in process.
 """
 
 import errno
@@ -21,7 +22,7 @@ import fault_injection_job as job
 from keras_rollback.run_checkpoint import RunCheckpoint
 
 JOB = pathlib.Path(__file__).with_name("fault_injection_job.py")
-# Two chains run side by side (2 CPU cores); each kill point is reached in its chain's order.
+# The chains run side by side; each kill point is reached in its chain's order.
 KILL_CHAINS = {
     "periods_1_2": [
         "snapshot_write",  # Temp file of the pre-trained snapshot written, not renamed.
@@ -36,6 +37,11 @@ KILL_CHAINS = {
         "after_rollback:4",  # Period 3's rollback.
         "corrupt_newest:4",  # Newest checkpoint damaged on disk: the rerun falls back to the previous one.
     ],
+    # The same run resumed by keras.callbacks.BackupAndRestore instead of RunCheckpoint.
+    "backup_and_restore": [
+        "after_rollback:2",
+        "train_batch:3:1",
+    ],
 }
 KILL_POINTS = sum(len(points) for points in KILL_CHAINS.values())
 # CPU kernels differ between a fresh process and a resumed one only in XLA/ATen's
@@ -47,7 +53,10 @@ def _start(workdir, kill_points=()):
     """Starts one run; its output goes to a new log file (a pipe could fill up while others are waited for)."""
     workdir.mkdir(exist_ok=True)
     log = workdir / f"run-{len(list(workdir.glob('run-*.log')))}.log"
-    env = dict(os.environ, FAULT_KILL_POINTS=",".join(kill_points), TF_CPP_MIN_LOG_LEVEL="3")
+    checkpointer = "backup_and_restore" if workdir.name == "backup_and_restore" else "run_checkpoint"
+    env = dict(
+        os.environ, FAULT_KILL_POINTS=",".join(kill_points), FAULT_CHECKPOINTER=checkpointer, TF_CPP_MIN_LOG_LEVEL="3"
+    )
     with open(log, "w") as output:
         process = subprocess.Popen([sys.executable, str(JOB), str(workdir)], env=env, stdout=output, stderr=output)
     process.log = log
@@ -87,8 +96,9 @@ def test_sigkill_at_every_kill_point_then_rerun_ends_like_an_uninterrupted_run(t
         assert sorted(os.listdir(tmp_path / name / "kills")) == sorted(p.replace(":", "_") for p in points)
         found = _final_weights(tmp_path / name)
         differences[name] = max(float(np.max(np.abs(found[k] - expected[k]))) for k in expected)
-        leftovers = [n for n in os.listdir(tmp_path / name / "checkpoints") if n.startswith(".")]
-        leftovers += [n for n in os.listdir(tmp_path / name) if n.startswith(".")]
+        leftovers = [n for n in os.listdir(tmp_path / name) if n.startswith(".")]
+        if name != "backup_and_restore":
+            leftovers += [n for n in os.listdir(tmp_path / name / "checkpoints") if n.startswith(".")]
         assert not leftovers, f"{name}: temp files left behind: {leftovers}"
     print(f"\n{KILL_POINTS} kill points on {keras.config.backend()}: max |resumed - uninterrupted| "
           f"final weight difference per chain: {differences}")
@@ -112,7 +122,7 @@ def _fit_with_checkpoint(directory, epochs, data=None, callbacks=()):
 
 def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_names_the_file(tmp_path, monkeypatch):
     directory = tmp_path / "checkpoints"
-    _, checkpoint = _fit_with_checkpoint(directory, epochs=1)
+    _fit_with_checkpoint(directory, epochs=1)
     before = {n: (directory / n).read_bytes() for n in os.listdir(directory)}
 
     def full_disk_save_weights(self, filepath, *args, **kwargs):

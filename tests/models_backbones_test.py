@@ -121,7 +121,7 @@ def test_bad_arguments_are_rejected(kwargs, message):
 
 
 def test_missing_weight_file_is_an_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
         build_backbone("resnet50", weights=tmp_path / "missing.pth")
 
 

@@ -55,7 +55,7 @@ def test_mismatching_file_loads_nothing(saved, units, message):
 
 
 def test_bad_paths_are_rejected(tmp_path):
-    with pytest.raises(ValueError, match="Expected a '.weights.h5' file"):
+    with pytest.raises(ValueError, match=r"Expected a '\.weights\.h5' file"):
         load_weights_strict(_model(), tmp_path / "model.h5")
-    with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.weights\.h5"):
         load_weights_strict(_model(), tmp_path / "missing.weights.h5")

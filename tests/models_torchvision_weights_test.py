@@ -216,7 +216,7 @@ def test_prefix_selects_the_backbone_of_a_wrapped_model(small_pair):
 
 def test_pth_and_safetensors_files_read_the_same(small_pair, tmp_path):
     torch_model, _ = small_pair
-    state = {k: v for k, v in torch_model.state_dict().items()}
+    state = dict(torch_model.state_dict())
     torch.save(state, tmp_path / "model.pth")
     from_pth = read_state_dict(tmp_path / "model.pth")
 
@@ -257,7 +257,7 @@ def test_batchnorm_epsilon_other_than_torch_is_rejected():
 def test_bad_arguments_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="Unknown checkpoint type"):
         read_state_dict(tmp_path / "model.npz")
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
         read_state_dict(tmp_path / "missing.pth")
     (tmp_path / "list.pth").write_bytes(b"")
     torch.save([torch.zeros(1)], tmp_path / "list.pth")

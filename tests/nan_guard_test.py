@@ -23,7 +23,7 @@ def test_non_finite_loss_raises_naming_epoch_and_step(loss):
 def test_names_the_newest_checkpoint_or_says_there_is_none(tmp_path):
     checkpoint = RunCheckpoint(tmp_path)
     guard = _guard_at_epoch(NanGuard(checkpoint), 0)
-    with pytest.raises(FloatingPointError, match="No checkpoint was saved yet in .*a rerun starts over"):
+    with pytest.raises(FloatingPointError, match=r"No checkpoint was saved yet in .*a rerun starts over"):
         guard.on_train_batch_end(0, {"loss": float("nan")})
     checkpoint.last_saved = {"epoch": 3, "weights": str(tmp_path / "epoch-000003.weights.h5")}
     with pytest.raises(FloatingPointError, match=r"epoch-000003\.weights\.h5' \(3 finished epochs\)"):

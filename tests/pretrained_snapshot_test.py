@@ -45,11 +45,11 @@ def test_load_reports_missing_weights_and_bad_files(tmp_path):
     del arrays["b2_bn/moving_mean"]
     truncated = tmp_path / "truncated.npz"
     PretrainedSnapshot(arrays).save(truncated)
-    with pytest.raises(ValueError, match="truncated.npz.*b2_bn/moving_mean"):
+    with pytest.raises(ValueError, match=r"truncated\.npz.*b2_bn/moving_mean"):
         PretrainedSnapshot.load(truncated, partition)
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"\x00" * 10)
-    with pytest.raises(ValueError, match="garbage.npz"):
+    with pytest.raises(ValueError, match=r"garbage\.npz"):
         PretrainedSnapshot.load(garbage)
     with pytest.raises(FileNotFoundError):
         PretrainedSnapshot.load(tmp_path / "absent.npz")
