@@ -8,9 +8,9 @@ import keras
 import matplotlib
 
 matplotlib.use("Agg")
-from matplotlib import pyplot as plt  # noqa: E402  (after choosing the headless backend)
+from matplotlib import pyplot as plt
 
-from experiments import paper_results  # noqa: E402
+from experiments import paper_results
 
 COLUMNS = ("method", "period", "epoch", "loss", "rank1", "rank5", "rank10", "mAP", "mINP", "top1",
            "wall_time", "backend", "device")
