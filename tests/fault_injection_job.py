@@ -4,6 +4,9 @@ Usage: `python tests/fault_injection_job.py WORKDIR` with the backend in
 `KERAS_BACKEND`. Rerunning the same command resumes the run from WORKDIR
 and, once it has finished, writes the final weights to WORKDIR/final.npz.
 
+Checkpoints are `RunCheckpoint`'s, or `keras.callbacks.BackupAndRestore`'s
+with `FAULT_CHECKPOINTER=backup_and_restore`.
+
 `FAULT_KILL_POINTS` (comma-separated, in the order the run reaches them)
 names where to kill the process; each run dies at the first point not yet
 used and marks it used in WORKDIR/kills, so rerunning the command until it
@@ -169,8 +172,12 @@ def run(workdir):
         tf.config.experimental.enable_op_determinism()
     model = compiled_model()
     data = train_data()
-    checkpoint = RunCheckpoint(os.path.join(workdir, "checkpoints"), keep=2)
-    extra = [FollowEpoch(data), checkpoint, NanGuard(checkpoint)]
+    if os.environ.get("FAULT_CHECKPOINTER") == "backup_and_restore":
+        checkpoint = None
+        extra = [FollowEpoch(data), keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup"))]
+    else:
+        checkpoint = RunCheckpoint(os.path.join(workdir, "checkpoints"), keep=2)
+        extra = [FollowEpoch(data), checkpoint, NanGuard(checkpoint)]
     point = active_kill_point(workdir)
     if point:
         die = make_die(workdir, point)
