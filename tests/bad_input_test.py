@@ -1,24 +1,31 @@
-"""The bad-input table of issue 8: one test per row, each checking the error type and that the message names the culprit.
+"""The bad-input table: one test per row, each checking the error type and that the message names the culprit.
 
-| row | public API | expected |
-| --- | --- | --- |
-| missing dataset folder | `data.read_market1501` | `DatasetLayoutError` naming the folder |
-| empty dataset folder | `data.read_market1501` | `DatasetLayoutError` naming the folder and the missing split folders |
-| empty split folder | `data.read_market1501` | `DatasetLayoutError` naming the split folder |
-| unparsable file name | `data.read_market1501` | `ValueError` naming the file |
-| zero-byte / non-image / truncated file | `data.make_train_dataset` | `BadImageError` listing each path and why |
-| corrupt image data | `data.make_eval_dataset(image_check="decode")` | `BadImageError` naming the file |
-| grey or RGBA image | `data.make_eval_dataset` | no error: converted to 3 channels, like PIL's `convert("RGB")` |
-| some query ids not in the gallery | `metrics.ranking_scores` | `UserWarning` counting the skipped queries |
-| no query id in the gallery | `metrics.ranking_scores` | `ValueError` naming the ids (xfail: today NaN scores and a warning) |
-| partition missing a variable | `BlockPartition` | `ValueError` naming the variable |
-| partition counting a variable twice | `BlockPartition` | `ValueError` naming the variable and both groups |
-| weights file of another architecture | `models.load_weights_strict` | `ValueError` naming the file, the model and the mismatches |
-| torchvision checkpoint with missing keys | `models.load_torchvision_weights` | `ValueError` naming the file and the missing keys |
-| metric input with NaN | `metrics.ranking_scores` | `ValueError` naming `distances` and the rows |
-| metric inputs of mismatched lengths | `metrics.ranking_scores` | `ValueError` naming the argument |
-| negative epochs | `RefinePlan` | `ValueError` echoing the value |
-| periods that do not divide the schedule | `RefinePlan.resolve` | `ValueError` naming `epochs` and the period boundaries |
+Rows whose test lives in another file (checkpoints, snapshots, NaN) name that file.
+
+| row | public API | expected | test |
+| --- | --- | --- | --- |
+| missing dataset folder | `data.read_market1501` | `DatasetLayoutError` naming the folder | `test_missing_dataset_folder` |
+| empty dataset folder | `data.read_market1501` | `DatasetLayoutError` naming the folder and the missing split folders | `test_empty_dataset_folder` |
+| empty split folder | `data.read_market1501` | `DatasetLayoutError` naming the split folder | `test_empty_split_folder` |
+| unparsable file name | `data.read_market1501` | `ValueError` naming the file | `test_unparsable_file_name` |
+| zero-byte / non-image / truncated file | `data.make_train_dataset` | `BadImageError` listing each path and why | `test_zero_byte_non_image_and_truncated_files` |
+| corrupt image data | `data.make_eval_dataset(image_check="decode")` | `BadImageError` naming the file | `test_corrupt_image_data` |
+| grey or RGBA image | `data.make_eval_dataset` | no error: converted to 3 channels, like PIL's `convert("RGB")` | `test_grey_and_rgba_images_become_three_channels` |
+| some query ids not in the gallery | `metrics.ranking_scores` | `UserWarning` counting the skipped queries | `test_query_ids_not_in_the_gallery` |
+| no query id in the gallery | `metrics.ranking_scores` | `ValueError` naming the ids (xfail: today NaN scores and a warning) | `test_no_query_id_in_the_gallery` |
+| partition missing a variable | `BlockPartition` | `ValueError` naming the variable | `test_partition_that_misses_a_variable` |
+| partition counting a variable twice | `BlockPartition` | `ValueError` naming the variable and both groups | `test_partition_that_counts_a_variable_twice` |
+| weights file of another architecture | `models.load_weights_strict` | `ValueError` naming the file, the model and the mismatches | `test_weights_file_of_another_architecture` |
+| torchvision checkpoint with missing keys | `models.load_torchvision_weights` | `ValueError` naming the file and the missing keys | `test_torchvision_checkpoint_with_missing_keys` |
+| metric input with NaN | `metrics.ranking_scores` | `ValueError` naming `distances` and the rows | `test_metric_input_with_nan` |
+| metric inputs of mismatched lengths | `metrics.ranking_scores` | `ValueError` naming the argument | `test_metric_inputs_of_mismatched_lengths` |
+| negative epochs | `RefinePlan` | `ValueError` echoing the value | `test_negative_epochs` |
+| periods that do not divide the schedule | `RefinePlan.resolve` | `ValueError` naming `epochs` and the period boundaries | `test_periods_that_do_not_divide_the_schedule` |
+| truncated or corrupt pre-trained snapshot | `PretrainedSnapshot.load` | `ValueError` naming the file (and the damaged arrays) | `pretrained_snapshot_test.py::test_truncated_file_is_reported_by_path`, `::test_corrupted_array_is_reported_by_path_and_name` |
+| truncated, corrupt or missing run checkpoint | `RunCheckpoint` | `UserWarning` naming the file; the previous checkpoint is used | `run_checkpoint_test.py::test_damaged_newest_checkpoint_is_named_and_the_previous_one_is_used` |
+| run checkpoint of another architecture | `RunCheckpoint` | `ValueError` naming the file and the model | `run_checkpoint_test.py::test_checkpoint_of_another_architecture_is_reported_by_path` |
+| disk full while checkpointing | `RunCheckpoint`, `PretrainedSnapshot.save` | `OSError` (ENOSPC) naming the file; the previous file intact | `fault_injection_test.py::test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_names_the_file` |
+| NaN or infinite loss | `NanGuard` | `FloatingPointError` naming the epoch, the step and the last good checkpoint | `fault_injection_test.py::test_nan_loss_stops_at_once_naming_epoch_step_and_last_good_checkpoint` |
 """
 
 import re
