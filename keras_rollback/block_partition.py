@@ -228,18 +228,20 @@ class BlockPartition:
             epochs: Optional integer. Training epochs, for a plan whose
                 number of periods follows from them.
         """
+        # Imported here: matplotlib takes a while to import, and only plots need it. The Agg
+        # canvas draws off-screen without touching pyplot's global backend.
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         rows = {row["group"]: row for row in self.table(plan, epochs)}
-        layers = [(name, group, r) for name, group, r in self._layers]
+        layers = self._layers
         if not layers:
             raise ValueError(
                 f"Model {self.model_name!r} has no functional graph to plot: "
                 "build it as a functional or Sequential model."
             )
         colours = {group: f"C{i % 10}" for i, group in enumerate(self.group_names)}
-        heights = [max(r) if r is not None else 1 for _, _, r in layers]
+        heights = [max(r) if r is not None else 0.5 for _, _, r in layers]  # 0.5: no bar
         figure = Figure(figsize=(max(8.0, min(24.0, len(layers) / 12)), 4.5), layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.add_subplot()
@@ -294,8 +296,9 @@ class BlockPartition:
         Recognised backbones (searched through nested models):
         keras.applications ResNet50/101/152 (stem = `conv1`, then
         `conv2_x`..`conv5_x`), ResNet50V2/101V2/152V2 (the same, `post_bn` in
-        `conv5_x`), keras-hub `ResNetBackbone` v1 (stem, then `stack0`..`stack3`
-        named `conv2_x`..`conv5_x`), and keras.applications InceptionV3 (`B1` =
+        `conv5_x`), keras-hub `ResNetBackbone` v1 and v2 (stem, then
+        `stack0`..`stack3` named `conv2_x`..`conv5_x`; v2's `post_bn` in
+        `conv5_x`), and keras.applications InceptionV3 (`B1` =
         stem up to the second max-pooling, `B2` = mixed0-2, `B3` = mixed3-7,
         `B4` = mixed8-10, the paper's Table 7). InceptionV3 layer names are
         generated and change between builds, so its blocks are found by layer
@@ -566,6 +569,9 @@ def _keras_hub_resnet_rules(model, paths):
     blocks = {"stem": [re.escape(s) for s in stem]}
     for k, stage in enumerate(_RESNET_STAGES):
         blocks[stage] = [f"stack{k}_"]
+    if any(p.startswith("post_bn/") for p in paths):
+        # Pre-activation (v2) backbones end with a BatchNorm on stack3's output.
+        blocks["conv5_x"].append("post_bn/")
     return blocks
 
 

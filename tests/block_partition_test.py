@@ -297,3 +297,25 @@ def test_rolling_back_run_on_resolution_blocks(build, input_shape, periods):
         assert refine.epoch_records[start]["rolled_back"] == rolled_back
         rates = refine.epoch_records[start]["learning_rates"]
         assert_period_starts_from_rolled_back_state(partition, probe, pretrained, start, rolled_back, rates, MOMENTUM)
+
+
+@pytest.mark.parametrize("pre_activation", [False, True], ids=["v1", "v2"])
+def test_keras_hub_bottleneck_resnet_preset_and_resolution_blocks(pre_activation):
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 8, 8, 8],
+        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="bottleneck_block",
+        use_pre_activation=pre_activation, image_shape=(32, 32, 3),
+    )
+    model = _with_head(backbone)
+    partition = BlockPartition.for_model(model)
+    assert set(_layers_of(partition, "head")) == {"fc512", "fc_bn", "classifier"}
+    if pre_activation:
+        assert partition.group_of("post_bn/gamma") == "conv5_x"
+    by_resolution = BlockPartition.by_resolution(model, block_names=RESNET_STAGES)
+    # keras-hub bottlenecks stride in the 3x3 conv (torchvision's v1.5): the 1x1 reduction
+    # before it runs at the higher resolution, one block down.
+    moved = {w.path.rsplit("/", 1)[0] for w in model.weights if partition.group_of(w.path) != by_resolution.group_of(w.path)}
+    expected = {f"stack{k}_block0_{layer}" for k in (1, 2, 3) for layer in ("1_conv", "1_bn")}
+    if pre_activation:
+        expected = {f"stack{k}_block0_{layer}" for k in (1, 2, 3) for layer in ("pre_activation_bn", "1_conv", "1_bn")}
+    assert moved == expected
