@@ -146,7 +146,7 @@ class ResolutionBlocks:
         return cls(
             names=tuple(block_names),
             resolutions=tuple(tuple(level) for level in levels),
-            layers=tuple(tuple(sorted(layers, key=lambda l: order[id(l)])) for layers in members),
+            layers=tuple(tuple(sorted(layers, key=lambda layer: order[id(layer)])) for layers in members),
             feature_layer=graph.nodes[feature_nodes[0]].layer.name,
         )
 
@@ -429,20 +429,20 @@ def _apply_split(split, levels, members, size_of, order, graph, model):
     if isinstance(split, str) or not all(isinstance(s, str) for s in split):
         raise ValueError(f"`split` must be a list of layer names. Received: split={split!r}")
     for name in split:
-        block = next((b for b, layers in enumerate(members) if any(l.name == name for l in layers)), None)
+        block = next((b for b, layers in enumerate(members) if any(layer.name == name for layer in layers)), None)
         if block is None:
             where = "a layer of the model" if not graph.layers_named(name) else "a layer with weights in a block"
             raise ValueError(
                 f"split={name!r} is not {where} of model {model.name!r}"
                 f"{_did_you_mean(name, graph.calls)}."
             )
-        layers = sorted(members[block], key=lambda l: order[id(l)])
-        start = next(i for i, l in enumerate(layers) if l.name == name)
+        layers = sorted(members[block], key=lambda layer: order[id(layer)])
+        start = next(i for i, layer in enumerate(layers) if layer.name == name)
         if start == 0:
             raise ValueError(f"split={name!r} already starts a block: nothing to split.")
         members[block:block + 1] = [layers[:start], layers[start:]]
         levels[block:block + 1] = [
-            sorted({size_of[id(l)] for l in part}, key=_area, reverse=True)
+            sorted({size_of[id(layer)] for layer in part}, key=_area, reverse=True)
             for part in (layers[:start], layers[start:])
         ]
     return levels, members
