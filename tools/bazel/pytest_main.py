@@ -16,6 +16,7 @@ if __name__ == "__main__":
     # the tests as the package `tests`; outside Bazel `tests/` is a plain directory whose
     # helpers (`testing_models`, `rollback_checks`) import by their bare names.
     sys.path.insert(0, str(pathlib.Path(sys.argv[1]).parent.absolute()))
+    print(f"pytest_test {sys.argv[1]} on KERAS_BACKEND={os.environ.get('KERAS_BACKEND')}")
     arguments = ["-q", "-p", "no:cacheprovider", *sys.argv[1:]]
     # Bazel collects per-test-case results from the JUnit XML it asks for.
     if os.environ.get("XML_OUTPUT_FILE"):
