@@ -211,8 +211,16 @@ def fit_task(args):
         )
         / 2**20,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # Resident memory after training, snapshot still held (the peak may be set earlier,
+        # while the model is built and compiled, and hide the snapshot).
+        "final_rss_mib": _current_rss_mib(),
     }
     return result
+
+
+def _current_rss_mib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
 
 
 def main():

@@ -245,9 +245,14 @@ def markdown_table(results):
         lines.append(f"| Snapshot capture at epoch 0, s | {backend} | {capture:+.3f} | | |")
         lines.append(
             f"| Peak host RSS of a training process, MiB | {backend} | with RollbackRefine {with_['peak_rss_mib']:.0f} "
-            f"| without {without['peak_rss_mib']:.0f} | +{with_['peak_rss_mib'] - without['peak_rss_mib']:.0f} MiB; "
+            f"| without {without['peak_rss_mib']:.0f} | {with_['peak_rss_mib'] - without['peak_rss_mib']:+.0f} MiB; "
             f"snapshot {with_['snapshot_megabytes']:.0f} MiB, backbone weights "
             f"{with_['backbone_weight_megabytes']:.0f} MiB |")
+        if "final_rss_mib" in with_ and "final_rss_mib" in without:
+            lines.append(
+                f"| Host RSS after training, MiB | {backend} | with RollbackRefine {with_['final_rss_mib']:.0f} | "
+                f"without {without['final_rss_mib']:.0f} | "
+                f"{with_['final_rss_mib'] - without['final_rss_mib']:+.0f} MiB |")
     for name in ("evaluation", "input_pipeline"):
         if name in results:
             entry = results[name]

@@ -24,6 +24,7 @@ def multi_tensor_sgd_update():
 
 
 def _torch_multi_tensor_sgd_update(optimizer, grads, variables, learning_rate):
+    """`torch.optim.SGD`'s multi-tensor update, with one learning rate per variable."""
     import torch
 
     with torch.no_grad():
@@ -31,28 +32,29 @@ def _torch_multi_tensor_sgd_update(optimizer, grads, variables, learning_rate):
         indices = [optimizer._get_variable_index(v) for v in variables]
         buffers = [optimizer.momentums[i].value for i in indices]
         grads = [keras.ops.convert_to_tensor(g, dtype=p.dtype) for g, p in zip(grads, params)]
-        # Per-variable rates as 0-d tensors: no host sync, read by `_foreach_mul`.
         multipliers = optimizer.learning_rate_multipliers.value
-        if indices != list(range(len(multipliers))):
-            multipliers = multipliers[torch.tensor(indices, device=multipliers.device)]
-        rates = keras.ops.convert_to_tensor(learning_rate, dtype=multipliers.dtype) * multipliers
-        rates = [r.to(p.dtype) for r, p in zip(rates.unbind(0), params)]
+        # Rates as Python floats, like torch's param-group rates (and like the `alpha` of
+        # Keras' own fused SGD, which reads its learning rate back to the host too).
+        rates = (keras.ops.convert_to_tensor(learning_rate, dtype=multipliers.dtype) * multipliers).tolist()
         if optimizer.l2_weight_decay:
-            grads = torch._foreach_add(grads, params, alpha=optimizer.l2_weight_decay)
-        torch._foreach_mul_(buffers, optimizer.momentum)
-        torch._foreach_add_(buffers, grads)
-        if optimizer.nesterov:
-            steps = torch._foreach_add(grads, buffers, alpha=optimizer.momentum)
-            torch._foreach_mul_(steps, rates)
+            steps = torch._foreach_add(grads, params, alpha=optimizer.l2_weight_decay)
         else:
-            steps = torch._foreach_mul(buffers, rates)
-        torch._foreach_sub_(params, steps)
-
-
-def device_name():
-    """The device the active backend trains on, e.g. `"cpu:0"` or `"cuda:0"`."""
-    if keras.backend.backend() == "torch":
-        from keras.src.backend.torch.core import get_device
-
-        return str(get_device())
-    return str(keras.distribution.list_devices()[0])
+            steps = grads
+        torch._foreach_mul_(buffers, optimizer.momentum)
+        torch._foreach_add_(buffers, steps)
+        if optimizer.nesterov:
+            if steps is grads:  # Never change the caller's gradients in place.
+                steps = torch._foreach_add(grads, buffers, alpha=optimizer.momentum)
+            else:
+                torch._foreach_add_(steps, buffers, alpha=optimizer.momentum)
+        else:
+            steps = buffers
+        # One `_foreach` call per distinct rate (typically a handful of groups).
+        groups = {}
+        for param, step, index in zip(params, steps, indices):
+            group = groups.setdefault(rates[index], ([], []))
+            group[0].append(param)
+            group[1].append(step)
+        for rate, (group_params, group_steps) in groups.items():
+            if rate:
+                torch._foreach_add_(group_params, group_steps, alpha=-rate)
