@@ -14,6 +14,8 @@ import ast
 import pathlib
 import re
 
+from mkdocs.exceptions import PluginError
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 _MARKER = re.compile(r"<!-- (readme|file|docstring-table): (.+?) -->")
 
@@ -22,7 +24,7 @@ def _readme_section(title):
     text = (REPO_ROOT / "README.md").read_text()
     match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.M | re.S)
     if match is None:
-        raise ValueError(f"README.md has no section '## {title}' (quoted by the docs).")
+        raise PluginError(f"README.md has no section '## {title}' (quoted by the docs).")
     return match.group(1).strip()
 
 
@@ -30,7 +32,7 @@ def _docstring_table(path):
     docstring = ast.get_docstring(ast.parse((REPO_ROOT / path).read_text())) or ""
     rows = [line for line in docstring.splitlines() if line.startswith("|")]
     if not rows:
-        raise ValueError(
+        raise PluginError(
             f"{path}: the module docstring has no Markdown table (quoted by the docs)."
         )
     return "\n".join(rows)
@@ -61,5 +63,8 @@ def on_config(config):
         if ".".join(parts) not in documented:
             missing.append(".".join(parts))
     if missing:
-        raise ValueError(f"Modules without an API reference block in docs/api/: {missing}")
+        raise PluginError(
+            f"Modules without an API reference block in docs/api/: {missing}. Add a "
+            "`::: module.name` line for each to the page of its package in docs/api/."
+        )
     return config
