@@ -102,7 +102,8 @@ class PretrainedSnapshot:
 
         def write(tmp):
             with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+                # numpy's stub lets `**arrays` fill `allow_pickle`; the keys are weight paths.
+                np.savez(f, **arrays)  # type: ignore[arg-type]
 
         _atomic_files.atomic_write(path, write, suffix=".npz")
 

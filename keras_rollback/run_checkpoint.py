@@ -212,7 +212,10 @@ class RunCheckpoint(keras.callbacks.Callback):
 
 
 def _epoch_of(manifest_path):
-    return int(_MANIFEST.match(os.path.basename(manifest_path)).group(1))
+    match = _MANIFEST.match(os.path.basename(manifest_path))
+    if match is None:
+        raise ValueError(f"Not a checkpoint manifest name (epoch-NNNNNN.json): {manifest_path}")
+    return int(match.group(1))
 
 
 def _write_text(path, text):

@@ -1,13 +1,15 @@
 """Reads a ReID dataset by name, for configuration files and command lines."""
 
 import functools
+from collections.abc import Callable
 
 from keras_rollback.data import cuhk03_np
 from keras_rollback.data import dukemtmc
 from keras_rollback.data import market1501
 from keras_rollback.data import msmt17
+from keras_rollback.data import reid_dataset
 
-READERS = {
+READERS: dict[str, Callable[..., reid_dataset.ReIDDataset]] = {
     "market1501": market1501.read_market1501,
     "dukemtmc_reid": dukemtmc.read_dukemtmc_reid,
     "cuhk03_np_labeled": functools.partial(cuhk03_np.read_cuhk03_np, subset="labeled"),
