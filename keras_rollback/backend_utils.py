@@ -36,21 +36,20 @@ def _torch_multi_tensor_sgd_update(optimizer, grads, variables, learning_rate):
         # Rates as Python floats, like torch's param-group rates (and like the `alpha` of
         # Keras' own fused SGD, which reads its learning rate back to the host too).
         rates = (keras.ops.convert_to_tensor(learning_rate, dtype=multipliers.dtype) * multipliers).tolist()
+        steps: list = grads
         if optimizer.l2_weight_decay:
-            steps = torch._foreach_add(grads, params, alpha=optimizer.l2_weight_decay)
-        else:
-            steps = grads
+            steps = list(torch._foreach_add(grads, params, alpha=optimizer.l2_weight_decay))
         torch._foreach_mul_(buffers, optimizer.momentum)
         torch._foreach_add_(buffers, steps)
         if optimizer.nesterov:
             if steps is grads:  # Never change the caller's gradients in place.
-                steps = torch._foreach_add(grads, buffers, alpha=optimizer.momentum)
+                steps = list(torch._foreach_add(grads, buffers, alpha=optimizer.momentum))
             else:
                 torch._foreach_add_(steps, buffers, alpha=optimizer.momentum)
         else:
             steps = buffers
         # One `_foreach` call per distinct rate (typically a handful of groups).
-        groups = {}
+        groups: dict[float, tuple[list, list]] = {}
         for param, step, index in zip(params, steps, indices):
             group = groups.setdefault(rates[index], ([], []))
             group[0].append(param)
