@@ -57,3 +57,12 @@ def _torch_multi_tensor_sgd_update(optimizer, grads, variables, learning_rate):
         for rate, (group_params, group_steps) in groups.items():
             if rate:
                 torch._foreach_add_(group_params, group_steps, alpha=-rate)
+
+
+def device_name():
+    """The device the active backend trains on, e.g. `"cpu:0"` or `"cuda:0"`."""
+    if keras.backend.backend() == "torch":
+        from keras.src.backend.torch.core import get_device
+
+        return str(get_device())
+    return str(keras.distribution.list_devices()[0])
