@@ -17,5 +17,7 @@ __all__ = [
     "RefinePlan",
     "RollbackRefine",
     "__version__",
+    "batch_size_scale",
     "refine_tune",
+    "scale_plan_for_batch_size",
 ]
