@@ -3,6 +3,7 @@
 import os
 
 import keras
+import numpy as np
 from keras.src.utils import io_utils
 
 from keras_rollback.layerwise_sgd import LayerwiseSGD
@@ -105,8 +106,10 @@ class RollbackRefine(keras.callbacks.Callback):
         self.partition.check_model(model)
         optimizer = _layerwise_optimizer(model)
         optimizer.build(model.trainable_variables)
+        self._snapshot_loaded = False
         if self.snapshot is None and self._snapshot_path and os.path.exists(self._snapshot_path):
             self.snapshot = PretrainedSnapshot.load(self._snapshot_path, self.partition)
+            self._snapshot_loaded = True
         elif self.snapshot is not None:
             self.snapshot.check(self.partition)
 
@@ -116,7 +119,10 @@ class RollbackRefine(keras.callbacks.Callback):
         optimizer = _layerwise_optimizer(model)
         if self.snapshot is None:
             self._capture_snapshot(model, epoch)
+        elif epoch == 0 and self._snapshot_loaded:
+            self._check_snapshot_is_current(model)
         started = epoch == period.start_epoch
+        resumed = not self.epoch_records and epoch > 0
         if started and epoch > 0:
             self.snapshot.restore(model, self.partition, period.rolled_back)
             optimizer.reset_momentum()
@@ -130,6 +136,12 @@ class RollbackRefine(keras.callbacks.Callback):
                 "learning_rates": rates,
             }
         )
+        if resumed and not started and self.verbose:
+            rate_text = ", ".join(f"{g}={r:g}" for g, r in rates.items())
+            io_utils.print_msg(
+                f"\nEpoch {epoch + 1}: RollbackRefine resumed in period {period.number} with the "
+                f"pre-trained snapshot {self._snapshot_path or 'given'}. Learning rates: {rate_text}."
+            )
         if started and self.verbose:
             name = "FC warm-up" if period.number == 0 else f"period {period.number}"
             action = (
@@ -168,6 +180,19 @@ class RollbackRefine(keras.callbacks.Callback):
                 if variable.trainable:
                     multipliers[variable.path] = rate / peak
         optimizer.set_learning_rate_multipliers(multipliers)
+
+    def _check_snapshot_is_current(self, model):
+        # A fresh start (epoch 0) with an old snapshot file: the workdir belongs to a run
+        # from other pre-trained weights, and rollbacks would restore those.
+        current = PretrainedSnapshot.capture(model, self.partition).arrays
+        changed = sorted(p for p, a in current.items() if not np.array_equal(a, self.snapshot.arrays[p]))
+        if changed:
+            raise ValueError(
+                f"Training starts at epoch 0 but the pre-trained snapshot {self._snapshot_path!r} "
+                f"differs from the model's weights ({len(changed)} weights, e.g. {changed[:3]}): it "
+                "was saved by a run from other pre-trained weights. Use another work directory or "
+                "delete the file."
+            )
 
     def _capture_snapshot(self, model, epoch):
         # Captured at the first epoch rather than at train begin: another

@@ -187,3 +187,31 @@ def test_snapshot_of_another_architecture_is_reported(tmp_path):
         model, r"pretrained.npz.*b1_conv/kernel: \(3, 3, 1, 4\) != \(3, 3, 3, 4\)",
         RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path), epochs=4,
     )
+
+
+def test_fresh_start_with_a_stale_snapshot_file_is_refused(tmp_path):
+    path = tmp_path / "pretrained.npz"
+    other = tiny_cnn(seed=7)
+    PretrainedSnapshot.capture(other, tiny_partition(other)).save(path)
+    model = _compiled_model()
+    _assert_fit_fails_before_training(
+        model, "differs from the model's weights",
+        RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path), epochs=4,
+    )
+
+
+def test_resuming_mid_period_says_so(tmp_path, capsys):
+    path = tmp_path / "pretrained.npz"
+    x, y = tiny_data()
+    model = _compiled_model()
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+              callbacks=[RollbackRefine(tiny_partition(model), period_epochs=2, periods=2, snapshot=path)])
+    capsys.readouterr()
+    model.fit(x, y, batch_size=8, initial_epoch=2, epochs=4, verbose=0,
+              callbacks=[RollbackRefine(tiny_partition(model), period_epochs=2, periods=2, snapshot=path)])
+    assert "period 2: rolled back" in capsys.readouterr().out
+    resumed = _compiled_model()
+    resumed.set_weights(model.get_weights())
+    resumed.fit(x, y, batch_size=8, initial_epoch=3, epochs=4, verbose=0,
+                callbacks=[RollbackRefine(tiny_partition(resumed), period_epochs=2, periods=2, snapshot=path)])
+    assert "resumed in period 2 with the pre-trained snapshot" in capsys.readouterr().out
