@@ -189,3 +189,20 @@ def test_model_fit_and_predict_on_the_current_backend(tiny):
     assert np.isfinite(history.history["loss"][0])
     images = pipeline.make_eval_dataset(tiny.query, image_size=SIZE, batch_size=4).map(lambda b: b["image"])
     assert model.predict(images, verbose=0).shape == (len(tiny.query), num_classes)
+
+
+def test_epoch_keyed_dataset_resumes_with_the_same_batches(tiny):
+    options = {"image_size": SIZE, "batch_size": 8, "seed": 5}
+    steps = pipeline.steps_per_epoch(len(tiny.train), 8)
+    assert steps == 3  # 20 images: 8 + 8 + 4, the partial batch kept
+    from_start = list(pipeline.make_train_dataset(tiny.train, start_epoch=0, **options).take(3 * steps))
+    resumed = list(pipeline.make_train_dataset(tiny.train, start_epoch=2, **options).take(steps))
+    for (images, labels), (expected_images, expected_labels) in zip(resumed, from_start[2 * steps :]):
+        np.testing.assert_array_equal(labels, expected_labels)
+        np.testing.assert_array_equal(images, expected_images)
+    # Epochs differ in order, and each epoch is a permutation of the whole training set.
+    epoch_labels = [np.concatenate([b[1] for b in from_start[e * steps : (e + 1) * steps]]) for e in range(2)]
+    assert not np.array_equal(epoch_labels[0], epoch_labels[1])
+    assert sorted(epoch_labels[0]) == sorted(r.pid for r in tiny.train)
+    with pytest.raises(ValueError, match="start_epoch=0, seed=None"):
+        pipeline.make_train_dataset(tiny.train, start_epoch=0, image_size=SIZE)

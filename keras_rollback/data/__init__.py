@@ -17,6 +17,7 @@ from keras_rollback.data.pipeline import ImageTransform
 from keras_rollback.data.pipeline import make_eval_dataset
 from keras_rollback.data.pipeline import make_train_dataset
 from keras_rollback.data.pipeline import normalize_images
+from keras_rollback.data.pipeline import steps_per_epoch
 from keras_rollback.data.readers import read_reid_dataset
 from keras_rollback.data.reid_dataset import DatasetLayoutError
 from keras_rollback.data.reid_dataset import ReIDDataset

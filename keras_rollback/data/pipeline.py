@@ -202,7 +202,7 @@ def check_records(records, name):
 
 
 def make_image_label_batches(
-    dataset, transform, *, batch_size, seed, drop_remainder, num_parallel_calls, decode=None
+    dataset, transform, *, batch_size, seed, drop_remainder, num_parallel_calls, decode=None, randoms=None
 ):
     """Turns a dataset of `(image or path, label)` pairs into `(images, labels)` batches.
 
@@ -221,6 +221,8 @@ def make_image_label_batches(
         num_parallel_calls: int. Parallelism of the map.
         decode: callable or `None`. Maps `source` to a uint8 image. Defaults to `None`
             (`source` is the image).
+        randoms: `tf.data.Dataset` of int64 scalars or `None`. The augmentation seed of each
+            element; `None` draws them from `seed`. Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` of float32 `[B, H, W, 3]` images and int32 `[B]` labels.
@@ -233,7 +235,8 @@ def make_image_label_batches(
         return transform.train_transform(image, seed_pair), tf.cast(label, tf.int32)
 
     check_num_parallel_calls(num_parallel_calls)
-    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    if randoms is None:
+        randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     dataset = tf.data.Dataset.zip((dataset, randoms))
     dataset = dataset.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
@@ -251,12 +254,20 @@ def make_file_label_batches(
     on_bad_image,
     num_parallel_calls,
     decode=read_image,
+    start_epoch=None,
 ):
     """Checks `(path, label, ...)` records and batches their images with `transform`.
 
     The work of `make_train_dataset` once its options are validated into `transform`;
     `decode` (a path to a uint8 image) lets a dataset adapt the decoding, e.g. to crop.
     """
+    if start_epoch is not None and (
+        isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0 or seed is None
+    ):
+        raise ValueError(
+            "`start_epoch` must be an integer >= 0 and needs an integer `seed`. "
+            f"Received: start_epoch={start_epoch!r}, seed={seed!r}"
+        )
     check_batch_size(batch_size)
     check_seed(seed)
     check_num_parallel_calls(num_parallel_calls)
@@ -268,9 +279,14 @@ def make_file_label_batches(
             f"label, e.g. {negative[0]}. Pass ReIDDataset.train, whose pids are relabelled 0..L-1."
         )
     records = image_files.drop_bad_images(records, check=image_check, on_bad_image=on_bad_image)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        ([str(record[0]) for record in records], tf.constant([record[1] for record in records], tf.int32))
-    )
+    paths = tf.constant([str(record[0]) for record in records])
+    labels = tf.constant([record[1] for record in records], tf.int32)
+    if start_epoch is not None:
+        return _epoch_keyed_batches(
+            paths, labels, start_epoch, transform, batch_size=batch_size, shuffle=shuffle, seed=seed,
+            drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls, decode=decode,
+        )
+    dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     if shuffle:
         dataset = dataset.shuffle(len(records), seed=seed, reshuffle_each_iteration=True)
     return make_image_label_batches(
@@ -282,6 +298,29 @@ def make_file_label_batches(
         num_parallel_calls=num_parallel_calls,
         decode=decode,
     )
+
+
+def _epoch_keyed_batches(paths, labels, start_epoch, transform, *, shuffle, seed, **batching):
+    """Endless epochs from `start_epoch` on; epoch `e`'s order and augmentations depend only
+    on `(seed, e)`, so a run resumed at epoch `e` in a new process sees what an
+    uninterrupted run would have seen."""
+    size = int(paths.shape[0])
+
+    def one_epoch(epoch):
+        order_seed, augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), epoch]), 2)
+        )
+        order = tf.argsort(tf.random.stateless_uniform([size], order_seed)) if shuffle else tf.range(size)
+        randoms = tf.random.stateless_uniform([size], augment_seed, minval=None, maxval=None, dtype=tf.int64)
+        return make_image_label_batches(
+            tf.data.Dataset.from_tensor_slices((tf.gather(paths, order), tf.gather(labels, order))),
+            transform,
+            seed=seed,
+            randoms=tf.data.Dataset.from_tensor_slices(randoms),
+            **batching,
+        )
+
+    return tf.data.Dataset.range(start_epoch, 2**62).flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def make_train_dataset(
@@ -300,6 +339,7 @@ def make_train_dataset(
     image_check="header",
     on_bad_image="raise",
     num_parallel_calls=tf.data.AUTOTUNE,
+    start_epoch=None,
 ):
     """Builds the training `tf.data.Dataset` of `(images, labels)` batches for `model.fit`.
 
@@ -340,6 +380,13 @@ def make_train_dataset(
             Defaults to `"raise"`.
         num_parallel_calls: int. Parallelism of the decode-and-augment map. Defaults to
             `tf.data.AUTOTUNE`.
+        start_epoch: int or `None`. For runs that must resume exactly: an endless dataset
+            whose epoch `e` (counted from `start_epoch`) is shuffled and augmented from
+            `(seed, e)` alone, so a run restarted at epoch `e` in a new process sees the
+            same batches as an uninterrupted one. Needs `seed`; train it with
+            `model.fit(..., steps_per_epoch=steps_per_epoch(len(records), batch_size))`.
+            `None` gives the usual finite dataset, reshuffled each time it is iterated.
+            Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32 `[B, H, W, 3]` and int32 `[B]`.
@@ -366,7 +413,13 @@ def make_train_dataset(
         image_check=image_check,
         on_bad_image=on_bad_image,
         num_parallel_calls=num_parallel_calls,
+        start_epoch=start_epoch,
     )
+
+
+def steps_per_epoch(num_records, batch_size, drop_remainder=False):
+    """Batches in one epoch of `num_records` records: what `fit` needs with `start_epoch`."""
+    return num_records // batch_size if drop_remainder else -(-num_records // batch_size)
 
 
 def make_eval_dataset(
