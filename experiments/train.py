@@ -11,6 +11,8 @@ from keras.src.utils import io_utils
 
 from experiments import methods, pretrain, report
 from keras_rollback import BlockPartition, LayerwiseSGD, RollbackRefine
+from keras_rollback.nan_guard import NanGuard
+from keras_rollback.run_checkpoint import RunCheckpoint
 from keras_rollback import data as reid_data
 from keras_rollback.backend_utils import device_name
 from keras_rollback.evaluation import extract_features, plot_cmc_curve, plot_ranked_list
@@ -22,7 +24,7 @@ def run_experiment(config, workdir):
     """Trains and evaluates each method of `config.methods`, then compares them.
 
     Writes into `workdir`: `config.json` (the resolved config), one folder per method
-    (its `pretrained.npz` snapshot, `backup/` for resuming, `epochs.jsonl` (every epoch's
+    (its `pretrained.npz` snapshot, `checkpoints/` for resuming, `epochs.jsonl` (every epoch's
     logs), `tensorboard/`, `cmc.png`, `ranked_list.png`), and `results.csv` / `results.json`
     (one row per method and evaluated epoch: period, epoch, loss, rank-1/5/10, mAP, mINP,
     wall time, backend, device), `curves.png` (loss and mAP per epoch, like the paper's
@@ -80,17 +82,20 @@ def train_and_evaluate(config, method, task, weights, workdir):
     plan = methods.plan_for(method, config.plan)
     periods = plan.resolve(partition.block_names, partition.head_name)
     evaluator = task.evaluator(model)
+    checkpoint = RunCheckpoint(os.path.join(workdir, "checkpoints"), verbose=1)
+    newest = checkpoint.newest()
+    train_data, steps = task.make_train(start_epoch=newest["epoch"] if newest else 0)
     logging.info("Method %s: %s", method, plan)
     model.fit(
-        task.make_train(),
+        train_data,
         epochs=periods[-1].end_epoch,
-        steps_per_epoch=config.steps_per_epoch or None,
+        steps_per_epoch=steps,
         shuffle=False,  # The dataset shuffles itself, seeded.
-        verbose=2 if config.steps_per_epoch == 1 else "auto",
         callbacks=[
-            # Order matters: logs written by earlier callbacks reach the loggers after them.
-            keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
+            # Order matters: logs written by earlier callbacks reach the later ones, and an
+            # epoch is checkpointed only once its evaluation is recorded.
             RollbackRefine(partition, plan=plan, snapshot=os.path.join(workdir, "pretrained.npz")),
+            NanGuard(checkpoint),
             EvaluateAndRecord(
                 evaluator,
                 _evaluation_epochs(periods, config.evaluation.every_epochs),
@@ -98,6 +103,7 @@ def train_and_evaluate(config, method, task, weights, workdir):
                 os.path.join(workdir, "epochs.jsonl"),
             ),
             keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
+            checkpoint,
         ],
     )
     evaluator.write_pictures(workdir, title=method)
@@ -113,15 +119,18 @@ class ReIDTask:
         self.num_classes = dataset.num_train_pids
         self.preprocessing = backbone_preprocessing(config.model.backbone)
 
-    def make_train(self):
-        """A new seeded pipeline: every method sees the same order of batches."""
-        return reid_data.make_train_dataset(
+    def make_train(self, start_epoch):
+        """`(dataset, steps_per_epoch)`: epochs keyed on (seed, epoch), so every method and
+        every resumed run sees the same batches at the same epoch."""
+        dataset = reid_data.make_train_dataset(
             self.dataset.train,
             image_size=tuple(self.config.image_size),
             batch_size=self.config.batch_size,
             preprocessing=self.preprocessing,
             seed=self.config.seed,
+            start_epoch=start_epoch,
         )
+        return dataset, reid_data.steps_per_epoch(len(self.dataset.train), self.config.batch_size)
 
     def evaluator(self, model):
         return ReIDEvaluator(self.config, self.dataset, build_feature_model(model), self.preprocessing)
@@ -171,9 +180,10 @@ class ClassificationTask:
         self.load = load
         self.num_classes = load().num_classes
 
-    def make_train(self):
-        """A new seeded pipeline: every method sees the same order of batches."""
-        return self.load().train
+    def make_train(self, start_epoch):
+        """`(dataset, None)`: a new seeded TFDS pipeline (not keyed on the epoch)."""
+        del start_epoch  # TFDS pipelines reshuffle per iteration; resumes see a new order.
+        return self.load().train, None
 
     def evaluator(self, model):
         return ClassificationEvaluator(model, self.load().test)

@@ -46,7 +46,6 @@ def get_config():
 
     config.image_size = (288, 144)
     config.batch_size = 32
-    config.steps_per_epoch = 0  # 0: the whole training set each epoch.
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.momentum = 0.9

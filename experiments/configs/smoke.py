@@ -15,7 +15,6 @@ def get_config():
     config.pretrain.epochs = 1
     config.image_size = (32, 16)
     config.batch_size = 8
-    config.steps_per_epoch = 1
     config.plan.period_epochs = 1
     config.plan.periods = 2
     config.evaluation.ranked_list_queries = 2
