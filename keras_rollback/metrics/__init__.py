@@ -5,3 +5,4 @@ from keras_rollback.metrics.ranking import ranking_scores
 from keras_rollback.metrics.ranking import ranking_scores_from_features
 from keras_rollback.metrics.ranking import single_gallery_shot_cmc
 from keras_rollback.metrics.ranking_scores import RankingScores
+from keras_rollback.metrics.reranking import k_reciprocal_rerank
