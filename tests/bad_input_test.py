@@ -12,7 +12,7 @@ Rows whose test lives in another file (checkpoints, snapshots, NaN) name that fi
 | corrupt image data | `data.make_eval_dataset(image_check="decode")` | `BadImageError` naming the file | `test_corrupt_image_data` |
 | grey or RGBA image | `data.make_eval_dataset` | no error: converted to 3 channels, like PIL's `convert("RGB")` | `test_grey_and_rgba_images_become_three_channels` |
 | some query ids not in the gallery | `metrics.ranking_scores` | `UserWarning` counting the skipped queries | `test_query_ids_not_in_the_gallery` |
-| no query id in the gallery | `metrics.ranking_scores` | `ValueError` naming the ids (xfail: today NaN scores and a warning) | `test_no_query_id_in_the_gallery` |
+| no query id in the gallery | `metrics.ranking_scores` | `ValueError` naming the query ids | `test_no_query_id_in_the_gallery` |
 | partition missing a variable | `BlockPartition` | `ValueError` naming the variable | `test_partition_that_misses_a_variable` |
 | partition counting a variable twice | `BlockPartition` | `ValueError` naming the variable and both groups | `test_partition_that_counts_a_variable_twice` |
 | weights file of another architecture | `models.load_weights_strict` | `ValueError` naming the file, the model and the mismatches | `test_weights_file_of_another_architecture` |
@@ -129,14 +129,9 @@ def test_query_ids_not_in_the_gallery():
     assert scores.num_valid_queries == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metrics.ranking_scores returns NaN scores with a warning when no query has a match "
-    "(owner: metrics; proposed: raise ValueError naming the first query ids without a match)",
-)
 def test_no_query_id_in_the_gallery():
     distances = np.array([[0.1, 0.2], [0.3, 0.4]], dtype="float32")
-    with pytest.raises(ValueError, match=r"no query .*\[8, 9\]"):
+    with pytest.raises(ValueError, match=r"No query has a valid match.*Query ids: \[8, 9\]"):
         metrics.ranking_scores(distances, [8, 9], [1, 2], [0, 0], [1, 1])
 
 

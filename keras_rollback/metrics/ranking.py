@@ -306,7 +306,13 @@ def _evaluate(chunks, protocol, num_queries, max_rank, ap_method):
     )
 
 
-def _warn_skipped(scores, stacklevel):
+def _warn_skipped(scores, query_pids, stacklevel):
+    if scores.num_valid_queries == 0:
+        raise ValueError(
+            "No query has a valid match in the gallery (an image of the same identity from "
+            f"another camera), so CMC and mAP are undefined. Query ids: {sorted(set(np.asarray(query_pids).tolist()))[:10]}"
+            ". Check that query and gallery come from the same split of the dataset."
+        )
     if scores.num_skipped_queries:
         warnings.warn(
             f"{scores.num_skipped_queries} of {len(scores.first_match_rank)} queries have no "
@@ -423,7 +429,7 @@ def ranking_scores(
     chunk_size = _chunk_size(chunk_size, num_queries, protocol.num_kept)
     chunks = _matrix_chunks(distances, protocol, chunk_size)
     scores = _evaluate(chunks, protocol, num_queries, max_rank, ap_method)
-    _warn_skipped(scores, stacklevel=2)
+    _warn_skipped(scores, protocol.query_pids, stacklevel=2)
     return scores
 
 
@@ -515,7 +521,7 @@ def ranking_scores_from_features(
             _matrix_chunks(distances, protocol, chunk_size),
             protocol, query_shape[0], max_rank, ap_method,
         )
-        _warn_skipped(scores, stacklevel=2)
+        _warn_skipped(scores, protocol.query_pids, stacklevel=2)
         return scores
     if protocol.kept_columns is not None:
         gallery_features = (
@@ -533,7 +539,7 @@ def ranking_scores_from_features(
             yield start, stop, _padded_chunk(chunk, chunk_size)
 
     scores = _evaluate(chunks(), protocol, query_shape[0], max_rank, ap_method)
-    _warn_skipped(scores, stacklevel=2)
+    _warn_skipped(scores, protocol.query_pids, stacklevel=2)
     return scores
 
 
