@@ -8,6 +8,7 @@ import time
 import warnings
 
 import keras
+import numpy as np
 from keras.src.utils import io_utils
 
 from keras_rollback import _atomic_files
@@ -24,7 +25,10 @@ class RunCheckpoint(keras.callbacks.Callback):
     (momentum, iteration count, `LayerwiseSGD`'s learning-rate multipliers)
     are written with `model.save_weights` to `epoch-NNNNNN.weights.h5` in
     `directory`, followed by a small JSON manifest `epoch-NNNNNN.json` (the
-    number of finished epochs, the weights file's size and SHA-256). Both
+    number of finished epochs, the weights file's size and SHA-256, and the
+    states of seeded layers such as `Dropout`, which `save_weights` omits;
+    on torch, give such layers an explicit `seed`, since unseeded ones draw
+    from torch's global generator). Both
     are written atomically (temp file, flushed, then renamed), the manifest
     last: a checkpoint exists once its manifest does, so a process killed at
     any moment leaves only complete checkpoints behind. The newest `keep`
@@ -121,6 +125,10 @@ class RunCheckpoint(keras.callbacks.Callback):
                 f"Run checkpoint {checkpoint['weights']!r} does not fit model "
                 f"{model.name!r} (another architecture or optimizer?): {e}"
             ) from e
+        with open(checkpoint["manifest"]) as f:
+            random_states = json.load(f).get("random_states", [])
+        for variable, state in zip(_random_state_variables(model), random_states):
+            variable.assign(np.asarray(state, dtype=variable.dtype))
         model._initial_epoch = checkpoint["epoch"]
         self._set_initial_epoch = True
         self.last_saved = checkpoint
@@ -159,6 +167,11 @@ class RunCheckpoint(keras.callbacks.Callback):
             "bytes": os.path.getsize(weights_path),
             "sha256": _atomic_files.sha256_of_file(weights_path),
             "backend": keras.config.backend(),
+            # Dropout and other seeded layers: `save_weights` leaves their generator states
+            # out, and a resumed run would draw other masks than an uninterrupted one.
+            "random_states": [
+                np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in _random_state_variables(model)
+            ],
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         _atomic_files.atomic_write(
@@ -216,6 +229,12 @@ def _epoch_of(manifest_path):
     if match is None:
         raise ValueError(f"Not a checkpoint manifest name (epoch-NNNNNN.json): {manifest_path}")
     return int(match.group(1))
+
+
+def _random_state_variables(model):
+    """The model's variables that are not weights: seed generator states, in model order."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
 
 
 def _write_text(path, text):

@@ -204,3 +204,28 @@ def test_epoch_with_non_finite_loss_is_not_saved(tmp_path):
 def test_bad_arguments_raise_at_construction(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         RunCheckpoint(**{"directory": tmp_path, **kwargs})
+
+
+def test_resumed_run_draws_the_same_dropout_masks(tmp_path):
+    def model():
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((6,))
+        # Seeded: on torch an unseeded Dropout draws from torch's global RNG instead.
+        hidden = keras.layers.Dropout(0.5, seed=1)(keras.layers.Dense(8, name="hidden")(inputs))
+        net = keras.Model(inputs, keras.layers.Dense(2, name="out")(hidden))
+        net.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        return net
+
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    y = np.zeros((16, 2), "float32")
+    straight = model()
+    straight.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+                 callbacks=[RunCheckpoint(tmp_path / "straight")])
+    first = model()
+    first.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[RunCheckpoint(tmp_path / "resumed")])
+    resumed = model()  # A new process: fresh generator states, restored from the manifest.
+    resumed.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+                callbacks=[RunCheckpoint(tmp_path / "resumed")])
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)

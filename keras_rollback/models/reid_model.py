@@ -1,5 +1,7 @@
 """The paper's classification model (backbone, pooled feature, new head) and its feature model."""
 
+import random
+
 import keras
 
 from keras_rollback.models.backbones import build_backbone
@@ -115,7 +117,10 @@ def build_reid_model(
     )(x)
     x = keras.layers.LeakyReLU(negative_slope=leaky_relu_alpha, name="bottleneck_leaky_relu")(x)
     if dropout:
-        x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
+        # An explicit seed (drawn from the global one) gives the layer a generator state
+        # that checkpoints restore; without one the torch backend uses torch's global RNG.
+        seed = random.randrange(2**31)
+        x = keras.layers.Dropout(dropout, seed=seed, name="bottleneck_dropout")(x)
     logits = keras.layers.Dense(
         num_classes,
         kernel_initializer=keras.initializers.RandomNormal(0.0, 0.001),
