@@ -39,3 +39,29 @@ def test_rerunning_a_finished_experiment_reads_its_results(tmp_path, monkeypatch
 
     monkeypatch.setattr(train, "train_and_evaluate", fail)
     assert train.run_experiment(config, str(tmp_path)) == first
+
+
+def test_classification_task_reports_top1_accuracy(tmp_path, monkeypatch):
+    """Table 6's path, with a small in-memory dataset standing in for TensorFlow Datasets."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_rollback.data import FineGrainedDataset
+
+    def load_tfds_fine_grained(name, *, data_dir, image_size, batch_size, preprocessing, seed):
+        rng = np.random.default_rng(seed)
+        images = rng.normal(size=(16, *image_size, 3)).astype("float32")
+        split = tf.data.Dataset.from_tensor_slices((images, np.arange(16) % 4)).batch(batch_size)
+        return FineGrainedDataset(name, split, split, 4, ("a", "b", "c", "d"))
+
+    monkeypatch.setattr(train.reid_data, "load_tfds_fine_grained", load_tfds_fine_grained)
+    config = smoke.get_config()
+    config.task = "classification"
+    config.dataset.name = "caltech_birds2011"
+    config.methods = ("rollback",)
+    rows = train.run_experiment(config, str(tmp_path))
+    evaluated = [r for r in rows if r["top1"] is not None]
+    assert [r["period"] for r in evaluated] == [1, 2]
+    assert all(0.0 <= r["top1"] <= 1.0 for r in evaluated)
+    assert "rollback top1 (paper)" in (tmp_path / "comparison.md").read_text()
+    assert "(74.59)" in (tmp_path / "comparison.md").read_text()  # Table 6's baseline, period 1
