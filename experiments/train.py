@@ -178,7 +178,8 @@ class ClassificationTask:
 
     def __init__(self, load):
         self.load = load
-        self.num_classes = load().num_classes
+        self.dataset = load()
+        self.num_classes = self.dataset.num_classes
 
     def make_train(self, start_epoch):
         """`(dataset, None)`: a new seeded TFDS pipeline (not keyed on the epoch)."""
@@ -186,7 +187,7 @@ class ClassificationTask:
         return self.load().train, None
 
     def evaluator(self, model):
-        return ClassificationEvaluator(model, self.load().test)
+        return ClassificationEvaluator(model, self.dataset.test)
 
 
 class ClassificationEvaluator:

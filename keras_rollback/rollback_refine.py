@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras.src.utils import io_utils
 
+from keras_rollback.block_partition import BlockPartition
 from keras_rollback.layerwise_sgd import LayerwiseSGD
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 from keras_rollback.refine_plan import RefinePlan
@@ -77,7 +78,7 @@ class RollbackRefine(keras.callbacks.Callback):
                 "Give either `plan` or `period_epochs`/`periods`, not both. Received: "
                 f"period_epochs={period_epochs}, periods={periods}, plan={plan!r}"
             )
-        if not hasattr(partition, "block_names") or not hasattr(partition, "variables"):
+        if not isinstance(partition, BlockPartition):
             raise ValueError(f"`partition` must be a BlockPartition. Received: {partition!r}")
         if snapshot is not None and not isinstance(snapshot, (PretrainedSnapshot, str, os.PathLike)):
             raise ValueError(
@@ -174,12 +175,9 @@ class RollbackRefine(keras.callbacks.Callback):
         if peak == 0:
             raise ValueError(f"Every group has learning rate 0: {rates}.")
         optimizer.learning_rate = peak
-        multipliers = {}
-        for group, rate in rates.items():
-            for variable in self.partition.variables(model, [group]):
-                if variable.trainable:
-                    multipliers[variable.path] = rate / peak
-        optimizer.set_learning_rate_multipliers(multipliers)
+        optimizer.set_learning_rate_multipliers(
+            {w.path: rates[self.partition.group_of(w.path)] / peak for w in model.trainable_weights}
+        )
 
     def _check_snapshot_is_current(self, model):
         # A fresh start (epoch 0) with an old snapshot file: the workdir belongs to a run
