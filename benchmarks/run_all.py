@@ -263,7 +263,7 @@ def markdown_table(results):
     for name in ("evaluation", "input_pipeline"):
         if name in results:
             entry = results[name]
-            text = "<br>".join(entry["output"][-8:]) if not entry["error"] else f"failed: {entry['error']}"
+            text = "<br>".join(entry["output"][-10:]) if not entry["error"] else f"failed: {entry['error']}"
             lines.append(f"| {name.replace('_', ' ').capitalize()} | {entry['backend']} | {text} | | |")
     return "\n".join(lines)
 

@@ -99,16 +99,9 @@ def _check_finite(chunk, name, start):
 
 
 def _padded_chunk(chunk, chunk_size):
-    """Pads a chunk of distances with +inf (farther than every true match).
-
-    A numpy chunk is padded on the host, a backend tensor on its device.
-    """
+    """Pads a backend tensor of distances with +inf (farther than every true match)."""
     rows, columns = (int(n) for n in ops.shape(chunk))
     num_rows, num_columns = _padded_shape(rows, columns, chunk_size)
-    if isinstance(chunk, np.ndarray):
-        padded = np.full((num_rows, num_columns), np.inf, dtype=chunk.dtype)
-        padded[:rows, :columns] = chunk
-        return ops.convert_to_tensor(padded)
     return ops.pad(
         chunk,
         [(0, num_rows - rows), (0, num_columns - columns)],
@@ -116,14 +109,31 @@ def _padded_chunk(chunk, chunk_size):
     )
 
 
-def _kept_columns(chunk, protocol, start):
-    """Checks the rows of `distances` in `chunk`, then drops the junk (-1) columns."""
+def _prepared_chunk(distances, protocol, start, stop, chunk_size):
+    """Rows [start, stop) of `distances`, checked, junk (-1) columns dropped, padded with +inf.
+
+    A numpy matrix is gathered straight into the padded buffer (one host copy per chunk:
+    the copies of a separate gather and pad took a third of the evaluation time); a backend
+    tensor is gathered and padded on its device.
+    """
+    chunk = distances[start:stop]
     _check_finite(chunk, "distances", start)
+    if not isinstance(chunk, np.ndarray):
+        if protocol.kept_columns is not None:
+            chunk = ops.take(chunk, protocol.kept_columns, axis=1)
+        return _padded_chunk(chunk, chunk_size)
+    rows = stop - start
+    num_rows, num_columns = _padded_shape(rows, protocol.num_kept, chunk_size)
+    padded = np.empty((num_rows, num_columns), dtype=chunk.dtype)
+    padded[rows:] = np.inf
+    padded[:rows, protocol.num_kept :] = np.inf
     if protocol.kept_columns is None:
-        return chunk
-    if isinstance(chunk, np.ndarray):
-        return chunk[:, protocol.kept_columns]
-    return ops.take(chunk, protocol.kept_columns, axis=1)
+        padded[:rows, : protocol.num_kept] = chunk
+    else:
+        # mode="clip" skips the bounds check and the temporary buffer of the default mode;
+        # the indices come from np.flatnonzero, so they are in range.
+        np.take(chunk, protocol.kept_columns, axis=1, out=padded[:rows, : protocol.num_kept], mode="clip")
+    return ops.convert_to_tensor(padded)
 
 
 def _is_ahead(distance_a, index_a, distance_b, index_b):
@@ -138,7 +148,7 @@ def _true_match_positions(distances, slots, is_good, is_junk):
     size of an identity group runs on the host in numpy.
 
     Args:
-        distances: float tensor from `_padded_chunk`, junk identity -1 already removed.
+        distances: float tensor from `_prepared_chunk`, junk identity -1 already removed.
         slots, is_good, is_junk: numpy arrays (rows, M) from `_Protocol.identity_slots`
             for the chunk's real rows.
 
@@ -438,8 +448,7 @@ def _matrix_chunks(distances, protocol, chunk_size):
     num_queries = int(ops.shape(distances)[0])
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        chunk = _kept_columns(distances[start:stop], protocol, start)
-        yield start, stop, _padded_chunk(chunk, chunk_size)
+        yield start, stop, _prepared_chunk(distances, protocol, start, stop, chunk_size)
 
 
 def ranking_scores_from_features(
@@ -629,7 +638,7 @@ def single_gallery_shot_cmc(
     num_valid = 0
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        chunk = _padded_chunk(_kept_columns(distances[start:stop], protocol, start), chunk_size)
+        chunk = _prepared_chunk(distances, protocol, start, stop, chunk_size)
         slots, is_good, _ = protocol.identity_slots(start, stop)
         valid = is_good.any(axis=1)
         num_valid += int(valid.sum())
