@@ -16,7 +16,7 @@ from keras_rollback.run_checkpoint import RunCheckpoint
 from keras_rollback import data as reid_data
 from keras_rollback.backend_utils import device_name
 from keras_rollback.evaluation import extract_features, plot_cmc_curve, plot_ranked_list
-from keras_rollback.metrics import pairwise_distance, ranking_scores_from_features
+from keras_rollback.metrics import k_reciprocal_rerank, pairwise_distance, ranking_scores_from_features
 from keras_rollback.models import backbone_preprocessing, build_feature_model, build_reid_model
 
 
@@ -158,6 +158,7 @@ class ReIDEvaluator:
         self.last_scores = ranking_scores_from_features(
             query["features"], gallery["features"], query["pid"], gallery["pid"], query["camid"], gallery["camid"],
             ap_method=self.config.evaluation.ap_method,
+            rerank=self.config.evaluation.rerank,
         )
         return self.last_scores.as_logs(ranks=(1, 5, 10))
 
@@ -165,8 +166,9 @@ class ReIDEvaluator:
         """`cmc.png` and `ranked_list.png` (first queries and their top 10) of the last evaluation."""
         plot_cmc_curve(self.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})")
         query, gallery = self.last_features
+        rank_by = k_reciprocal_rerank if self.config.evaluation.rerank else pairwise_distance
         plot_ranked_list(
-            pairwise_distance(query["features"], gallery["features"]),
+            rank_by(query["features"], gallery["features"]),
             query["path"], gallery["path"], query["pid"], gallery["pid"], query["camid"], gallery["camid"],
             os.path.join(workdir, "ranked_list.png"),
             query_indices=range(min(self.config.evaluation.ranked_list_queries, len(query["pid"]))),

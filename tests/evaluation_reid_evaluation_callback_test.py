@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_rollback.evaluation import ReIDEvaluationCallback, extract_features
-from keras_rollback.metrics import ranking_scores_from_features
+from keras_rollback.metrics import k_reciprocal_rerank, ranking_scores, ranking_scores_from_features
 
 
 def identity_batches(seed):
@@ -77,6 +77,22 @@ def test_evaluates_every_epoch_with_model_output_when_no_feature_model(tmp_path)
     assert 0 < float(rows[-1]["val_mAP"]) <= 1
 
 
+def test_rerank_scores_the_k_reciprocal_distances():
+    model, features, x, y = train_setup()
+    callback = ReIDEvaluationCallback(
+        identity_batches(0), identity_batches(1), feature_model=features, rerank=True, ranks=(1, 3)
+    )
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0, callbacks=[callback])
+    query = extract_features(features, identity_batches(0), verbose=0)
+    gallery = extract_features(features, identity_batches(1), verbose=0)
+    expected = ranking_scores(
+        k_reciprocal_rerank(query["features"], gallery["features"]),
+        query["pid"], gallery["pid"], query["camid"], gallery["camid"], max_rank=3,
+    )
+    assert callback.history[0]["val_mAP"] == pytest.approx(expected.mean_average_precision)
+    assert callback.history[0]["val_rank1"] == pytest.approx(expected.cmc[0])
+
+
 def test_state_resets_on_train_begin():
     model, features, x, y = train_setup()
     callback = ReIDEvaluationCallback(identity_batches(0), identity_batches(1), feature_model=features)
@@ -94,6 +110,7 @@ def test_state_resets_on_train_begin():
         (dict(metric="l1"), "metric='l1'"),
         (dict(ap_method="11-point"), "ap_method='11-point'"),
         (dict(verbose=2), "verbose=2"),
+        (dict(rerank="yes"), "rerank='yes'"),
         (dict(feature_model="resnet"), "feature_model='resnet'"),
     ],
 )

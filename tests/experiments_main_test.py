@@ -41,6 +41,31 @@ def test_rerunning_a_finished_experiment_reads_its_results(tmp_path, monkeypatch
     assert train.run_experiment(config, str(tmp_path)) == first
 
 
+def test_rerank_option_scores_and_draws_the_reranked_ranking(tmp_path, monkeypatch):
+    config = smoke.get_config()
+    config.methods = ("fine_tune",)
+    config.evaluation.rerank = True
+    calls = []
+
+    def recording(function, name):
+        def wrapper(*args, **kwargs):
+            calls.append((name, kwargs.get("rerank")))
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(train, "k_reciprocal_rerank", recording(train.k_reciprocal_rerank, "picture"))
+    monkeypatch.setattr(
+        train, "ranking_scores_from_features", recording(train.ranking_scores_from_features, "scores")
+    )
+    rows = train.run_experiment(config, str(tmp_path))
+    evaluated = [r for r in rows if r["mAP"] is not None]
+    assert evaluated and all(0.0 <= r["mAP"] <= 1.0 for r in evaluated)
+    assert ("scores", True) in calls and ("scores", False) not in calls
+    assert ("picture", None) in calls, "the ranked list was not drawn from re-ranked distances"
+    assert (tmp_path / "fine_tune" / "ranked_list.png").is_file()
+
+
 def test_classification_task_reports_top1_accuracy(tmp_path, monkeypatch):
     """Table 6's path, with a small in-memory dataset standing in for TensorFlow Datasets."""
     import numpy as np

@@ -69,6 +69,8 @@ def get_config():
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.flip = True
     config.evaluation.ap_method = "trapezoidal"
+    # k-reciprocal re-ranking (Zhong et al., CVPR 2017) of every evaluation; the paper uses none.
+    config.evaluation.rerank = False
     config.evaluation.every_epochs = 0  # 0: at the end of every period only.
     config.evaluation.ranked_list_queries = 8
     return config
