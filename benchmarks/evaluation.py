@@ -21,7 +21,9 @@ import time
 import keras
 import numpy as np
 
-from keras_rollback.metrics import pairwise_distance, ranking_scores, ranking_scores_from_features
+from keras_rollback.metrics import pairwise_distance
+from keras_rollback.metrics import ranking_scores
+from keras_rollback.metrics import ranking_scores_from_features
 
 
 def market_like_split(num_queries, num_gallery, num_ids, num_cameras, dim, seed=0):
@@ -36,7 +38,9 @@ def market_like_split(num_queries, num_gallery, num_ids, num_cameras, dim, seed=
     g_cams = rng.integers(1, num_cameras + 1, num_gallery)
 
     def features(pids):
-        x = centers[np.maximum(pids, 0)] * 0.25 + rng.normal(size=(len(pids), dim)).astype(np.float32)
+        x = centers[np.maximum(pids, 0)] * 0.25 + rng.normal(size=(len(pids), dim)).astype(
+            np.float32
+        )
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
     return features(q_pids), features(g_pids), q_pids, g_pids, q_cams, g_cams
@@ -49,7 +53,9 @@ def numpy_argsort_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank):
     aps, traps, inps = [], [], []
     for q in range(num_queries):
         order = np.argsort(distances[q], kind="stable")
-        keep = ~((g_pids[order] == -1) | ((g_pids[order] == q_pids[q]) & (g_cams[order] == q_cams[q])))
+        keep = ~(
+            (g_pids[order] == -1) | ((g_pids[order] == q_pids[q]) & (g_cams[order] == q_cams[q]))
+        )
         matches = (g_pids[order][keep] == q_pids[q]).astype(np.float64)
         if not matches.any():
             continue
@@ -61,7 +67,7 @@ def numpy_argsort_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank):
         traps.append(((previous + precision) / 2).mean())
         inps.append(len(positions) / (positions[-1] + 1))
         if positions[0] < max_rank:
-            cmc_hits[positions[0]:] += 1
+            cmc_hits[positions[0] :] += 1
     return cmc_hits / len(aps), np.array(aps), np.array(traps), np.array(inps)
 
 
@@ -152,10 +158,16 @@ def main():
         lambda: ranking_scores_from_features(q_feat, g_feat, *ids, max_rank=args.max_rank),
         args.repeats,
     )
-    measure("    of which: distance matrix alone", lambda: pairwise_distance(q_feat, g_feat), args.repeats)
+    measure(
+        "    of which: distance matrix alone",
+        lambda: pairwise_distance(q_feat, g_feat),
+        args.repeats,
+    )
     time_b, ours = measure(
         "(b) distances -> CMC+mAP (ours)",
-        lambda: ranking_scores(distances, *ids, max_rank=args.max_rank, ap_method="non_interpolated"),
+        lambda: ranking_scores(
+            distances, *ids, max_rank=args.max_rank, ap_method="non_interpolated"
+        ),
         args.repeats,
     )
     time_c, reference = measure(

@@ -38,9 +38,13 @@ flags.DEFINE_integer("images", 2048, "Images per measured pass of the input pipe
 flags.DEFINE_integer("batch_size", 32, "Batch size of both measurements.")
 flags.DEFINE_integer("train_steps", 3, "Timed ResNet-50 training steps (after one warm-up step).")
 flags.DEFINE_integer("num_parallel_calls", -1, "Parallel map calls; -1 is tf.data.AUTOTUNE.")
-flags.DEFINE_string("data", None, "Market-1501-layout folder; defaults to mini-market1501 or synthetic data.")
+flags.DEFINE_string(
+    "data", None, "Market-1501-layout folder; defaults to mini-market1501 or synthetic data."
+)
 
-SHARED_MINI_MARKET = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mini-market1501"
+SHARED_MINI_MARKET = (
+    pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "mini-market1501"
+)
 
 
 def training_records(data_dir, scratch):
@@ -68,7 +72,10 @@ def input_images_per_second(records, batch_size, num_parallel_calls):
 def training_images_per_second(num_classes, batch_size, steps):
     """Images/s consumed by ResNet-50 + FC `train_on_batch` at 288x144 (data in memory)."""
     backbone = keras.applications.ResNet50(
-        weights=None, include_top=False, pooling="avg", input_shape=(*pipeline.DEFAULT_IMAGE_SIZE, 3)
+        weights=None,
+        include_top=False,
+        pooling="avg",
+        input_shape=(*pipeline.DEFAULT_IMAGE_SIZE, 3),
     )
     model = keras.Sequential([backbone, keras.layers.Dense(num_classes)])
     model.compile(
@@ -93,16 +100,24 @@ def main(argv):
     with tempfile.TemporaryDirectory() as scratch:
         records, source = training_records(FLAGS.data, scratch)
         repeats = -(-FLAGS.images // len(records))
-        input_rate, counted = input_images_per_second(records * repeats, FLAGS.batch_size, num_parallel_calls)
+        input_rate, counted = input_images_per_second(
+            records * repeats, FLAGS.batch_size, num_parallel_calls
+        )
     train_rate = training_images_per_second(751, FLAGS.batch_size, FLAGS.train_steps)
     print(f"machine: {os.cpu_count()} CPU cores; Keras backend: {keras.backend.backend()}")
     print(f"images: {source} ({len(records)} files, {counted} timed)")
-    print(f"input pipeline (decode + bicubic resize 288x144 + flip + normalise, batch {FLAGS.batch_size}): "
-          f"{input_rate:,.0f} images/s")
-    print(f"ResNet-50 train step at 288x144, batch {FLAGS.batch_size}, {FLAGS.train_steps} steps: "
-          f"{train_rate:,.1f} images/s")
-    print(f"input / training ratio: {input_rate / train_rate:,.1f}x "
-          f"({'input is not' if input_rate > train_rate else 'input IS'} the bottleneck)")
+    print(
+        f"input pipeline (decode + bicubic resize 288x144 + flip + normalise, batch {FLAGS.batch_size}): "
+        f"{input_rate:,.0f} images/s"
+    )
+    print(
+        f"ResNet-50 train step at 288x144, batch {FLAGS.batch_size}, {FLAGS.train_steps} steps: "
+        f"{train_rate:,.1f} images/s"
+    )
+    print(
+        f"input / training ratio: {input_rate / train_rate:,.1f}x "
+        f"({'input is not' if input_rate > train_rate else 'input IS'} the bottleneck)"
+    )
 
 
 if __name__ == "__main__":

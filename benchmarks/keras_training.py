@@ -32,12 +32,10 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_rollback import (
-    BlockPartition,
-    LayerwiseSGD,
-    PretrainedSnapshot,
-    RollbackRefine,
-)
+from keras_rollback import BlockPartition
+from keras_rollback import LayerwiseSGD
+from keras_rollback import PretrainedSnapshot
+from keras_rollback import RollbackRefine
 
 NUM_CLASSES = 751
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -46,7 +44,9 @@ RESNETS = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101}
 
 def reid_resnet(depth, image_size):
     """keras.applications ResNet (random weights), average pooling, FC head named `fc`."""
-    backbone = RESNETS[depth](weights=None, include_top=False, pooling="avg", input_shape=(*image_size, 3))
+    backbone = RESNETS[depth](
+        weights=None, include_top=False, pooling="avg", input_shape=(*image_size, 3)
+    )
     inputs = keras.Input((*image_size, 3))
     outputs = keras.layers.Dense(NUM_CLASSES, name="fc")(backbone(inputs))
     return keras.Model(inputs, outputs, name=f"reid_resnet{depth}")
@@ -90,7 +90,8 @@ class VariableBank(keras.layers.Layer):
 
     def build(self, input_shape):
         self.bank = [
-            self.add_weight(shape=s, initializer="zeros", name=f"v{i}") for i, s in enumerate(self.shapes)
+            self.add_weight(shape=s, initializer="zeros", name=f"v{i}")
+            for i, s in enumerate(self.shapes)
         ]
 
     def call(self, inputs):
@@ -126,10 +127,15 @@ def step_task(args):
     result["optimizer_parameters"] = int(sum(np.prod(s) for s in shapes))
     for name, make in (
         # Keras' weight decay is decoupled, but costs the same extra pass over the weights.
-        ("keras_sgd", lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)),
+        (
+            "keras_sgd",
+            lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        ),
         ("layerwise_sgd", layerwise_sgd),
     ):
-        seconds, runs, cpu = optimizer_step_seconds(shapes, make, args.jit_compile, 2, args.repeats, 5)
+        seconds, runs, cpu = optimizer_step_seconds(
+            shapes, make, args.jit_compile, 2, args.repeats, 5
+        )
         result[f"{name}_step_seconds"] = seconds
         result[f"{name}_step_runs"] = runs
         result[f"{name}_step_cpu_seconds"] = cpu
@@ -229,14 +235,22 @@ def main():
     parser.add_argument("--height", type=int, default=288)
     parser.add_argument("--width", type=int, default=144)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--jit_compile", default="auto", help="`auto`, `true` or `false` (model.compile).")
+    parser.add_argument(
+        "--jit_compile", default="auto", help="`auto`, `true` or `false` (model.compile)."
+    )
     parser.add_argument("--warmup_steps", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3, help="Timed steps per repeat (task `step`).")
+    parser.add_argument(
+        "--steps", type=int, default=3, help="Timed steps per repeat (task `step`)."
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--rollback", action="store_true", help="Also time the ResNet-101 rollback.")
+    parser.add_argument(
+        "--rollback", action="store_true", help="Also time the ResNet-101 rollback."
+    )
     parser.add_argument("--epochs", type=int, default=4, help="Epochs per fit (task `fit`).")
     parser.add_argument("--steps_per_epoch", type=int, default=3, help="Task `fit`.")
-    parser.add_argument("--callback", action="store_true", help="Task `fit`: also fit with RollbackRefine.")
+    parser.add_argument(
+        "--callback", action="store_true", help="Task `fit`: also fit with RollbackRefine."
+    )
     parser.add_argument("--output", required=True, help="JSON file for the results.")
     args = parser.parse_args()
     args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile.lower()]

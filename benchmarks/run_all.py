@@ -51,14 +51,28 @@ FIT_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 
 SIZES = {
     "reduced": {
-        "height": 96, "width": 48, "batch_size": 8, "warmup_steps": 1, "steps": 2, "repeats": 3,
-        "fit_epochs": 3, "fit_steps_per_epoch": 2, "fit_repeats": 2,
+        "height": 96,
+        "width": 48,
+        "batch_size": 8,
+        "warmup_steps": 1,
+        "steps": 2,
+        "repeats": 3,
+        "fit_epochs": 3,
+        "fit_steps_per_epoch": 2,
+        "fit_repeats": 2,
         "evaluation": ["--repeats", "3"],
         "input_pipeline": ["--images=512", "--train_steps=2", "--batch_size=8"],
     },
     "full": {
-        "height": 288, "width": 144, "batch_size": 32, "warmup_steps": 3, "steps": 10, "repeats": 5,
-        "fit_epochs": 5, "fit_steps_per_epoch": 20, "fit_repeats": 3,
+        "height": 288,
+        "width": 144,
+        "batch_size": 32,
+        "warmup_steps": 3,
+        "steps": 10,
+        "repeats": 5,
+        "fit_epochs": 5,
+        "fit_steps_per_epoch": 20,
+        "fit_repeats": 3,
         "evaluation": ["--repeats", "5"],
         "input_pipeline": ["--images=4096", "--train_steps=10", "--batch_size=32"],
     },
@@ -84,7 +98,10 @@ def machine_description():
     try:
         names = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=30, check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         ).stdout.split("\n")
         gpu = ", ".join(n for n in names if n) or gpu
     except (OSError, subprocess.SubprocessError):
@@ -94,28 +111,45 @@ def machine_description():
 
 def run_process(name, command, backend, log, timeout, environment=None):
     """Runs one benchmark process; returns (stdout, error message or None)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_WAIT_POLICY=OMP_WAIT_POLICY, **(environment or {}))
+    env = dict(
+        os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_WAIT_POLICY=OMP_WAIT_POLICY, **(environment or {})
+    )
     if backend:
         env["KERAS_BACKEND"] = backend
     start = time.perf_counter()
     print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
     try:
         process = subprocess.run(
-            command, env=env, capture_output=True, text=True, timeout=timeout, cwd=HERE.parent, check=False
+            command,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=HERE.parent,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         return "", f"timed out after {timeout} s"
     log.write(f"===== {name}: {' '.join(command)}\n{process.stdout}\n{process.stderr}\n")
     print(f"[{time.strftime('%H:%M:%S')}] {name}: {time.perf_counter() - start:.0f} s", flush=True)
     if process.returncode:
-        return process.stdout, f"exit code {process.returncode}: {process.stderr.strip().splitlines()[-1:]}"
+        return (
+            process.stdout,
+            f"exit code {process.returncode}: {process.stderr.strip().splitlines()[-1:]}",
+        )
     return process.stdout, None
 
 
 def run_json(name, script, arguments, backend, scratch, log, timeout, environment=None):
     output = pathlib.Path(scratch) / f"{name.replace(' ', '_').replace('+', 'plus')}.json"
-    _, error = run_process(name, [sys.executable, str(HERE / script), *arguments, f"--output={output}"],
-                           backend, log, timeout, environment)
+    _, error = run_process(
+        name,
+        [sys.executable, str(HERE / script), *arguments, f"--output={output}"],
+        backend,
+        log,
+        timeout,
+        environment,
+    )
     if error:
         return {"error": error}
     return json.loads(output.read_text())
@@ -123,8 +157,16 @@ def run_json(name, script, arguments, backend, scratch, log, timeout, environmen
 
 def run_benchmarks(args):
     size = SIZES["full" if args.full else "reduced"]
-    common = [f"--height={size['height']}", f"--width={size['width']}", f"--batch_size={size['batch_size']}"]
-    steps = [f"--warmup_steps={size['warmup_steps']}", f"--steps={size['steps']}", f"--repeats={size['repeats']}"]
+    common = [
+        f"--height={size['height']}",
+        f"--width={size['width']}",
+        f"--batch_size={size['batch_size']}",
+    ]
+    steps = [
+        f"--warmup_steps={size['warmup_steps']}",
+        f"--steps={size['steps']}",
+        f"--repeats={size['repeats']}",
+    ]
     start = time.perf_counter()
     results = {
         "size": "full" if args.full else "reduced",
@@ -134,40 +176,78 @@ def run_benchmarks(args):
         "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_at_start": os.getloadavg(),
     }
-    with tempfile.TemporaryDirectory() as scratch, open(pathlib.Path(args.output_dir) / "benchmark_log.txt", "w") as log:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        open(pathlib.Path(args.output_dir) / "benchmark_log.txt", "w") as log,
+    ):
         if "step" in args.sections:
             results["torch_reference"] = run_json(
-                "pytorch", "torch_reference.py", [*common, *steps], None, scratch, log, args.timeout)
+                "pytorch", "torch_reference.py", [*common, *steps], None, scratch, log, args.timeout
+            )
             results["step"] = {}
             for label in args.configs:
                 backend, jit = CONFIGS[label]
-                rollback = [] if jit == "true" else ["--rollback"]  # One rollback timing per backend.
+                rollback = (
+                    [] if jit == "true" else ["--rollback"]
+                )  # One rollback timing per backend.
                 results["step"][label] = run_json(
-                    f"step {label}", "keras_training.py",
+                    f"step {label}",
+                    "keras_training.py",
                     ["--task=step", *common, *steps, f"--jit_compile={jit}", *rollback],
-                    backend, scratch, log, args.timeout)
+                    backend,
+                    scratch,
+                    log,
+                    args.timeout,
+                )
         if "fit" in args.sections:
             results["fit"] = {}
-            fit = [*common, f"--epochs={size['fit_epochs']}", f"--steps_per_epoch={size['fit_steps_per_epoch']}"]
+            fit = [
+                *common,
+                f"--epochs={size['fit_epochs']}",
+                f"--steps_per_epoch={size['fit_steps_per_epoch']}",
+            ]
             for label in args.fit_configs:
                 backend, jit = CONFIGS[label]
                 fit_label = [*fit, f"--jit_compile={jit}", "--task=fit"]
                 results["fit"][label] = {
-                    "without": run_json(f"fit {label} without callback", "keras_training.py",
-                                        [*fit_label, "--repeats=1"], backend, scratch, log, args.timeout,
-                                        FIT_ENVIRONMENT),
-                    "with": run_json(f"fit {label} with callback", "keras_training.py",
-                                     [*fit_label, f"--repeats={size['fit_repeats']}", "--callback"],
-                                     backend, scratch, log, args.timeout, FIT_ENVIRONMENT),
+                    "without": run_json(
+                        f"fit {label} without callback",
+                        "keras_training.py",
+                        [*fit_label, "--repeats=1"],
+                        backend,
+                        scratch,
+                        log,
+                        args.timeout,
+                        FIT_ENVIRONMENT,
+                    ),
+                    "with": run_json(
+                        f"fit {label} with callback",
+                        "keras_training.py",
+                        [*fit_label, f"--repeats={size['fit_repeats']}", "--callback"],
+                        backend,
+                        scratch,
+                        log,
+                        args.timeout,
+                        FIT_ENVIRONMENT,
+                    ),
                 }
         if "others" in args.sections:
             for name, script, arguments in (
                 ("evaluation", "evaluation.py", size["evaluation"]),
                 ("input_pipeline", "input_pipeline.py", size["input_pipeline"]),
             ):
-                stdout, error = run_process(name, [sys.executable, str(HERE / script), *arguments],
-                                            args.other_backend, log, args.timeout)
-                results[name] = {"backend": args.other_backend, "output": stdout.strip().splitlines(), "error": error}
+                stdout, error = run_process(
+                    name,
+                    [sys.executable, str(HERE / script), *arguments],
+                    args.other_backend,
+                    log,
+                    args.timeout,
+                )
+                results[name] = {
+                    "backend": args.other_backend,
+                    "output": stdout.strip().splitlines(),
+                    "error": error,
+                }
     results["load_average_at_end"] = os.getloadavg()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     results["cpu_seconds_of_all_processes"] = children.ru_utime + children.ru_stime
@@ -220,81 +300,129 @@ def markdown_table(results):
         lines.append(
             f"| Training step, images/s (CPU-s/step) | {label} | {rate:.2f} ({step['step_cpu_seconds']:.2f}) | "
             f"PyTorch eager {_fmt(torch_rate, '.2f')} ({_fmt(torch_cpu, '.2f')}) | {_fmt(ratio, '.2f')}x "
-            f"(by CPU time {_fmt(cpu_ratio, '.2f')}x) |")
+            f"(by CPU time {_fmt(cpu_ratio, '.2f')}x) |"
+        )
     for label, step in steps.items():
         if "error" in step:
             continue
         sgd, ours = step["keras_sgd_step_seconds"], step["layerwise_sgd_step_seconds"]
-        sgd_cpu, ours_cpu = step["keras_sgd_step_cpu_seconds"], step["layerwise_sgd_step_cpu_seconds"]
+        sgd_cpu, ours_cpu = (
+            step["keras_sgd_step_cpu_seconds"],
+            step["layerwise_sgd_step_cpu_seconds"],
+        )
         lines.append(
             f"| Optimizer step, ms (CPU ms) ({step['optimizer_variables']} variables, "
             f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | LayerwiseSGD {ours * 1e3:.0f} "
             f"({ours_cpu * 1e3:.0f}) | keras SGD {sgd * 1e3:.0f} ({sgd_cpu * 1e3:.0f}) | {ours / sgd:.2f}x; "
             f"difference = {(ours - sgd) / step['step_seconds']:+.1%} of a training step "
-            f"(by CPU time {(ours_cpu - sgd_cpu) / step['step_cpu_seconds']:+.1%}) |")
+            f"(by CPU time {(ours_cpu - sgd_cpu) / step['step_cpu_seconds']:+.1%}) |"
+        )
     for label, step in steps.items():
         if "rollback_seconds" in step:
             lines.append(
                 f"| Rollback of all ResNet-101 blocks + momentum reset, s (CPU s) ({step['rollback_weights']} "
                 f"weights, {step['rollback_megabytes']:.0f} MiB) | {label} | {step['rollback_seconds']:.3f} "
                 f"({step['rollback_cpu_seconds']:.3f}) | "
-                f"goal < 0.5 | {step['rollback_seconds'] / 0.5:.2f} of goal |")
+                f"goal < 0.5 | {step['rollback_seconds'] / 0.5:.2f} of goal |"
+            )
     for backend, fit in results.get("fit", {}).items():
         without, with_ = fit["without"], fit["with"]
         if "error" in without or "error" in with_:
-            lines.append(f"| fit with/without RollbackRefine | {backend} | failed: "
-                         f"{without.get('error') or with_.get('error')} | | |")
+            lines.append(
+                f"| fit with/without RollbackRefine | {backend} | failed: "
+                f"{without.get('error') or with_.get('error')} | | |"
+            )
             continue
         plain = _median_of_later_epochs(with_["plain_epoch_seconds"])
         refined = _median_of_later_epochs(with_["callback_epoch_seconds"])
-        capture = statistics.median(r[0] for r in with_["callback_epoch_seconds"]) - statistics.median(
-            r[0] for r in with_["plain_epoch_seconds"])
-        noise = max(statistics.pstdev(r[1:]) for r in with_["plain_epoch_seconds"]) if with_["epochs"] > 2 else None
+        capture = statistics.median(
+            r[0] for r in with_["callback_epoch_seconds"]
+        ) - statistics.median(r[0] for r in with_["plain_epoch_seconds"])
+        noise = (
+            max(statistics.pstdev(r[1:]) for r in with_["plain_epoch_seconds"])
+            if with_["epochs"] > 2
+            else None
+        )
         step_seconds = plain / with_["steps_per_epoch"]
         market_epoch = step_seconds * MARKET1501_TRAIN_IMAGES / results["batch_size"]
         lines.append(
             f"| Epoch with a rollback, s ({with_['steps_per_epoch']} steps; periods of 1 epoch) | {backend} | "
             f"with RollbackRefine {refined:.3f} | without {plain:.3f} | difference {refined - plain:+.3f} s = "
             f"{(refined - plain) / plain:+.1%} of this epoch, {(refined - plain) / market_epoch:+.2%} of a "
-            f"Market-1501 epoch at this size (noise sd {_fmt(noise, '.3f')} s) |")
+            f"Market-1501 epoch at this size (noise sd {_fmt(noise, '.3f')} s) |"
+        )
         lines.append(f"| Snapshot capture at epoch 0, s | {backend} | {capture:+.3f} | | |")
         lines.append(
             f"| Peak host RSS of a training process (fixed malloc mmap threshold), MiB | {backend} | with RollbackRefine {with_['peak_rss_mib']:.0f} "
             f"| without {without['peak_rss_mib']:.0f} | {with_['peak_rss_mib'] - without['peak_rss_mib']:+.0f} MiB; "
             f"snapshot {with_['snapshot_megabytes']:.0f} MiB, backbone weights "
-            f"{with_['backbone_weight_megabytes']:.0f} MiB |")
+            f"{with_['backbone_weight_megabytes']:.0f} MiB |"
+        )
         if "final_rss_mib" in with_ and "final_rss_mib" in without:
             lines.append(
                 f"| Host RSS after training (fixed malloc mmap threshold), MiB | {backend} | with RollbackRefine {with_['final_rss_mib']:.0f} | "
                 f"without {without['final_rss_mib']:.0f} | "
-                f"{with_['final_rss_mib'] - without['final_rss_mib']:+.0f} MiB |")
+                f"{with_['final_rss_mib'] - without['final_rss_mib']:+.0f} MiB |"
+            )
     for name in ("evaluation", "input_pipeline"):
         if name in results:
             entry = results[name]
-            text = "<br>".join(entry["output"][-10:]) if not entry["error"] else f"failed: {entry['error']}"
-            lines.append(f"| {name.replace('_', ' ').capitalize()} | {entry['backend']} | {text} | | |")
+            text = (
+                "<br>".join(entry["output"][-10:])
+                if not entry["error"]
+                else f"failed: {entry['error']}"
+            )
+            lines.append(
+                f"| {name.replace('_', ' ').capitalize()} | {entry['backend']} | {text} | | |"
+            )
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="Paper size (288x144, batch 32) for a GPU machine.")
-    parser.add_argument("--output_dir", default="benchmark_results", help="Where the JSON, table and log go.")
-    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS),
-                        help="Backend configurations of the training and optimizer step benchmark.")
-    parser.add_argument("--fit_configs", nargs="+", choices=list(CONFIGS), default=None,
-                        help="Configurations of the fit and memory benchmark. Defaults to the three "
-                        "backends (TensorFlow without XLA, whose CPU compile takes minutes) and, "
-                        "with --full, to all.")
-    parser.add_argument("--other_backend", default="tensorflow",
-                        help="Backend of the evaluation and input pipeline benchmarks.")
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
-                        help="step: training/optimizer step and rollback; fit: callback overhead and "
-                        "memory; others: evaluation and input pipeline.")
+    parser.add_argument(
+        "--full", action="store_true", help="Paper size (288x144, batch 32) for a GPU machine."
+    )
+    parser.add_argument(
+        "--output_dir", default="benchmark_results", help="Where the JSON, table and log go."
+    )
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=list(CONFIGS),
+        help="Backend configurations of the training and optimizer step benchmark.",
+    )
+    parser.add_argument(
+        "--fit_configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        default=None,
+        help="Configurations of the fit and memory benchmark. Defaults to the three "
+        "backends (TensorFlow without XLA, whose CPU compile takes minutes) and, "
+        "with --full, to all.",
+    )
+    parser.add_argument(
+        "--other_backend",
+        default="tensorflow",
+        help="Backend of the evaluation and input pipeline benchmarks.",
+    )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=SECTIONS,
+        default=list(SECTIONS),
+        help="step: training/optimizer step and rollback; fit: callback overhead and "
+        "memory; others: evaluation and input pipeline.",
+    )
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per benchmark process.")
-    parser.add_argument("--table_from", nargs="+", default=None,
-                        help="Only print the table of earlier results JSON files (later ones add to "
-                        "and override earlier ones, section by section).")
+    parser.add_argument(
+        "--table_from",
+        nargs="+",
+        default=None,
+        help="Only print the table of earlier results JSON files (later ones add to "
+        "and override earlier ones, section by section).",
+    )
     args = parser.parse_args()
     if args.fit_configs is None:
         args.fit_configs = list(CONFIGS) if args.full else ["tensorflow", "jax", "torch"]

@@ -73,12 +73,16 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
-def training_images_per_second(height, width, batch_size, num_classes, warmup_steps, steps, repeats):
+def training_images_per_second(
+    height, width, batch_size, num_classes, warmup_steps, steps, repeats
+):
     """Images/s of `repeats` timed runs of `steps` steps each, and the median CPU seconds per step."""
     torch.manual_seed(0)
     model = ResNet(num_classes=num_classes)
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4
+    )
     loss_fn = nn.CrossEntropyLoss()
     images = torch.randn(batch_size, 3, height, width)
     labels = torch.randint(0, num_classes, (batch_size,))
@@ -114,7 +118,13 @@ def main():
     parser.add_argument("--output", required=True, help="JSON file for the results.")
     args = parser.parse_args()
     rates, step_cpu_seconds = training_images_per_second(
-        args.height, args.width, args.batch_size, args.num_classes, args.warmup_steps, args.steps, args.repeats
+        args.height,
+        args.width,
+        args.batch_size,
+        args.num_classes,
+        args.warmup_steps,
+        args.steps,
+        args.repeats,
     )
     result = {
         "torch_version": torch.__version__,

@@ -32,7 +32,9 @@ def plan_for(method, plan_config):
     if method == "fine_tune":
         return RefinePlan(periods=1, **shared)
     if method == "fc_warmup":
-        return RefinePlan(periods=periods, rollback=False, warmup_epochs=plan_config.warmup_epochs, **shared)
+        return RefinePlan(
+            periods=periods, rollback=False, warmup_epochs=plan_config.warmup_epochs, **shared
+        )
     if method.startswith("keep_block:"):
         return RefinePlan(periods=2, kept_blocks=[[method.split(":", 1)[1]]], **shared)
     raise ValueError(f"Unknown method {method!r}. Expected one of {METHODS}.")

@@ -8,8 +8,11 @@ import tempfile
 import keras
 from absl import logging
 
-from keras_rollback.data import make_train_dataset, read_market1501, write_synthetic_market1501
-from keras_rollback.models import backbone_preprocessing, build_reid_model
+from keras_rollback.data import make_train_dataset
+from keras_rollback.data import read_market1501
+from keras_rollback.data import write_synthetic_market1501
+from keras_rollback.models import backbone_preprocessing
+from keras_rollback.models import build_reid_model
 
 # Far from any seed a config uses, so the source identities never reappear in the target task.
 SOURCE_SEED_OFFSET = 7919
@@ -37,7 +40,10 @@ def synthetic_source_weights(config, cache_dir):
         return path
     logging.warning(
         "Pre-training %s on a synthetic source task (%d identities, %d epochs): these are NOT "
-        "ImageNet weights.", config.model.backbone, config.pretrain.num_identities, config.pretrain.epochs,
+        "ImageNet weights.",
+        config.model.backbone,
+        config.pretrain.num_identities,
+        config.pretrain.epochs,
     )
     with tempfile.TemporaryDirectory() as source_dir:
         write_synthetic_market1501(
@@ -51,10 +57,15 @@ def synthetic_source_weights(config, cache_dir):
         )
         source = read_market1501(source_dir)
         model = build_reid_model(
-            source.num_train_pids, config.model.backbone, input_shape=(*config.image_size, 3), dropout=0.0
+            source.num_train_pids,
+            config.model.backbone,
+            input_shape=(*config.image_size, 3),
+            dropout=0.0,
         )
         model.compile(
-            optimizer=keras.optimizers.SGD(config.pretrain.learning_rate, momentum=0.9, nesterov=True),
+            optimizer=keras.optimizers.SGD(
+                config.pretrain.learning_rate, momentum=0.9, nesterov=True
+            ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )

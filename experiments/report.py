@@ -12,8 +12,21 @@ from matplotlib import pyplot as plt
 
 from experiments import paper_results
 
-COLUMNS = ("method", "period", "epoch", "loss", "rank1", "rank5", "rank10", "mAP", "mINP", "top1",
-           "wall_time", "backend", "device")
+COLUMNS = (
+    "method",
+    "period",
+    "epoch",
+    "loss",
+    "rank1",
+    "rank5",
+    "rank10",
+    "mAP",
+    "mINP",
+    "top1",
+    "wall_time",
+    "backend",
+    "device",
+)
 # The headline metrics of each task, as the paper's tables report them.
 HEADLINE = {"reid": ("mAP", "rank1"), "classification": ("top1",)}
 
@@ -58,19 +71,31 @@ def plot_curves(rows, workdir):
     for index, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
         colour = f"C{index}"
         mine = [r for r in rows if r["method"] == method]
-        loss_axis.plot([r["epoch"] for r in mine], [r["loss"] for r in mine], color=colour, linestyle="--",
-                       label=f"loss ({method})")
+        loss_axis.plot(
+            [r["epoch"] for r in mine],
+            [r["loss"] for r in mine],
+            color=colour,
+            linestyle="--",
+            label=f"loss ({method})",
+        )
         metric = "mAP" if any(r["mAP"] is not None for r in mine) else "top1"
         scored = [r for r in mine if r[metric] is not None]
-        map_axis.plot([r["epoch"] for r in scored], [100 * r[metric] for r in scored], color=colour, marker="o",
-                      label=f"{metric} ({method})")
+        map_axis.plot(
+            [r["epoch"] for r in scored],
+            [100 * r[metric] for r in scored],
+            color=colour,
+            marker="o",
+            label=f"{metric} ({method})",
+        )
     loss_axis.set_yscale("log")
     loss_axis.set_xlabel("epoch")
     loss_axis.set_ylabel("train loss")
     map_axis.set_ylabel("mAP or top-1 accuracy (%)")
     handles = loss_axis.get_legend_handles_labels()
     more = map_axis.get_legend_handles_labels()
-    loss_axis.legend(handles[0] + more[0], handles[1] + more[1], loc="center right", fontsize="small")
+    loss_axis.legend(
+        handles[0] + more[0], handles[1] + more[1], loc="center right", fontsize="small"
+    )
     figure.tight_layout()
     figure.savefig(os.path.join(workdir, "curves.png"), dpi=120)
     plt.close(figure)
@@ -81,7 +106,11 @@ def comparison_table(rows, config):
     with the paper's published numbers in brackets where it reports that setting."""
     metrics = HEADLINE[config.task]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    ends = {(r["method"], r["period"]): r for r in rows if r[metrics[0]] is not None and _is_period_end(r, rows)}
+    ends = {
+        (r["method"], r["period"]): r
+        for r in rows
+        if r[metrics[0]] is not None and _is_period_end(r, rows)
+    }
     names = " / ".join(metrics)
     header = ["period"] + [f"{m} {names} (paper)" for m in methods]
     lines = [
@@ -98,7 +127,9 @@ def comparison_table(rows, config):
                 continue
             last = period == max(p for m, p in ends if m == method)
             cell = " / ".join(f"{100 * row[m]:.2f}" for m in metrics)
-            paper = paper_results.lookup(config.model.backbone, config.dataset.name, method, period, last)
+            paper = paper_results.lookup(
+                config.model.backbone, config.dataset.name, method, period, last
+            )
             if paper is not None:
                 cell += " (" + " / ".join("—" if v is None else f"{v:.2f}" for v in paper) + ")"
             cells.append(cell)

@@ -9,15 +9,25 @@ import keras
 from absl import logging
 from keras.src.utils import io_utils
 
-from experiments import methods, pretrain, report
-from keras_rollback import BlockPartition, LayerwiseSGD, RollbackRefine
-from keras_rollback.nan_guard import NanGuard
-from keras_rollback.run_checkpoint import RunCheckpoint
+from experiments import methods
+from experiments import pretrain
+from experiments import report
+from keras_rollback import BlockPartition
+from keras_rollback import LayerwiseSGD
+from keras_rollback import RollbackRefine
 from keras_rollback import data as reid_data
 from keras_rollback.backend_utils import device_name
-from keras_rollback.evaluation import extract_features, plot_cmc_curve, plot_ranked_list
-from keras_rollback.metrics import k_reciprocal_rerank, pairwise_distance, ranking_scores_from_features
-from keras_rollback.models import backbone_preprocessing, build_feature_model, build_reid_model
+from keras_rollback.evaluation import extract_features
+from keras_rollback.evaluation import plot_cmc_curve
+from keras_rollback.evaluation import plot_ranked_list
+from keras_rollback.metrics import k_reciprocal_rerank
+from keras_rollback.metrics import pairwise_distance
+from keras_rollback.metrics import ranking_scores_from_features
+from keras_rollback.models import backbone_preprocessing
+from keras_rollback.models import build_feature_model
+from keras_rollback.models import build_reid_model
+from keras_rollback.nan_guard import NanGuard
+from keras_rollback.run_checkpoint import RunCheckpoint
 
 
 def run_experiment(config, workdir):
@@ -45,7 +55,9 @@ def run_experiment(config, workdir):
         method_dir = os.path.join(workdir, _folder(method))
         finished = os.path.join(method_dir, "finished.json")
         if os.path.exists(finished):
-            io_utils.print_msg(f"{method}: finished in an earlier run, results read from {finished}.")
+            io_utils.print_msg(
+                f"{method}: finished in an earlier run, results read from {finished}."
+            )
             with open(finished) as f:
                 rows.extend(json.load(f))
             continue
@@ -107,7 +119,9 @@ def train_and_evaluate(config, method, task, weights, workdir):
         ],
     )
     evaluator.write_pictures(workdir, title=method)
-    return report.read_history(os.path.join(workdir, "epochs.jsonl"), method, periods, device_name())
+    return report.read_history(
+        os.path.join(workdir, "epochs.jsonl"), method, periods, device_name()
+    )
 
 
 class ReIDTask:
@@ -133,7 +147,9 @@ class ReIDTask:
         return dataset, reid_data.steps_per_epoch(len(self.dataset.train), self.config.batch_size)
 
     def evaluator(self, model):
-        return ReIDEvaluator(self.config, self.dataset, build_feature_model(model), self.preprocessing)
+        return ReIDEvaluator(
+            self.config, self.dataset, build_feature_model(model), self.preprocessing
+        )
 
 
 class ReIDEvaluator:
@@ -143,7 +159,9 @@ class ReIDEvaluator:
         self.config = config
         self.feature_model = feature_model
         self.datasets = [
-            reid_data.make_eval_dataset(records, image_size=tuple(config.image_size), preprocessing=preprocessing)
+            reid_data.make_eval_dataset(
+                records, image_size=tuple(config.image_size), preprocessing=preprocessing
+            )
             for records in (dataset.query, dataset.gallery)
         ]
         self.last_scores = None
@@ -156,7 +174,12 @@ class ReIDEvaluator:
         )
         self.last_features = (query, gallery)
         self.last_scores = ranking_scores_from_features(
-            query["features"], gallery["features"], query["pid"], gallery["pid"], query["camid"], gallery["camid"],
+            query["features"],
+            gallery["features"],
+            query["pid"],
+            gallery["pid"],
+            query["camid"],
+            gallery["camid"],
             ap_method=self.config.evaluation.ap_method,
             rerank=self.config.evaluation.rerank,
         )
@@ -164,12 +187,19 @@ class ReIDEvaluator:
 
     def write_pictures(self, workdir, title):
         """`cmc.png` and `ranked_list.png` (first queries and their top 10) of the last evaluation."""
-        plot_cmc_curve(self.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})")
+        plot_cmc_curve(
+            self.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})"
+        )
         query, gallery = self.last_features
         rank_by = k_reciprocal_rerank if self.config.evaluation.rerank else pairwise_distance
         plot_ranked_list(
             rank_by(query["features"], gallery["features"]),
-            query["path"], gallery["path"], query["pid"], gallery["pid"], query["camid"], gallery["camid"],
+            query["path"],
+            gallery["path"],
+            query["pid"],
+            gallery["pid"],
+            query["camid"],
+            gallery["camid"],
             os.path.join(workdir, "ranked_list.png"),
             query_indices=range(min(self.config.evaluation.ranked_list_queries, len(query["pid"]))),
         )
@@ -228,7 +258,9 @@ class EvaluateAndRecord(keras.callbacks.Callback):
             logs.update(scores)
             period = next(p for p in self.periods if p.start_epoch <= epoch < p.end_epoch)
             summary = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
-            io_utils.print_msg(f"Epoch {epoch + 1}, end of period {period.number}: loss={logs['loss']:.4f}, {summary}")
+            io_utils.print_msg(
+                f"Epoch {epoch + 1}, end of period {period.number}: loss={logs['loss']:.4f}, {summary}"
+            )
         with open(self.path, "a") as f:
             f.write(json.dumps({"epoch": epoch, **{k: float(v) for k, v in logs.items()}}) + "\n")
 
@@ -247,18 +279,28 @@ def _folder(method):
 def _read_task(config, workdir):
     name, root = config.dataset.name, config.dataset.root
     if config.task == "classification":
-        common = {"image_size": tuple(config.image_size), "batch_size": config.batch_size,
-                  "preprocessing": backbone_preprocessing(config.model.backbone), "seed": config.seed}
+        common = {
+            "image_size": tuple(config.image_size),
+            "batch_size": config.batch_size,
+            "preprocessing": backbone_preprocessing(config.model.backbone),
+            "seed": config.seed,
+        }
         if name == "fgvc_aircraft":
-            return ClassificationTask(functools.partial(reid_data.load_fgvc_aircraft, root, **common))
+            return ClassificationTask(
+                functools.partial(reid_data.load_fgvc_aircraft, root, **common)
+            )
         return ClassificationTask(
-            functools.partial(reid_data.load_tfds_fine_grained, name, data_dir=root or None, **common)
+            functools.partial(
+                reid_data.load_tfds_fine_grained, name, data_dir=root or None, **common
+            )
         )
     if config.task != "reid":
         raise ValueError(f"Unknown task {config.task!r}. Expected 'reid' or 'classification'.")
     if name != "synthetic":
         if not root:
-            raise ValueError(f"dataset.name={name!r} needs --config.dataset.root=<the dataset's folder>.")
+            raise ValueError(
+                f"dataset.name={name!r} needs --config.dataset.root=<the dataset's folder>."
+            )
         return ReIDTask(config, reid_data.read_reid_dataset(name, root))
     root = os.path.join(workdir, "synthetic-market1501")
     if not os.path.isdir(os.path.join(root, "query")):

@@ -1,10 +1,12 @@
 """keras-rollback: rolling-back refine-tuning (Ro et al., AAAI 2019) for Keras 3."""
 
 from keras_rollback.block_partition import BlockPartition
-from keras_rollback.distribution import batch_size_scale, scale_plan_for_batch_size
+from keras_rollback.distribution import batch_size_scale
+from keras_rollback.distribution import scale_plan_for_batch_size
 from keras_rollback.layerwise_sgd import LayerwiseSGD
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
-from keras_rollback.refine_plan import Period, RefinePlan
+from keras_rollback.refine_plan import Period
+from keras_rollback.refine_plan import RefinePlan
 from keras_rollback.refine_tune import refine_tune
 from keras_rollback.rollback_refine import RollbackRefine
 from keras_rollback.version import __version__

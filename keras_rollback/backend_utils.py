@@ -35,7 +35,9 @@ def _torch_multi_tensor_sgd_update(optimizer, grads, variables, learning_rate):
         multipliers = optimizer.learning_rate_multipliers.value
         # Rates as Python floats, like torch's param-group rates (and like the `alpha` of
         # Keras' own fused SGD, which reads its learning rate back to the host too).
-        rates = (keras.ops.convert_to_tensor(learning_rate, dtype=multipliers.dtype) * multipliers).tolist()
+        rates = (
+            keras.ops.convert_to_tensor(learning_rate, dtype=multipliers.dtype) * multipliers
+        ).tolist()
         steps: list = grads
         if optimizer.l2_weight_decay:
             steps = list(torch._foreach_add(grads, params, alpha=optimizer.l2_weight_decay))

@@ -1,12 +1,15 @@
 """`BlockPartition`: which backbone block (or the head) each model variable belongs to."""
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 
 import keras
 import numpy as np
 
-from keras_rollback.resolution_blocks import ResolutionBlocks, format_resolution, layer_resolutions
+from keras_rollback.resolution_blocks import ResolutionBlocks
+from keras_rollback.resolution_blocks import format_resolution
+from keras_rollback.resolution_blocks import layer_resolutions
 
 HEAD = "head"
 
@@ -171,7 +174,9 @@ class BlockPartition:
             resolutions = {r for _, g, r in self._layers if g == group and r is not None}
             row = {
                 "group": group,
-                "resolution": tuple(sorted(resolutions, key=np.prod, reverse=True)) if group != self.head_name else (),
+                "resolution": tuple(sorted(resolutions, key=np.prod, reverse=True))
+                if group != self.head_name
+                else (),
                 "layers": len(layers),
                 "conv_layers": len(conv_layers),
                 "trainable_params": trainable,
@@ -245,8 +250,13 @@ class BlockPartition:
         figure = Figure(figsize=(max(8.0, min(24.0, len(layers) / 12)), 4.5), layout="constrained")
         FigureCanvasAgg(figure)
         axes = figure.add_subplot()
-        axes.bar(range(len(layers)), [h - 0.5 for h in heights], bottom=0.5, width=1.0,
-                 color=[colours[g] for _, g, _ in layers])
+        axes.bar(
+            range(len(layers)),
+            [h - 0.5 for h in heights],
+            bottom=0.5,
+            width=1.0,
+            color=[colours[g] for _, g, _ in layers],
+        )
         axes.set_yscale("log", base=2)
         axes.set_xlim(-0.5, len(layers) - 0.5)
         axes.set_xlabel("layers with weights, in graph order")
@@ -257,13 +267,23 @@ class BlockPartition:
             if not positions:
                 continue
             row = rows[group]
-            label = [group, format_resolution(row["resolution"]),
-                     f"{row['trainable_params'] + row['non_trainable_params']:,} params"]
+            label = [
+                group,
+                format_resolution(row["resolution"]),
+                f"{row['trainable_params'] + row['non_trainable_params']:,} params",
+            ]
             if plan is not None:
                 periods = ", ".join(map(str, row["rolled_back_in"])) or "-"
                 label.append(f"rolled back: {periods}")
-            axes.text((positions[0] + positions[-1]) / 2, 1.02, "\n".join(label), ha="center",
-                      va="bottom", fontsize=7, transform=axes.get_xaxis_transform())
+            axes.text(
+                (positions[0] + positions[-1]) / 2,
+                1.02,
+                "\n".join(label),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                transform=axes.get_xaxis_transform(),
+            )
         figure.savefig(path, format="png", dpi=100)
 
     def _rollback_periods(self, plan, epochs):
@@ -352,7 +372,15 @@ class BlockPartition:
 
     @classmethod
     def by_resolution(
-        cls, model, *, feature_layer=None, merge=None, split=None, exclude=None, block_names=None, head_name=HEAD
+        cls,
+        model,
+        *,
+        feature_layer=None,
+        merge=None,
+        split=None,
+        exclude=None,
+        block_names=None,
+        head_name=HEAD,
     ):
         """Partitions a CNN into blocks of one feature-map resolution each, the paper's definition.
 
@@ -419,7 +447,12 @@ class BlockPartition:
             A `BlockPartition`.
         """
         found = ResolutionBlocks.find(
-            model, feature_layer=feature_layer, exclude=exclude, merge=merge, split=split, block_names=block_names
+            model,
+            feature_layer=feature_layer,
+            exclude=exclude,
+            merge=merge,
+            split=split,
+            block_names=block_names,
         )
         if head_name in found.names:
             raise ValueError(
@@ -437,9 +470,7 @@ class BlockPartition:
 
     def _check_group(self, group):
         if group not in self.rules:
-            raise ValueError(
-                f"Unknown group {group!r}. Expected one of {list(self.group_names)}."
-            )
+            raise ValueError(f"Unknown group {group!r}. Expected one of {list(self.group_names)}.")
 
 
 def _as_rules(group, rules):
@@ -454,7 +485,9 @@ def _as_rules(group, rules):
         try:
             re.compile(rule)
         except re.error as e:
-            raise ValueError(f"Rule {rule!r} of group {group!r} is not a valid regular expression: {e}") from None
+            raise ValueError(
+                f"Rule {rule!r} of group {group!r} is not a valid regular expression: {e}"
+            ) from None
     return tuple(rules)
 
 
@@ -515,7 +548,9 @@ def _layer_rules(layers):
 def _path_rules(paths):
     """Rules matching exactly `paths`: one per layer directory (`conv1_conv/`), else the path."""
     directories = _ordered_unique(p.rsplit("/", 1)[0] for p in paths if "/" in p)
-    return [re.escape(d) + "/" for d in directories] + [re.escape(p) + "$" for p in paths if "/" not in p]
+    return [re.escape(d) + "/" for d in directories] + [
+        re.escape(p) + "$" for p in paths if "/" not in p
+    ]
 
 
 def _ordered_unique(items):
@@ -548,7 +583,9 @@ def _resnet_rules(model, paths):
     # keras.applications ResNet v1 and v2 share names: conv1_conv, convK_blockJ_...;
     # v2 ends with a `post_bn` that acts on conv5's output. DenseNet has the same
     # names but no projection shortcut (`_0_conv`).
-    if not {"conv1_conv/kernel", "conv2_block1_0_conv/kernel", "conv5_block1_1_conv/kernel"} <= set(paths):
+    if not {"conv1_conv/kernel", "conv2_block1_0_conv/kernel", "conv5_block1_1_conv/kernel"} <= set(
+        paths
+    ):
         return None
     blocks = {"stem": ["conv1_"]}
     for k, stage in enumerate(_RESNET_STAGES, start=2):
@@ -585,8 +622,12 @@ def _inception_v3_rules(model, paths):
     stem_pools = [i for i in pools if i < mixed0]
     if len(stem_pools) != 2:
         return None
-    ends = {"B1": stem_pools[1], "B2": names.index("mixed2"),
-            "B3": names.index("mixed7"), "B4": names.index("mixed10")}
+    ends = {
+        "B1": stem_pools[1],
+        "B2": names.index("mixed2"),
+        "B3": names.index("mixed7"),
+        "B4": names.index("mixed10"),
+    }
     backbone_start = names.index("mixed10") - 1
     while backbone_start >= 0 and not isinstance(layers[backbone_start], keras.layers.InputLayer):
         backbone_start -= 1

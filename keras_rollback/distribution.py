@@ -6,7 +6,12 @@ from keras_rollback.refine_plan import RefinePlan
 
 PAPER_BATCH_SIZE = 32
 SCALING_RULES = ("linear", "sqrt")
-_RATE_ARGUMENTS = ("learning_rate", "head_learning_rate", "kept_learning_rate", "refine_head_learning_rate")
+_RATE_ARGUMENTS = (
+    "learning_rate",
+    "head_learning_rate",
+    "kept_learning_rate",
+    "refine_head_learning_rate",
+)
 
 
 def batch_size_scale(global_batch_size, *, reference_batch_size=PAPER_BATCH_SIZE, rule="linear"):
@@ -39,7 +44,10 @@ def batch_size_scale(global_batch_size, *, reference_batch_size=PAPER_BATCH_SIZE
     Returns:
         A float > 0.
     """
-    for name, value in (("global_batch_size", global_batch_size), ("reference_batch_size", reference_batch_size)):
+    for name, value in (
+        ("global_batch_size", global_batch_size),
+        ("reference_batch_size", reference_batch_size),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
     if rule not in SCALING_RULES:
@@ -48,7 +56,9 @@ def batch_size_scale(global_batch_size, *, reference_batch_size=PAPER_BATCH_SIZE
     return ratio if rule == "linear" else math.sqrt(ratio)
 
 
-def scale_plan_for_batch_size(plan, global_batch_size, *, reference_batch_size=PAPER_BATCH_SIZE, rule="linear"):
+def scale_plan_for_batch_size(
+    plan, global_batch_size, *, reference_batch_size=PAPER_BATCH_SIZE, rule="linear"
+):
     """A copy of a `RefinePlan` with every learning rate scaled for `global_batch_size`.
 
     The period, rollback and decay schedule are unchanged (they count
@@ -79,7 +89,9 @@ def scale_plan_for_batch_size(plan, global_batch_size, *, reference_batch_size=P
     """
     if not isinstance(plan, RefinePlan):
         raise ValueError(f"`plan` must be a RefinePlan. Received: plan={plan!r}")
-    scale = batch_size_scale(global_batch_size, reference_batch_size=reference_batch_size, rule=rule)
+    scale = batch_size_scale(
+        global_batch_size, reference_batch_size=reference_batch_size, rule=rule
+    )
     config = plan.get_config()
     config.update({name: config[name] * scale for name in _RATE_ARGUMENTS})
     return RefinePlan(**config)

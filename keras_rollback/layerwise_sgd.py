@@ -70,9 +70,7 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
         **kwargs,
     ):
         if kwargs.get("use_ema"):
-            raise ValueError(
-                "LayerwiseSGD does not support `use_ema`. Received: use_ema=True"
-            )
+            raise ValueError("LayerwiseSGD does not support `use_ema`. Received: use_ema=True")
         super().__init__(learning_rate=learning_rate, **kwargs)
         if not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
             raise ValueError(
@@ -85,8 +83,7 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
             )
         if not isinstance(weight_decay, (int, float)) or weight_decay < 0:
             raise ValueError(
-                "`weight_decay` must be a float >= 0. "
-                f"Received: weight_decay={weight_decay!r}"
+                f"`weight_decay` must be a float >= 0. Received: weight_decay={weight_decay!r}"
             )
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)

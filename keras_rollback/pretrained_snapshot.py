@@ -151,7 +151,9 @@ class PretrainedSnapshot:
             if manifest.get("format") != _FORMAT or not isinstance(entries, dict):
                 raise ValueError(f"unknown format {manifest.get('format')!r}")
         except Exception as e:
-            raise ValueError(f"Pre-trained snapshot {path!r} has an unreadable manifest: {e}") from e
+            raise ValueError(
+                f"Pre-trained snapshot {path!r} has an unreadable manifest: {e}"
+            ) from e
         missing = sorted(set(entries) - set(self.arrays))
         unlisted = sorted(set(self.arrays) - set(entries))
         damaged = sorted(

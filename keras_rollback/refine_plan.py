@@ -221,11 +221,16 @@ class RefinePlan:
                 rates[head_name] = self.head_learning_rate
                 restarted = ()
             else:
-                rates = {b: self.kept_learning_rate if b in kept else self.learning_rate for b in block_names}
+                rates = {
+                    b: self.kept_learning_rate if b in kept else self.learning_rate
+                    for b in block_names
+                }
                 rates[head_name] = self.refine_head_learning_rate
                 restarted = tuple(b for b in block_names if b not in kept)
             rolled_back = restarted if self.rollback else ()
-            resolved.append(self._period(number, start, self.period_epochs, rolled_back, kept, rates))
+            resolved.append(
+                self._period(number, start, self.period_epochs, rolled_back, kept, rates)
+            )
             start += self.period_epochs
         return tuple(resolved)
 
@@ -274,7 +279,9 @@ class RefinePlan:
         return {
             "period_epochs": self.period_epochs,
             "periods": self.periods,
-            "kept_blocks": None if self.kept_blocks is None else [list(k) for k in self.kept_blocks],
+            "kept_blocks": None
+            if self.kept_blocks is None
+            else [list(k) for k in self.kept_blocks],
             "rollback": self.rollback,
             "warmup_epochs": self.warmup_epochs,
             "learning_rate": self.learning_rate,

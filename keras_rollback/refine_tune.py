@@ -65,8 +65,12 @@ def refine_tune(
     if plan is None:
         plan = RefinePlan(period_epochs=period_epochs, periods=periods)
     if getattr(model, "optimizer", None) is None:
-        raise ValueError(f"Model {model.name!r} is not compiled: compile it with LayerwiseSGD first.")
-    refine = RollbackRefine(partition, plan=plan, snapshot=snapshot, verbose=0 if verbose == 0 else 1)
+        raise ValueError(
+            f"Model {model.name!r} is not compiled: compile it with LayerwiseSGD first."
+        )
+    refine = RollbackRefine(
+        partition, plan=plan, snapshot=snapshot, verbose=0 if verbose == 0 else 1
+    )
     history = keras.callbacks.History()
     history.history = {}
     history.epoch = []

@@ -61,7 +61,9 @@ class ResolutionBlocks:
     feature_layer: str
 
     @classmethod
-    def find(cls, model, feature_layer=None, exclude=None, merge=None, split=None, block_names=None):
+    def find(
+        cls, model, feature_layer=None, exclude=None, merge=None, split=None, block_names=None
+    ):
         """Finds the resolution blocks of `model`.
 
         Args:
@@ -97,7 +99,9 @@ class ResolutionBlocks:
         feature_nodes = graph.feature_nodes(model, feature_layer)
         backbone = graph.ancestors(feature_nodes)
         resolution = graph.effective_resolutions(backbone)
-        excluded = {id(layer) for name in exclude for layer in graph.layers_named(name, nested=True)}
+        excluded = {
+            id(layer) for name in exclude for layer in graph.layers_named(name, nested=True)
+        }
         layer_resolution = {}
         after_feature_maps = []  # in the backbone, after its last feature map
         for index in sorted(backbone):
@@ -122,7 +126,9 @@ class ResolutionBlocks:
         members = [[] for _ in levels]
         for layer, size in layer_resolution.values():
             members[level_of[size]].append(layer)
-        members[-1] += [layer for layer in _unique(after_feature_maps) if id(layer) not in layer_resolution]
+        members[-1] += [
+            layer for layer in _unique(after_feature_maps) if id(layer) not in layer_resolution
+        ]
         levels, members = _merge_untrainable_levels(levels, members)
         order = {}
         for position, node in enumerate(graph.nodes):
@@ -146,7 +152,9 @@ class ResolutionBlocks:
         return cls(
             names=tuple(block_names),
             resolutions=tuple(tuple(level) for level in levels),
-            layers=tuple(tuple(sorted(layers, key=lambda layer: order[id(layer)])) for layers in members),
+            layers=tuple(
+                tuple(sorted(layers, key=lambda layer: order[id(layer)])) for layers in members
+            ),
             feature_layer=graph.nodes[feature_nodes[0]].layer.name,
         )
 
@@ -312,7 +320,9 @@ class _LayerGraph:
             candidates = [node.resolution] if counts and node.resolution is not None else []
             for tensor in node.outputs:
                 candidates.extend(
-                    resolution[c] for c in self.consumers[tensor] if c in within and resolution[c] is not None
+                    resolution[c]
+                    for c in self.consumers[tensor]
+                    if c in within and resolution[c] is not None
                 )
             resolution[index] = max(candidates, key=_area) if candidates else None
         return resolution
@@ -364,7 +374,9 @@ def _group_sizes(sizes):
     levels = []
     for size in sorted(sizes, key=_area, reverse=True):
         anchor = levels[-1][0] if levels else None
-        if anchor is not None and all(s > 0 and a / s < SAME_RESOLUTION_RATIO for a, s in zip(anchor, size)):
+        if anchor is not None and all(
+            s > 0 and a / s < SAME_RESOLUTION_RATIO for a, s in zip(anchor, size)
+        ):
             levels[-1].append(size)
         else:
             levels.append([size])
@@ -400,7 +412,9 @@ def _apply_merge(merge, levels, members, names):
     for group in merge:
         unknown = [n for n in group if n not in names]
         if unknown:
-            raise ValueError(f"`merge` names unknown blocks {unknown}. The blocks found are {names}.")
+            raise ValueError(
+                f"`merge` names unknown blocks {unknown}. The blocks found are {names}."
+            )
         positions = [names.index(n) for n in group]
         if positions != list(range(positions[0], positions[0] + len(positions))):
             raise ValueError(
@@ -409,7 +423,9 @@ def _apply_merge(merge, levels, members, names):
             )
         for position in positions:
             if position in merged_into:
-                raise ValueError(f"Block {names[position]!r} appears in several `merge` lists: {merge!r}.")
+                raise ValueError(
+                    f"Block {names[position]!r} appears in several `merge` lists: {merge!r}."
+                )
             merged_into[position] = positions[0]
     new_levels, new_members, new_names = [], [], []
     for position, (level, layers) in enumerate(zip(levels, members)):
@@ -429,9 +445,16 @@ def _apply_split(split, levels, members, size_of, order, graph, model):
     if isinstance(split, str) or not all(isinstance(s, str) for s in split):
         raise ValueError(f"`split` must be a list of layer names. Received: split={split!r}")
     for name in split:
-        block = next((b for b, layers in enumerate(members) if any(layer.name == name for layer in layers)), None)
+        block = next(
+            (b for b, layers in enumerate(members) if any(layer.name == name for layer in layers)),
+            None,
+        )
         if block is None:
-            where = "a layer of the model" if not graph.layers_named(name) else "a layer with weights in a block"
+            where = (
+                "a layer of the model"
+                if not graph.layers_named(name)
+                else "a layer with weights in a block"
+            )
             raise ValueError(
                 f"split={name!r} is not {where} of model {model.name!r}"
                 f"{_did_you_mean(name, graph.calls)}."
@@ -440,8 +463,8 @@ def _apply_split(split, levels, members, size_of, order, graph, model):
         start = next(i for i, layer in enumerate(layers) if layer.name == name)
         if start == 0:
             raise ValueError(f"split={name!r} already starts a block: nothing to split.")
-        members[block:block + 1] = [layers[:start], layers[start:]]
-        levels[block:block + 1] = [
+        members[block : block + 1] = [layers[:start], layers[start:]]
+        levels[block : block + 1] = [
             sorted({size_of[id(layer)] for layer in part}, key=_area, reverse=True)
             for part in (layers[:start], layers[start:])
         ]
@@ -452,7 +475,9 @@ def _check_names(argument, names, graph, model):
     if names is None:
         return []
     if isinstance(names, str) or not all(isinstance(n, str) for n in names):
-        raise ValueError(f"`{argument}` must be a list of layer names. Received: {argument}={names!r}")
+        raise ValueError(
+            f"`{argument}` must be a list of layer names. Received: {argument}={names!r}"
+        )
     for name in names:
         if not graph.layers_named(name, nested=True):
             raise ValueError(

@@ -67,7 +67,9 @@ class RollbackRefine(keras.callbacks.Callback):
             Defaults to `1`.
     """
 
-    def __init__(self, partition, period_epochs=40, periods=None, plan=None, snapshot=None, verbose=1):
+    def __init__(
+        self, partition, period_epochs=40, periods=None, plan=None, snapshot=None, verbose=1
+    ):
         super().__init__()
         if plan is None:
             plan = RefinePlan(period_epochs=period_epochs, periods=periods)
@@ -80,7 +82,9 @@ class RollbackRefine(keras.callbacks.Callback):
             )
         if not isinstance(partition, BlockPartition):
             raise ValueError(f"`partition` must be a BlockPartition. Received: {partition!r}")
-        if snapshot is not None and not isinstance(snapshot, (PretrainedSnapshot, str, os.PathLike)):
+        if snapshot is not None and not isinstance(
+            snapshot, (PretrainedSnapshot, str, os.PathLike)
+        ):
             raise ValueError(
                 "`snapshot` must be a PretrainedSnapshot or a file path. "
                 f"Received: snapshot={snapshot!r}"
@@ -93,7 +97,11 @@ class RollbackRefine(keras.callbacks.Callback):
         self.partition = partition
         self.plan = plan
         self.verbose = verbose
-        self._snapshot_path = None if isinstance(snapshot, PretrainedSnapshot) or snapshot is None else os.fspath(snapshot)
+        self._snapshot_path = (
+            None
+            if isinstance(snapshot, PretrainedSnapshot) or snapshot is None
+            else os.fspath(snapshot)
+        )
         self.snapshot = snapshot if isinstance(snapshot, PretrainedSnapshot) else None
         self.periods = ()
         self.epoch_records = []
@@ -151,7 +159,9 @@ class RollbackRefine(keras.callbacks.Callback):
                 else ("momentum reset" if epoch > 0 else "fine-tuning from pre-trained weights")
             )
             rate_text = ", ".join(f"{g}={r:g}" for g, r in rates.items())
-            io_utils.print_msg(f"\nEpoch {epoch + 1}: RollbackRefine {name}: {action}. Learning rates: {rate_text}.")
+            io_utils.print_msg(
+                f"\nEpoch {epoch + 1}: RollbackRefine {name}: {action}. Learning rates: {rate_text}."
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
@@ -183,7 +193,9 @@ class RollbackRefine(keras.callbacks.Callback):
         # A fresh start (epoch 0) with an old snapshot file: the workdir belongs to a run
         # from other pre-trained weights, and rollbacks would restore those.
         current = PretrainedSnapshot.capture(model, self.partition).arrays
-        changed = sorted(p for p, a in current.items() if not np.array_equal(a, self.snapshot.arrays[p]))
+        changed = sorted(
+            p for p, a in current.items() if not np.array_equal(a, self.snapshot.arrays[p])
+        )
         if changed:
             raise ValueError(
                 f"Training starts at epoch 0 but the pre-trained snapshot {self._snapshot_path!r} "

@@ -170,16 +170,25 @@ class RunCheckpoint(keras.callbacks.Callback):
             # Dropout and other seeded layers: `save_weights` leaves their generator states
             # out, and a resumed run would draw other masks than an uninterrupted one.
             "random_states": [
-                np.asarray(keras.ops.convert_to_numpy(v)).tolist() for v in _random_state_variables(model)
+                np.asarray(keras.ops.convert_to_numpy(v)).tolist()
+                for v in _random_state_variables(model)
             ],
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         _atomic_files.atomic_write(
-            manifest_path, lambda tmp: _write_text(tmp, json.dumps(manifest, indent=1)), suffix=".json"
+            manifest_path,
+            lambda tmp: _write_text(tmp, json.dumps(manifest, indent=1)),
+            suffix=".json",
         )
-        self.last_saved = {"epoch": finished_epochs, "weights": weights_path, "manifest": manifest_path}
+        self.last_saved = {
+            "epoch": finished_epochs,
+            "weights": weights_path,
+            "manifest": manifest_path,
+        }
         if self.verbose:
-            io_utils.print_msg(f"\nRunCheckpoint: saved {weights_path} ({finished_epochs} finished epochs).")
+            io_utils.print_msg(
+                f"\nRunCheckpoint: saved {weights_path} ({finished_epochs} finished epochs)."
+            )
         self._prune(finished_epochs)
 
     def _prune(self, finished_epochs):
@@ -192,7 +201,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         kept_epochs = {_epoch_of(p) for p in current[: self.keep]}
         for name in os.listdir(self.directory):
             match = _CHECKPOINT_FILE.match(name)
-            if (match and int(match.group(1)) not in kept_epochs) or _atomic_files.is_temp_file(name):
+            if (match and int(match.group(1)) not in kept_epochs) or _atomic_files.is_temp_file(
+                name
+            ):
                 os.remove(os.path.join(self.directory, name))
 
     def _manifests_newest_first(self):
@@ -210,12 +221,20 @@ class RunCheckpoint(keras.callbacks.Callback):
             weights_path = os.path.join(self.directory, manifest["weights"])
             expected = (int(manifest["epoch"]), int(manifest["bytes"]), manifest["sha256"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            raise ValueError(f"Run checkpoint manifest {manifest_path!r} is unreadable: {e}.") from None
+            raise ValueError(
+                f"Run checkpoint manifest {manifest_path!r} is unreadable: {e}."
+            ) from None
         if expected[0] != _epoch_of(manifest_path):
-            raise ValueError(f"Run checkpoint manifest {manifest_path!r} names epoch {expected[0]}.")
+            raise ValueError(
+                f"Run checkpoint manifest {manifest_path!r} names epoch {expected[0]}."
+            )
         if not os.path.exists(weights_path):
             raise ValueError(f"Run checkpoint {weights_path!r} is missing.")
-        found = (expected[0], os.path.getsize(weights_path), _atomic_files.sha256_of_file(weights_path))
+        found = (
+            expected[0],
+            os.path.getsize(weights_path),
+            _atomic_files.sha256_of_file(weights_path),
+        )
         if found != expected:
             raise ValueError(
                 f"Run checkpoint {weights_path!r} is truncated or corrupt: {found[1]} bytes, "

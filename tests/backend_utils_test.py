@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rollback import LayerwiseSGD, backend_utils
+from keras_rollback import LayerwiseSGD
+from keras_rollback import backend_utils
 
 SHAPES = [(3, 4), (5,), (2, 3, 2, 2)]
 MULTIPLIERS = [1.0, 0.1, 0.25]
@@ -42,6 +43,10 @@ def test_update_of_a_reordered_subset_matches_numpy(nesterov):
                 weights[i], buffers[i], grads[i], 0.1 * MULTIPLIERS[i], 0.9, nesterov, 5e-4
             )
     for i, variable in enumerate(variables):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), weights[i], rtol=0, atol=1e-6)
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(optimizer.momentums[i]), buffers[i], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(variable), weights[i], rtol=0, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(optimizer.momentums[i]), buffers[i], rtol=0, atol=1e-6
+        )
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(variables[1]), initial[1])

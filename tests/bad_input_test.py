@@ -34,11 +34,15 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from testing_models import TINY_BLOCKS
+from testing_models import tiny_cnn
+from testing_models import tiny_partition
 
-from keras_rollback import BlockPartition, RefinePlan
+from keras_rollback import BlockPartition
+from keras_rollback import RefinePlan
 from keras_rollback import data as data_lib
-from keras_rollback import metrics, models
-from testing_models import TINY_BLOCKS, tiny_cnn, tiny_partition
+from keras_rollback import metrics
+from keras_rollback import models
 
 MARKET_SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 
@@ -67,7 +71,10 @@ def test_missing_dataset_folder(tmp_path):
 
 
 def test_empty_dataset_folder(tmp_path):
-    with pytest.raises(data_lib.DatasetLayoutError, match=rf"{re.escape(str(tmp_path))}.*missing.*bounding_box_train"):
+    with pytest.raises(
+        data_lib.DatasetLayoutError,
+        match=rf"{re.escape(str(tmp_path))}.*missing.*bounding_box_train",
+    ):
         data_lib.read_market1501(tmp_path)
 
 
@@ -75,7 +82,9 @@ def test_empty_split_folder(tmp_path):
     _market_tree(tmp_path)
     for image in (tmp_path / "query").iterdir():
         image.unlink()
-    with pytest.raises(data_lib.DatasetLayoutError, match=rf"Empty split.*{re.escape(str(tmp_path / 'query'))}"):
+    with pytest.raises(
+        data_lib.DatasetLayoutError, match=rf"Empty split.*{re.escape(str(tmp_path / 'query'))}"
+    ):
         data_lib.read_market1501(tmp_path)
 
 
@@ -110,7 +119,9 @@ def test_corrupt_image_data(tmp_path):
     data = bytearray(corrupt.read_bytes())
     data[20:-2] = b"\x00" * (len(data) - 22)  # Header and end marker intact, content destroyed.
     corrupt.write_bytes(bytes(data))
-    with pytest.raises(data_lib.BadImageError, match=rf"{re.escape(str(corrupt))}: cannot be decoded"):
+    with pytest.raises(
+        data_lib.BadImageError, match=rf"{re.escape(str(corrupt))}: cannot be decoded"
+    ):
         data_lib.make_eval_dataset(_records([corrupt]), image_size=(8, 4), image_check="decode")
 
 
@@ -118,7 +129,9 @@ def test_corrupt_image_data(tmp_path):
 def test_grey_and_rgba_images_become_three_channels(tmp_path, channels):
     path = tmp_path / f"{channels}.png"
     _write_image(path, channels=channels)
-    batch = next(data_lib.make_eval_dataset(_records([path]), image_size=(8, 4)).as_numpy_iterator())
+    batch = next(
+        data_lib.make_eval_dataset(_records([path]), image_size=(8, 4)).as_numpy_iterator()
+    )
     assert batch["image"].shape == (1, 8, 4, 3)
 
 
@@ -151,22 +164,31 @@ def test_partition_that_counts_a_variable_twice():
 def test_weights_file_of_another_architecture(tmp_path):
     path = tmp_path / "grey.weights.h5"
     tiny_cnn(input_shape=(8, 8, 1)).save_weights(path)
-    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}.*does not fit model 'tiny_cnn'.*with another shape"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(path))}.*does not fit model 'tiny_cnn'.*with another shape",
+    ):
         models.load_weights_strict(tiny_cnn(), path)
 
 
 def test_torchvision_checkpoint_with_missing_keys(tmp_path):
     torch = pytest.importorskip("torch")
-    backbone = models.keras_hub_resnet("resnet18", input_shape=(32, 32, 3), widths=(64, 16, 16, 16), blocks=(1, 1, 1, 1))
+    backbone = models.keras_hub_resnet(
+        "resnet18", input_shape=(32, 32, 3), widths=(64, 16, 16, 16), blocks=(1, 1, 1, 1)
+    )
     names = models.torchvision_name_map(backbone)
     state = {}
     for weight in backbone.weights:
         value = keras.ops.convert_to_numpy(weight)
-        state[names[weight.path]] = torch.from_numpy(np.transpose(value, (3, 2, 0, 1)) if value.ndim == 4 else value)
+        state[names[weight.path]] = torch.from_numpy(
+            np.transpose(value, (3, 2, 0, 1)) if value.ndim == 4 else value
+        )
     del state["layer2.0.bn1.running_var"]
     path = tmp_path / "resnet18.pth"
     torch.save(state, path)
-    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}.*1 missing: \['layer2\.0\.bn1\.running_var"):
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(str(path))}.*1 missing: \['layer2\.0\.bn1\.running_var"
+    ):
         models.load_torchvision_weights(backbone, path)
 
 
@@ -178,7 +200,9 @@ def test_metric_input_with_nan():
 
 def test_metric_inputs_of_mismatched_lengths():
     distances = np.zeros((2, 3), dtype="float32")
-    with pytest.raises(ValueError, match="`gallery_pids` has 2 entries but there are 3 gallery items"):
+    with pytest.raises(
+        ValueError, match="`gallery_pids` has 2 entries but there are 3 gallery items"
+    ):
         metrics.ranking_scores(distances, [1, 2], [1, 2], [0, 0], [1, 1, 1])
 
 

@@ -6,10 +6,18 @@ import re
 import keras
 import keras_hub
 import pytest
+from rollback_checks import PeriodStartProbe
+from rollback_checks import assert_period_starts_from_rolled_back_state
+from testing_models import TINY_BLOCKS
+from testing_models import skip_cnn
+from testing_models import tiny_cnn
+from testing_models import tiny_data
+from testing_models import weights_by_path
 
-from keras_rollback import BlockPartition, LayerwiseSGD, RefinePlan, RollbackRefine
-from rollback_checks import PeriodStartProbe, assert_period_starts_from_rolled_back_state
-from testing_models import TINY_BLOCKS, skip_cnn, tiny_cnn, tiny_data, weights_by_path
+from keras_rollback import BlockPartition
+from keras_rollback import LayerwiseSGD
+from keras_rollback import RefinePlan
+from keras_rollback import RollbackRefine
 
 RESNET_STAGES = ("stem", "conv2_x", "conv3_x", "conv4_x", "conv5_x")
 
@@ -25,7 +33,9 @@ def _with_head(backbone):
 @functools.cache
 def _application(name, size=32):
     """A keras.applications backbone (`weights=None`) under a pooled 5-class head, built once per test run."""
-    backbone = getattr(keras.applications, name)(weights=None, include_top=False, input_shape=(size, size, 3))
+    backbone = getattr(keras.applications, name)(
+        weights=None, include_top=False, input_shape=(size, size, 3)
+    )
     return _with_head(backbone)
 
 
@@ -59,7 +69,9 @@ def _main_path_convs(partition, shortcut_pattern):
         ("ResNet152", [1, 9, 24, 108, 9]),
     ],
 )
-def test_keras_applications_resnet_preset_matches_paper_and_resolution_blocks(application, paper_convs):
+def test_keras_applications_resnet_preset_matches_paper_and_resolution_blocks(
+    application, paper_convs
+):
     model = _application(application)
     partition = BlockPartition.for_model(model)
     assert partition.block_names == RESNET_STAGES
@@ -67,26 +79,44 @@ def test_keras_applications_resnet_preset_matches_paper_and_resolution_blocks(ap
     by_resolution = BlockPartition.by_resolution(model, block_names=RESNET_STAGES)
     for group in partition.group_names:
         assert by_resolution.paths(group) == partition.paths(group), group
-    assert [r["resolution"] for r in by_resolution.table()] == [((16, 16),), ((8, 8),), ((4, 4),), ((2, 2),), ((1, 1),), ()]
+    assert [r["resolution"] for r in by_resolution.table()] == [
+        ((16, 16),),
+        ((8, 8),),
+        ((4, 4),),
+        ((2, 2),),
+        ((1, 1),),
+        (),
+    ]
     assert _main_path_convs(partition, r"_0_conv$") == paper_convs
     assert partition.paths("stem") == [
-        "conv1_conv/kernel", "conv1_conv/bias", "conv1_bn/gamma", "conv1_bn/beta",
-        "conv1_bn/moving_mean", "conv1_bn/moving_variance",
+        "conv1_conv/kernel",
+        "conv1_conv/bias",
+        "conv1_bn/gamma",
+        "conv1_bn/beta",
+        "conv1_bn/moving_mean",
+        "conv1_bn/moving_variance",
     ]
     assert {p.split("/")[0] for p in partition.paths("head")} == {"fc512", "fc_bn", "classifier"}
     # Every weight exactly once, BatchNorm statistics included.
     all_paths = [p for g in partition.group_names for p in partition.paths(g)]
     assert sorted(all_paths) == sorted(w.path for w in model.weights)
     rows = {r["group"]: r for r in partition.table()}
-    assert sum(r["trainable_params"] + r["non_trainable_params"] for r in rows.values()) == model.count_params()
+    assert (
+        sum(r["trainable_params"] + r["non_trainable_params"] for r in rows.values())
+        == model.count_params()
+    )
 
 
 def test_keras_hub_resnet34_preset_matches_paper():
     backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[7],
-        stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=[3, 4, 6, 3],
-        stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block",
-        use_pre_activation=False, image_shape=(32, 32, 3),
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=[3, 4, 6, 3],
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="basic_block",
+        use_pre_activation=False,
+        image_shape=(32, 32, 3),
     )
     model = _with_head(backbone)
     partition = BlockPartition.for_model(model)
@@ -99,17 +129,25 @@ def test_keras_hub_resnet34_preset_matches_paper():
 
 
 def test_inception_v3_preset_follows_paper_table_7():
-    backbone = keras.applications.InceptionV3(weights=None, include_top=False, input_shape=(75, 75, 3))
+    backbone = keras.applications.InceptionV3(
+        weights=None, include_top=False, input_shape=(75, 75, 3)
+    )
     partition = BlockPartition.for_model(_with_head(backbone))
     assert partition.block_names == ("B1", "B2", "B3", "B4")
     layers = [layer.name for layer in backbone.layers]
-    first_layer_of = {b: layers.index(partition.paths(b)[0].split("/")[0]) for b in partition.block_names}
-    last_layer_of = {b: layers.index(partition.paths(b)[-1].split("/")[0]) for b in partition.block_names}
+    first_layer_of = {
+        b: layers.index(partition.paths(b)[0].split("/")[0]) for b in partition.block_names
+    }
+    last_layer_of = {
+        b: layers.index(partition.paths(b)[-1].split("/")[0]) for b in partition.block_names
+    }
     # B1 is the stem (5 conv layers); B2..B4 end just before mixed2, mixed7, mixed10.
     assert _main_path_convs(partition, "^$")[0] == 5
     assert last_layer_of["B2"] < layers.index("mixed2") < first_layer_of["B3"]
     assert last_layer_of["B3"] < layers.index("mixed7") < first_layer_of["B4"]
-    pools = [i for i, layer in enumerate(backbone.layers) if isinstance(layer, keras.layers.MaxPooling2D)]
+    pools = [
+        i for i, layer in enumerate(backbone.layers) if isinstance(layer, keras.layers.MaxPooling2D)
+    ]
     assert last_layer_of["B1"] < pools[1] < first_layer_of["B2"]
 
     # By resolution: the stem has two (37x37 and 17x17 at this input), merged they are the
@@ -183,27 +221,64 @@ SIDES = (16, 8, 4, 2, 1)  # a 32x32 input halved five times
         # The input Normalization (non-trainable statistics, 32x32) joins the stem's block; the
         # 1x1 expansion before a stride-2 depthwise conv runs at the higher resolution; the
         # squeeze-excite convs (1x1 outputs) belong to the block they rescale.
-        ("EfficientNetB0", [((32, 32), (16, 16))] + [((s, s),) for s in SIDES[1:]],
-         {"normalization": "B1", "block2a_expand_conv": "B1", "block2a_dwconv": "B2",
-          "block2a_se_reduce": "B2", "top_conv": "B5"}),
-        ("EfficientNetV2B0", [((s, s),) for s in SIDES],
-         {"block1a_project_conv": "B1", "block2a_expand_conv": "B2", "block4a_se_reduce": "B4", "top_conv": "B5"}),
+        (
+            "EfficientNetB0",
+            [((32, 32), (16, 16))] + [((s, s),) for s in SIDES[1:]],
+            {
+                "normalization": "B1",
+                "block2a_expand_conv": "B1",
+                "block2a_dwconv": "B2",
+                "block2a_se_reduce": "B2",
+                "top_conv": "B5",
+            },
+        ),
+        (
+            "EfficientNetV2B0",
+            [((s, s),) for s in SIDES],
+            {
+                "block1a_project_conv": "B1",
+                "block2a_expand_conv": "B2",
+                "block4a_se_reduce": "B4",
+                "top_conv": "B5",
+            },
+        ),
         # A stride-4 stem: four resolutions; each downsampling LayerNorm precedes its stride.
-        ("ConvNeXtTiny", [((s, s),) for s in SIDES[1:]],
-         {"convnext_tiny_stem/convnext_tiny_stem_conv": "B1",
-          "convnext_tiny_downsampling_block_0/convnext_tiny_downsampling_layernorm_0": "B1",
-          "convnext_tiny_downsampling_block_0/convnext_tiny_downsampling_conv_0": "B2",
-          "convnext_tiny_stage_3_block_2_layer_scale": "B4"}),
-        ("MobileNetV2", [((s, s),) for s in SIDES],
-         {"Conv1": "B1", "block_1_expand": "B1", "block_1_depthwise": "B2", "Conv_1": "B5"}),
-        ("MobileNetV3Small", [((s, s),) for s in SIDES],
-         {"conv": "B1", "expanded_conv_depthwise": "B2", "expanded_conv_squeeze_excite_conv": "B2", "conv_1": "B5"}),
+        (
+            "ConvNeXtTiny",
+            [((s, s),) for s in SIDES[1:]],
+            {
+                "convnext_tiny_stem/convnext_tiny_stem_conv": "B1",
+                "convnext_tiny_downsampling_block_0/convnext_tiny_downsampling_layernorm_0": "B1",
+                "convnext_tiny_downsampling_block_0/convnext_tiny_downsampling_conv_0": "B2",
+                "convnext_tiny_stage_3_block_2_layer_scale": "B4",
+            },
+        ),
+        (
+            "MobileNetV2",
+            [((s, s),) for s in SIDES],
+            {"Conv1": "B1", "block_1_expand": "B1", "block_1_depthwise": "B2", "Conv_1": "B5"},
+        ),
+        (
+            "MobileNetV3Small",
+            [((s, s),) for s in SIDES],
+            {
+                "conv": "B1",
+                "expanded_conv_depthwise": "B2",
+                "expanded_conv_squeeze_excite_conv": "B2",
+                "conv_1": "B5",
+            },
+        ),
         # Transition layers (BN, 1x1 conv) run before their average pooling.
-        ("DenseNet121", [((s, s),) for s in SIDES],
-         {"conv1_conv": "B1", "pool2_conv": "B2", "conv3_block1_0_bn": "B3", "bn": "B5"}),
+        (
+            "DenseNet121",
+            [((s, s),) for s in SIDES],
+            {"conv1_conv": "B1", "pool2_conv": "B2", "conv3_block1_0_bn": "B3", "bn": "B5"},
+        ),
     ],
 )
-def test_modern_keras_applications_presets_are_resolution_blocks(application, resolutions, layer_blocks):
+def test_modern_keras_applications_presets_are_resolution_blocks(
+    application, resolutions, layer_blocks
+):
     model = _application(application)
     partition = BlockPartition.for_model(model)
     rows = partition.table()
@@ -211,9 +286,13 @@ def test_modern_keras_applications_presets_are_resolution_blocks(application, re
     assert partition.block_names == tuple(f"B{i}" for i in range(1, len(resolutions) + 1))
     assert set(_layers_of(partition, "head")) == {"fc512", "fc_bn", "classifier"}
     for layer, block in layer_blocks.items():
-        assert {partition.group_of(p) for p in partition.paths(block) if p.startswith(layer + "/")} == {block}, layer
+        assert {
+            partition.group_of(p) for p in partition.paths(block) if p.startswith(layer + "/")
+        } == {block}, layer
     _assert_each_variable_once(partition, model)
-    assert sum(r["trainable_params"] + r["non_trainable_params"] for r in rows) == model.count_params()
+    assert (
+        sum(r["trainable_params"] + r["non_trainable_params"] for r in rows) == model.count_params()
+    )
 
 
 def test_resnet_v2_preset_keeps_stage_names_where_resolution_moves_the_strided_unit():
@@ -225,12 +304,20 @@ def test_resnet_v2_preset_keeps_stage_names_where_resolution_moves_the_strided_u
     # keras.applications ResNetV2 strides in the 3x3 conv of a stage's last unit.
     moved = {
         path.rsplit("/", 1)[0]
-        for path in partition.paths("conv2_x") + partition.paths("conv3_x") + partition.paths("conv4_x")
+        for path in partition.paths("conv2_x")
+        + partition.paths("conv3_x")
+        + partition.paths("conv4_x")
         if by_resolution.group_of(path) != partition.group_of(path)
     }
     last_units = {"conv2_block3", "conv3_block4", "conv4_block6"}
-    assert moved == {f"{unit}_{layer}" for unit in last_units for layer in ("2_conv", "2_bn", "3_conv")}
-    assert {by_resolution.group_of(f"{unit}_2_conv/kernel") for unit in last_units} == {"conv3_x", "conv4_x", "conv5_x"}
+    assert moved == {
+        f"{unit}_{layer}" for unit in last_units for layer in ("2_conv", "2_bn", "3_conv")
+    }
+    assert {by_resolution.group_of(f"{unit}_2_conv/kernel") for unit in last_units} == {
+        "conv3_x",
+        "conv4_x",
+        "conv5_x",
+    }
 
 
 def test_summary_table_and_plot_show_resolution_and_rollback_periods(tmp_path):
@@ -253,7 +340,14 @@ def test_summary_table_and_plot_show_resolution_and_rollback_periods(tmp_path):
 def test_for_model_partition_of_a_nested_backbone_reports_resolutions():
     # Rule-based partitions get resolutions too, through the nested backbone.
     partition = BlockPartition.for_model(_application("ResNet50"))
-    assert [r["resolution"] for r in partition.table()] == [((16, 16),), ((8, 8),), ((4, 4),), ((2, 2),), ((1, 1),), ()]
+    assert [r["resolution"] for r in partition.table()] == [
+        ((16, 16),),
+        ((8, 8),),
+        ((4, 4),),
+        ((2, 2),),
+        ((1, 1),),
+        (),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -282,7 +376,11 @@ MOMENTUM = 0.9
 )
 def test_rolling_back_run_on_resolution_blocks(build, input_shape, periods):
     model = build()
-    partition = BlockPartition.for_model(model) if model.name != "skip_cnn" else BlockPartition.by_resolution(model)
+    partition = (
+        BlockPartition.for_model(model)
+        if model.name != "skip_cnn"
+        else BlockPartition.by_resolution(model)
+    )
     model.compile(
         optimizer=LayerwiseSGD(momentum=MOMENTUM, nesterov=True, weight_decay=5e-4),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -291,20 +389,29 @@ def test_rolling_back_run_on_resolution_blocks(build, input_shape, periods):
     x, y = tiny_data(n=8, num_classes=3, input_shape=input_shape)
     refine = RollbackRefine(partition, period_epochs=1, periods=periods, verbose=0)
     probe = PeriodStartProbe()
-    model.fit(x, y, batch_size=4, epochs=periods, shuffle=False, callbacks=[refine, probe], verbose=0)
+    model.fit(
+        x, y, batch_size=4, epochs=periods, shuffle=False, callbacks=[refine, probe], verbose=0
+    )
     for start in range(1, periods):
         rolled_back = partition.block_names[start:]
         assert refine.epoch_records[start]["rolled_back"] == rolled_back
         rates = refine.epoch_records[start]["learning_rates"]
-        assert_period_starts_from_rolled_back_state(partition, probe, pretrained, start, rolled_back, rates, MOMENTUM)
+        assert_period_starts_from_rolled_back_state(
+            partition, probe, pretrained, start, rolled_back, rates, MOMENTUM
+        )
 
 
 @pytest.mark.parametrize("pre_activation", [False, True], ids=["v1", "v2"])
 def test_keras_hub_bottleneck_resnet_preset_and_resolution_blocks(pre_activation):
     backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 8, 8, 8],
-        stackwise_num_blocks=[1, 1, 1, 1], stackwise_num_strides=[1, 2, 2, 2], block_type="bottleneck_block",
-        use_pre_activation=pre_activation, image_shape=(32, 32, 3),
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 8, 8, 8],
+        stackwise_num_blocks=[1, 1, 1, 1],
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type="bottleneck_block",
+        use_pre_activation=pre_activation,
+        image_shape=(32, 32, 3),
     )
     model = _with_head(backbone)
     partition = BlockPartition.for_model(model)
@@ -314,8 +421,16 @@ def test_keras_hub_bottleneck_resnet_preset_and_resolution_blocks(pre_activation
     by_resolution = BlockPartition.by_resolution(model, block_names=RESNET_STAGES)
     # keras-hub bottlenecks stride in the 3x3 conv (torchvision's v1.5): the 1x1 reduction
     # before it runs at the higher resolution, one block down.
-    moved = {w.path.rsplit("/", 1)[0] for w in model.weights if partition.group_of(w.path) != by_resolution.group_of(w.path)}
+    moved = {
+        w.path.rsplit("/", 1)[0]
+        for w in model.weights
+        if partition.group_of(w.path) != by_resolution.group_of(w.path)
+    }
     expected = {f"stack{k}_block0_{layer}" for k in (1, 2, 3) for layer in ("1_conv", "1_bn")}
     if pre_activation:
-        expected = {f"stack{k}_block0_{layer}" for k in (1, 2, 3) for layer in ("pre_activation_bn", "1_conv", "1_bn")}
+        expected = {
+            f"stack{k}_block0_{layer}"
+            for k in (1, 2, 3)
+            for layer in ("pre_activation_bn", "1_conv", "1_bn")
+        }
     assert moved == expected

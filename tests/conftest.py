@@ -16,7 +16,9 @@ def mini_market1501():
     """The 96 real Market-1501 crops in `../shared/data/mini-market1501`."""
     root = SHARED_DATA / "mini-market1501"
     if not root.is_dir():
-        pytest.skip(f"real Market-1501 sample not found at {root} (only CI and dev machines have it)")
+        pytest.skip(
+            f"real Market-1501 sample not found at {root} (only CI and dev machines have it)"
+        )
     return root
 
 

@@ -42,5 +42,7 @@ def test_unknown_subset_is_echoed(cuhk_tree):
 
 def test_missing_subset_names_layout(cuhk_tree):
     (cuhk_tree / "detected").rename(cuhk_tree / "det")
-    with pytest.raises(reid_dataset.DatasetLayoutError, match=r"missing \['detected'\](.|\n)*PPPP_cC_N\.png"):
+    with pytest.raises(
+        reid_dataset.DatasetLayoutError, match=r"missing \['detected'\](.|\n)*PPPP_cC_N\.png"
+    ):
         cuhk03_np.read_cuhk03_np(cuhk_tree, "detected")

@@ -19,7 +19,11 @@ def duke_tree(tmp_path):
     return make_tree(
         tmp_path,
         {
-            "bounding_box_train": ["0001_c2_f0046182.jpg", "0001_c5_f0051781.jpg", "0005_c8_f0001234.jpg"],
+            "bounding_box_train": [
+                "0001_c2_f0046182.jpg",
+                "0001_c5_f0051781.jpg",
+                "0005_c8_f0001234.jpg",
+            ],
             "query": ["0009_c1_f0100000.jpg"],
             "bounding_box_test": ["0009_c3_f0100200.jpg", "0011_c7_f0000009.jpg"],
         },

@@ -28,7 +28,9 @@ def test_tfds_datasets_with_mock_data(name, num_classes):
 
 
 def test_tfds_dataset_not_prepared_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"caltech_birds2011 is not prepared.*download=True"):
+    with pytest.raises(
+        FileNotFoundError, match=r"caltech_birds2011 is not prepared.*download=True"
+    ):
         fine_grained.load_tfds_fine_grained("caltech_birds2011", data_dir=str(tmp_path))
 
 
@@ -43,7 +45,12 @@ def aircraft(tmp_path):
     root = tmp_path / "fgvc-aircraft-2013b"
     (root / "data" / "images").mkdir(parents=True)
     (root / "data" / "variants.txt").write_text("707-320\nA300B4\nFalcon 2000\n")
-    trainval = {"1000001": "707-320", "1000002": "Falcon 2000", "1000003": "A300B4", "1000004": "Falcon 2000"}
+    trainval = {
+        "1000001": "707-320",
+        "1000002": "Falcon 2000",
+        "1000003": "A300B4",
+        "1000004": "Falcon 2000",
+    }
     test = {"2000001": "A300B4", "2000002": "707-320"}
     image = np.zeros((60, 40, 3), np.uint8)
     image[-20:] = 255
@@ -66,7 +73,12 @@ def test_read_fgvc_aircraft_lists(aircraft):
 
 def test_load_fgvc_aircraft_removes_the_banner(aircraft):
     data = fine_grained.load_fgvc_aircraft(
-        aircraft, image_size=SIZE, batch_size=8, preprocessing="none", interpolation="nearest", seed=0
+        aircraft,
+        image_size=SIZE,
+        batch_size=8,
+        preprocessing="none",
+        interpolation="nearest",
+        seed=0,
     )
     test_images, test_labels = next(iter(data.test))
     assert test_labels.numpy().tolist() == [1, 0]  # Test order is the list order.
@@ -74,20 +86,29 @@ def test_load_fgvc_aircraft_removes_the_banner(aircraft):
     _, train_labels = next(iter(data.train))
     assert sorted(train_labels.numpy().tolist()) == [0, 1, 2, 2]
     with_banner = fine_grained.load_fgvc_aircraft(
-        aircraft, remove_banner=False, image_size=SIZE, preprocessing="none", interpolation="nearest"
+        aircraft,
+        remove_banner=False,
+        image_size=SIZE,
+        preprocessing="none",
+        interpolation="nearest",
     )
     assert float(tf.reduce_max(next(iter(with_banner.test))[0])) > 245
 
 
 def test_aircraft_unknown_class_names_the_line(aircraft):
-    (aircraft / "data" / "images_variant_test.txt").write_text("2000001 A300B4\n2000002 Boeing 999\n")
+    (aircraft / "data" / "images_variant_test.txt").write_text(
+        "2000001 A300B4\n2000002 Boeing 999\n"
+    )
     with pytest.raises(ValueError, match=r"Line 2 of .*images_variant_test\.txt.*'Boeing 999'"):
         fine_grained.read_fgvc_aircraft(aircraft)
 
 
 def test_aircraft_missing_files_name_layout(aircraft):
     (aircraft / "data" / "variants.txt").unlink()
-    with pytest.raises(reid_dataset.DatasetLayoutError, match=r"missing \['data/variants.txt'\](.|\n)*images_variant_trainval"):
+    with pytest.raises(
+        reid_dataset.DatasetLayoutError,
+        match=r"missing \['data/variants.txt'\](.|\n)*images_variant_trainval",
+    ):
         fine_grained.read_fgvc_aircraft(aircraft)
 
 

@@ -33,7 +33,16 @@ def image_folder(tmp_path):
 
 
 def test_header_check_finds_empty_truncated_and_non_images(image_folder):
-    names = ["good.jpg", "good.png", "padded.jpg", "empty.jpg", "truncated.jpg", "truncated.png", "text.jpg", "missing.jpg"]
+    names = [
+        "good.jpg",
+        "good.png",
+        "padded.jpg",
+        "empty.jpg",
+        "truncated.jpg",
+        "truncated.png",
+        "text.jpg",
+        "missing.jpg",
+    ]
     bad = image_files.find_bad_images([image_folder / name for name in names])
     assert [(item.path.rsplit("/", 1)[1], item.reason) for item in bad] == [
         ("empty.jpg", "empty file (0 bytes)"),
@@ -46,7 +55,9 @@ def test_header_check_finds_empty_truncated_and_non_images(image_folder):
 
 def test_decode_check_also_finds_corrupt_data(image_folder):
     paths = [image_folder / name for name in ("good.jpg", "corrupt.jpg", "empty.jpg", "good.png")]
-    assert image_files.find_bad_images(paths) == [image_files.BadImage(str(paths[2]), "empty file (0 bytes)")]
+    assert image_files.find_bad_images(paths) == [
+        image_files.BadImage(str(paths[2]), "empty file (0 bytes)")
+    ]
     bad = image_files.find_bad_images(paths, check="decode")
     assert [item.path for item in bad] == [str(paths[1]), str(paths[2])]
     assert bad[0].reason == "cannot be decoded (corrupt image data)"
@@ -54,8 +65,14 @@ def test_decode_check_also_finds_corrupt_data(image_folder):
 
 
 def test_drop_bad_images_raises_listing_paths(image_folder):
-    records = [reid_dataset.ReIDRecord(str(image_folder / name), 0, 0) for name in ("good.jpg", "truncated.jpg")]
-    with pytest.raises(image_files.BadImageError, match=r"1 of 2 image file\(s\)(.|\n)*truncated\.jpg: truncated JPEG"):
+    records = [
+        reid_dataset.ReIDRecord(str(image_folder / name), 0, 0)
+        for name in ("good.jpg", "truncated.jpg")
+    ]
+    with pytest.raises(
+        image_files.BadImageError,
+        match=r"1 of 2 image file\(s\)(.|\n)*truncated\.jpg: truncated JPEG",
+    ):
         image_files.drop_bad_images(records)
 
 
@@ -67,7 +84,11 @@ def test_drop_bad_images_skips_and_counts(image_folder, caplog):
     with caplog.at_level(logging.WARNING, logger="keras_rollback.data.image_files"):
         kept = image_files.drop_bad_images(records, on_bad_image="skip")
     assert [record.pid for record in kept] == [0, 2]
-    assert "Skipping 2 of 4" in caplog.text and "empty.jpg" in caplog.text and "text.jpg" in caplog.text
+    assert (
+        "Skipping 2 of 4" in caplog.text
+        and "empty.jpg" in caplog.text
+        and "text.jpg" in caplog.text
+    )
 
 
 def test_invalid_options_are_echoed(image_folder):

@@ -22,12 +22,18 @@ def market_tree(tmp_path):
         tmp_path,
         {
             "bounding_box_train": [
-                "0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0007_c6s3_071002_01.jpg", "Thumbs.db",
+                "0002_c1s1_000451_03.jpg",
+                "0002_c2s1_000301_01.jpg",
+                "0007_c6s3_071002_01.jpg",
+                "Thumbs.db",
             ],
             "query": ["0001_c1s1_001051_00.jpg", "0003_c4s6_016996_00.jpg"],
             "bounding_box_test": [
-                "0001_c2s1_000301_01.jpg", "0003_c1s6_016996_02.jpg", "0000_c3s3_065819_03.jpg",
-                "-1_c1s1_000401_03.jpg", "-1_c5s2_005401_01.jpg",
+                "0001_c2s1_000301_01.jpg",
+                "0003_c1s6_016996_02.jpg",
+                "0000_c3s3_065819_03.jpg",
+                "-1_c1s1_000401_03.jpg",
+                "-1_c5s2_005401_01.jpg",
             ],
         },
     )
@@ -55,7 +61,9 @@ def test_duke_style_name_does_not_parse(market_tree):
 
 def test_missing_query_folder_names_layout(market_tree):
     (market_tree / "query").rename(market_tree / "queries")
-    with pytest.raises(reid_dataset.DatasetLayoutError, match=r"missing \['query'\](.|\n)*bounding_box_test"):
+    with pytest.raises(
+        reid_dataset.DatasetLayoutError, match=r"missing \['query'\](.|\n)*bounding_box_test"
+    ):
         market1501.read_market1501(market_tree)
 
 

@@ -6,10 +6,19 @@ from keras_rollback.data import msmt17
 from keras_rollback.data import reid_dataset
 
 LISTS = {
-    "list_train.txt": ("train", ["0000/0000_000_01_0303morning_0015_0.jpg 0", "0001/0001_003_15_0303noon_0100_1.jpg 1"]),
+    "list_train.txt": (
+        "train",
+        ["0000/0000_000_01_0303morning_0015_0.jpg 0", "0001/0001_003_15_0303noon_0100_1.jpg 1"],
+    ),
     "list_val.txt": ("train", ["0000/0000_010_02_0303morning_0020_0.jpg 0"]),
     "list_query.txt": ("test", ["0000/0000_000_04_0303afternoon_0001_0.jpg 0"]),
-    "list_gallery.txt": ("test", ["0000/0000_001_07_0303afternoon_0002_0.jpg 0", "0002/0002_000_03_0113morning_0500_2.jpg 2"]),
+    "list_gallery.txt": (
+        "test",
+        [
+            "0000/0000_001_07_0303afternoon_0002_0.jpg 0",
+            "0002/0002_000_03_0113morning_0500_2.jpg 2",
+        ],
+    ),
 }
 
 
@@ -41,7 +50,9 @@ def test_without_val(tmp_path):
 
 
 def test_v2_folders(tmp_path):
-    dataset = msmt17.read_msmt17(make_msmt(tmp_path / "MSMT17_V2", ("mask_train_v2", "mask_test_v2")))
+    dataset = msmt17.read_msmt17(
+        make_msmt(tmp_path / "MSMT17_V2", ("mask_train_v2", "mask_test_v2"))
+    )
     assert "/mask_test_v2/" in dataset.query[0].path
 
 
@@ -55,14 +66,18 @@ def test_malformed_line_names_file_and_line(tmp_path):
 def test_missing_listed_image_is_named(tmp_path):
     root = make_msmt(tmp_path / "MSMT17_V1")
     (root / "test" / "0002" / "0002_000_03_0113morning_0500_2.jpg").unlink()
-    with pytest.raises(ValueError, match=r"1 image\(s\) listed in .*list_gallery\.txt' do not exist.*0002_000_03"):
+    with pytest.raises(
+        ValueError, match=r"1 image\(s\) listed in .*list_gallery\.txt' do not exist.*0002_000_03"
+    ):
         msmt17.read_msmt17(root)
 
 
 def test_missing_list_file_names_layout(tmp_path):
     root = make_msmt(tmp_path / "MSMT17_V1")
     (root / "list_gallery.txt").unlink()
-    with pytest.raises(reid_dataset.DatasetLayoutError, match=r"missing \['list_gallery.txt'\](.|\n)*list_val"):
+    with pytest.raises(
+        reid_dataset.DatasetLayoutError, match=r"missing \['list_gallery.txt'\](.|\n)*list_val"
+    ):
         msmt17.read_msmt17(root)
 
 

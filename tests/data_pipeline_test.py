@@ -41,13 +41,17 @@ def test_normalisation_matches_keras_applications(mode):
     pixels = np.random.default_rng(0).uniform(0, 255, size=(2, 4, 3, 3)).astype(np.float32)
     # keras' preprocess_input runs in NumPy for NumPy input, whatever the backend.
     expected = keras.applications.imagenet_utils.preprocess_input(pixels.copy(), mode=mode)
-    np.testing.assert_allclose(pipeline.normalize_images(pixels, mode).numpy(), expected, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        pipeline.normalize_images(pixels, mode).numpy(), expected, rtol=1e-5, atol=1e-4
+    )
 
 
 def test_torch_normalisation_by_hand():
     pixel = np.array([[[255.0, 0.0, 127.5]]], np.float32)
     expected = [(1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (0.5 - 0.406) / 0.225]
-    np.testing.assert_allclose(pipeline.normalize_images(pixel, "torch").numpy()[0, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        pipeline.normalize_images(pixel, "torch").numpy()[0, 0], expected, rtol=1e-6
+    )
     np.testing.assert_array_equal(pipeline.normalize_images(pixel, "none").numpy(), pixel)
 
 
@@ -58,7 +62,9 @@ def test_train_batches_shapes_labels_and_partial_last_batch(tiny):
     assert [len(b[1]) for b in batches] == [8, 8, 4]  # Last partial batch kept.
     assert images.dtype == np.float32 and labels.dtype == np.int32
     assert sorted(labels) == sorted(r.pid for r in tiny.train)
-    dropped = pipeline.make_train_dataset(tiny.train, image_size=SIZE, batch_size=8, drop_remainder=True)
+    dropped = pipeline.make_train_dataset(
+        tiny.train, image_size=SIZE, batch_size=8, drop_remainder=True
+    )
     assert [len(b[1]) for b in dropped.as_numpy_iterator()] == [8, 8]
 
 
@@ -69,7 +75,9 @@ def test_default_size_is_288x144(mini_market1501):
 
 
 def test_flip_is_the_only_default_augmentation(tiny):
-    train = pipeline.make_train_dataset(tiny.train, image_size=SIZE, preprocessing="none", shuffle=False, seed=1)
+    train = pipeline.make_train_dataset(
+        tiny.train, image_size=SIZE, preprocessing="none", shuffle=False, seed=1
+    )
     evaluation = pipeline.make_eval_dataset(tiny.train, image_size=SIZE, preprocessing="none")
     augmented, _, _ = collect(train)
     plain = np.concatenate([b["image"] for b in evaluation.as_numpy_iterator()])
@@ -82,7 +90,11 @@ def test_flip_is_the_only_default_augmentation(tiny):
 def test_seed_reproduces_order_and_augmentation_and_epochs_differ(tiny):
     def two_epochs():
         dataset = pipeline.make_train_dataset(
-            tiny.train, image_size=SIZE, seed=7, random_crop_padding=2, random_erasing_probability=0.5
+            tiny.train,
+            image_size=SIZE,
+            seed=7,
+            random_crop_padding=2,
+            random_erasing_probability=0.5,
         )
         return [collect(dataset)[:2] for _ in range(2)]
 
@@ -95,7 +107,12 @@ def test_seed_reproduces_order_and_augmentation_and_epochs_differ(tiny):
 
 def test_random_erasing_sets_a_rectangle_to_zero(tiny):
     dataset = pipeline.make_train_dataset(
-        tiny.train, image_size=SIZE, shuffle=False, random_flip=False, random_erasing_probability=1.0, seed=0
+        tiny.train,
+        image_size=SIZE,
+        shuffle=False,
+        random_flip=False,
+        random_erasing_probability=1.0,
+        seed=0,
     )
     images, _, _ = collect(dataset)
     for image in images:
@@ -108,8 +125,13 @@ def test_random_erasing_sets_a_rectangle_to_zero(tiny):
 
 def test_random_crop_padding_shifts_content(tiny):
     dataset = pipeline.make_train_dataset(
-        tiny.train, image_size=SIZE, preprocessing="none", shuffle=False, random_flip=False,
-        random_crop_padding=4, seed=0,
+        tiny.train,
+        image_size=SIZE,
+        preprocessing="none",
+        shuffle=False,
+        random_flip=False,
+        random_crop_padding=4,
+        seed=0,
     )
     images, _, _ = collect(dataset)
     evaluation = pipeline.make_eval_dataset(tiny.train, image_size=SIZE, preprocessing="none")
@@ -144,7 +166,9 @@ def test_bad_image_fails_at_build_time_with_its_path(tiny, tmp_path):
     broken = tmp_path / "0001_c1s1_000001_01.jpg"
     broken.write_bytes(pathlib.Path(tiny.train[0].path).read_bytes()[:100])
     records = tiny.train[1:4] + [tiny.train[0]._replace(path=str(broken))]
-    with pytest.raises(image_files.BadImageError, match=r"0001_c1s1_000001_01\.jpg: truncated JPEG"):
+    with pytest.raises(
+        image_files.BadImageError, match=r"0001_c1s1_000001_01\.jpg: truncated JPEG"
+    ):
         pipeline.make_train_dataset(records, image_size=SIZE)
     with pytest.raises(image_files.BadImageError, match=r"0001_c1s1_000001_01\.jpg"):
         pipeline.make_eval_dataset(records, image_size=SIZE)
@@ -181,13 +205,21 @@ def test_negative_labels_and_empty_records_are_rejected(tiny):
 def test_model_fit_and_predict_on_the_current_backend(tiny):
     num_classes = tiny.num_train_pids
     model = keras.Sequential(
-        [keras.Input((*SIZE, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(num_classes)]
+        [
+            keras.Input((*SIZE, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(num_classes),
+        ]
     )
-    model.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     train = pipeline.make_train_dataset(tiny.train, image_size=SIZE, batch_size=8, seed=0)
     history = model.fit(train, shuffle=False, verbose=0)  # The dataset shuffles itself.
     assert np.isfinite(history.history["loss"][0])
-    images = pipeline.make_eval_dataset(tiny.query, image_size=SIZE, batch_size=4).map(lambda b: b["image"])
+    images = pipeline.make_eval_dataset(tiny.query, image_size=SIZE, batch_size=4).map(
+        lambda b: b["image"]
+    )
     assert model.predict(images, verbose=0).shape == (len(tiny.query), num_classes)
 
 
@@ -195,13 +227,19 @@ def test_epoch_keyed_dataset_resumes_with_the_same_batches(tiny):
     options = {"image_size": SIZE, "batch_size": 8, "seed": 5}
     steps = pipeline.steps_per_epoch(len(tiny.train), 8)
     assert steps == 3  # 20 images: 8 + 8 + 4, the partial batch kept
-    from_start = list(pipeline.make_train_dataset(tiny.train, start_epoch=0, **options).take(3 * steps))
+    from_start = list(
+        pipeline.make_train_dataset(tiny.train, start_epoch=0, **options).take(3 * steps)
+    )
     resumed = list(pipeline.make_train_dataset(tiny.train, start_epoch=2, **options).take(steps))
-    for (images, labels), (expected_images, expected_labels) in zip(resumed, from_start[2 * steps :]):
+    for (images, labels), (expected_images, expected_labels) in zip(
+        resumed, from_start[2 * steps :]
+    ):
         np.testing.assert_array_equal(labels, expected_labels)
         np.testing.assert_array_equal(images, expected_images)
     # Epochs differ in order, and each epoch is a permutation of the whole training set.
-    epoch_labels = [np.concatenate([b[1] for b in from_start[e * steps : (e + 1) * steps]]) for e in range(2)]
+    epoch_labels = [
+        np.concatenate([b[1] for b in from_start[e * steps : (e + 1) * steps]]) for e in range(2)
+    ]
     assert not np.array_equal(epoch_labels[0], epoch_labels[1])
     assert sorted(epoch_labels[0]) == sorted(r.pid for r in tiny.train)
     with pytest.raises(ValueError, match="start_epoch=0, seed=None"):

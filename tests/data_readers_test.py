@@ -8,8 +8,15 @@ from keras_rollback.data import synthetic
 
 def test_reads_synthetic_data_as_market1501(tmp_path):
     root = synthetic.write_synthetic_market1501(
-        tmp_path, num_train_identities=2, num_test_identities=2, num_cameras=2, images_per_camera=2,
-        num_distractors=0, num_junk=0, image_size=(32, 16), seed=0,
+        tmp_path,
+        num_train_identities=2,
+        num_test_identities=2,
+        num_cameras=2,
+        images_per_camera=2,
+        num_distractors=0,
+        num_junk=0,
+        image_size=(32, 16),
+        seed=0,
     )
     dataset = readers.read_reid_dataset("market1501", root)
     assert (len(dataset.train), len(dataset.query), len(dataset.gallery)) == (8, 4, 4)
@@ -24,5 +31,7 @@ def test_cuhk03_subsets_are_names(tmp_path):
 
 
 def test_unknown_name_is_echoed(tmp_path):
-    with pytest.raises(ValueError, match=r"Received: name='market'. Expected one of \('market1501'"):
+    with pytest.raises(
+        ValueError, match=r"Received: name='market'. Expected one of \('market1501'"
+    ):
         readers.read_reid_dataset("market", tmp_path)

@@ -24,9 +24,21 @@ def custom_tree(tmp_path):
     return make_tree(
         tmp_path / "mine",
         {
-            "tr": ["0007_cam0_a.png", "0007_cam1_b.png", "0003_cam2_c.png", "-1_cam0_d.png", "Thumbs.db"],
+            "tr": [
+                "0007_cam0_a.png",
+                "0007_cam1_b.png",
+                "0003_cam2_c.png",
+                "-1_cam0_d.png",
+                "Thumbs.db",
+            ],
             "q": ["0010_cam0_a.jpg", "0011_cam1_a.jpg"],
-            "g": ["0010_cam1_b.jpg", "0011_cam0_b.jpg", "0000_cam2_c.jpg", "-1_cam1_z.jpg", "notes.txt"],
+            "g": [
+                "0010_cam1_b.jpg",
+                "0011_cam0_b.jpg",
+                "0000_cam2_c.jpg",
+                "-1_cam1_z.jpg",
+                "notes.txt",
+            ],
         },
     )
 
@@ -50,7 +62,9 @@ def test_generic_reader_relabels_drops_junk_keeps_distractors(custom_tree):
 
 
 def test_first_camera_index_shifts_camera_ids(custom_tree):
-    dataset = reid_dataset.read_reid_folders(custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=1)
+    dataset = reid_dataset.read_reid_folders(
+        custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=1
+    )
     assert [r.camid for r in dataset.query] == [-1, 0]
 
 
@@ -58,7 +72,11 @@ def test_summary_is_logged_with_published_numbers(custom_tree, caplog):
     published = reid_dataset.published_statistics([(3, 2, 3), (2, 2, 2), (3, 3, 3)])
     with caplog.at_level(logging.INFO, logger="keras_rollback.data.reid_dataset"):
         dataset = reid_dataset.read_reid_folders(
-            custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=0, published=published
+            custom_tree,
+            pattern=PATTERN,
+            split_dirs=SPLIT_DIRS,
+            first_camera_index=0,
+            published=published,
         )
     assert dataset.matches_published() is True
     assert dataset.summary() in caplog.text
@@ -70,14 +88,20 @@ def test_differing_published_numbers_warn(custom_tree, caplog):
     published = reid_dataset.published_statistics([(30, 2, 3), (2, 2, 2), (3, 3, 3)])
     with caplog.at_level(logging.INFO, logger="keras_rollback.data.reid_dataset"):
         dataset = reid_dataset.read_reid_folders(
-            custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=0, published=published
+            custom_tree,
+            pattern=PATTERN,
+            split_dirs=SPLIT_DIRS,
+            first_camera_index=0,
+            published=published,
         )
     assert dataset.matches_published() is False
     assert "differ from the published" in caplog.text
 
 
 def test_missing_root_names_path_and_layout(tmp_path):
-    with pytest.raises(reid_dataset.DatasetLayoutError, match=r"not found: .*nowhere(.|\n)*bounding_box_train"):
+    with pytest.raises(
+        reid_dataset.DatasetLayoutError, match=r"not found: .*nowhere(.|\n)*bounding_box_train"
+    ):
         reid_dataset.read_reid_folders(tmp_path / "nowhere", pattern=PATTERN)
 
 
@@ -88,7 +112,9 @@ def test_missing_split_folder_names_it(custom_tree):
 
 
 def test_nested_dataset_folder_is_suggested(tmp_path, custom_tree):
-    with pytest.raises(reid_dataset.DatasetLayoutError, match=r"seems to be in .*mine.*pass that folder"):
+    with pytest.raises(
+        reid_dataset.DatasetLayoutError, match=r"seems to be in .*mine.*pass that folder"
+    ):
         reid_dataset.read_reid_folders(tmp_path, pattern=PATTERN, split_dirs=SPLIT_DIRS)
 
 
@@ -107,7 +133,9 @@ def test_split_without_images_is_an_error(custom_tree):
 
 
 def test_split_with_only_junk_is_an_error(tmp_path):
-    root = make_tree(tmp_path, {"tr": ["-1_cam0_a.jpg"], "q": ["0001_cam0_a.jpg"], "g": ["0001_cam1_a.jpg"]})
+    root = make_tree(
+        tmp_path, {"tr": ["-1_cam0_a.jpg"], "q": ["0001_cam0_a.jpg"], "g": ["0001_cam1_a.jpg"]}
+    )
     with pytest.raises(reid_dataset.DatasetLayoutError, match=r"'train' of .* has no usable image"):
         reid_dataset.read_reid_folders(root, pattern=PATTERN, split_dirs=SPLIT_DIRS)
 

@@ -25,7 +25,10 @@ MARKET_NAME = re.compile(r"^(-1|\d{4})_c[1-9]s\d_\d{6}_\d{2}\.jpg$")
 
 
 def file_names(root):
-    return {folder: sorted(os.listdir(root / folder)) for folder in ("bounding_box_train", "query", "bounding_box_test")}
+    return {
+        folder: sorted(os.listdir(root / folder))
+        for folder in ("bounding_box_train", "query", "bounding_box_test")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +39,11 @@ def small(tmp_path_factory):
 def test_counts_follow_the_configuration(small):
     names = file_names(small)
     # Train 3 ids x 2 cameras x 3 images; query 2 ids x 2 cameras; gallery 2 x 2 x (3 - 1) + 2 + 1 junk.
-    assert [len(names[f]) for f in ("bounding_box_train", "query", "bounding_box_test")] == [18, 4, 11]
+    assert [len(names[f]) for f in ("bounding_box_train", "query", "bounding_box_test")] == [
+        18,
+        4,
+        11,
+    ]
     assert all(MARKET_NAME.match(name) for folder in names.values() for name in folder)
     assert sum(name.startswith("-1_") for name in names["bounding_box_test"]) == 1
     assert sum(name.startswith("0000_") for name in names["bounding_box_test"]) == 2
@@ -72,25 +79,42 @@ def test_deterministic_for_a_seed(small, tmp_path):
             assert (again / folder / name).read_bytes() == (small / folder / name).read_bytes()
     first_small = small / "query" / file_names(small)["query"][0]
     first_other = other / "query" / file_names(other)["query"][0]
-    assert file_names(other) != file_names(small) or first_small.read_bytes() != first_other.read_bytes()
+    assert (
+        file_names(other) != file_names(small)
+        or first_small.read_bytes() != first_other.read_bytes()
+    )
 
 
 def test_cameras_differ_more_than_identities(tmp_path):
     # The property that makes raw-pixel matching hard: for the same person, images from
     # different cameras are further apart than images of different people in one camera.
     root = synthetic.write_synthetic_market1501(
-        tmp_path, num_train_identities=12, num_test_identities=1, num_cameras=2, images_per_camera=2,
-        num_distractors=0, num_junk=0, image_size=(32, 16), seed=5,
+        tmp_path,
+        num_train_identities=12,
+        num_test_identities=1,
+        num_cameras=2,
+        images_per_camera=2,
+        num_distractors=0,
+        num_junk=0,
+        image_size=(32, 16),
+        seed=5,
     )
     records = market1501.read_market1501(root).train
-    pixels = {r.path: tf.io.decode_jpeg(tf.io.read_file(r.path)).numpy().astype(np.float32) for r in records}
+    pixels = {
+        r.path: tf.io.decode_jpeg(tf.io.read_file(r.path)).numpy().astype(np.float32)
+        for r in records
+    }
 
     def mean_distance(pairs):
         return np.mean([np.abs(pixels[a.path] - pixels[b.path]).mean() for a, b in pairs])
 
-    pairs = [(a, b) for i, a in enumerate(records) for b in records[i + 1:]]
-    same_person_other_camera = mean_distance([(a, b) for a, b in pairs if a.pid == b.pid and a.camid != b.camid])
-    other_person_same_camera = mean_distance([(a, b) for a, b in pairs if a.pid != b.pid and a.camid == b.camid])
+    pairs = [(a, b) for i, a in enumerate(records) for b in records[i + 1 :]]
+    same_person_other_camera = mean_distance(
+        [(a, b) for a, b in pairs if a.pid == b.pid and a.camid != b.camid]
+    )
+    other_person_same_camera = mean_distance(
+        [(a, b) for a, b in pairs if a.pid != b.pid and a.camid == b.camid]
+    )
     assert same_person_other_camera > other_person_same_camera
 
 
@@ -124,11 +148,15 @@ def test_raw_pixel_nearest_neighbour_is_far_from_solving_it(tmp_path):
     # ignored), on raw pixels: 15.6% here (16 test ids + distractors, chance ~6%; the data are
     # deterministic), 2-9% with 32 test ids over seeds 0-2. A small CNN trained on 100 ids of
     # a larger configuration reached 95% rank-1 (issue 4 notes).
-    root = synthetic.write_synthetic_market1501(tmp_path, num_test_identities=16, num_distractors=4, seed=0)
+    root = synthetic.write_synthetic_market1501(
+        tmp_path, num_test_identities=16, num_distractors=4, seed=0
+    )
     dataset = market1501.read_market1501(root)
 
     def pixels(records):
-        return np.stack([tf.io.decode_jpeg(tf.io.read_file(r.path)).numpy().ravel() for r in records]).astype(np.float32)
+        return np.stack(
+            [tf.io.decode_jpeg(tf.io.read_file(r.path)).numpy().ravel() for r in records]
+        ).astype(np.float32)
 
     query, gallery = pixels(dataset.query), pixels(dataset.gallery)
     hits = []

@@ -27,12 +27,20 @@ def _run_worker(backend, tmp_path):
     output = tmp_path / f"{backend}.json"
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     if backend == "jax":
-        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={REPLICAS}".strip()
+        env["XLA_FLAGS"] = (
+            f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={REPLICAS}".strip()
+        )
     process = subprocess.run(
         [sys.executable, str(pathlib.Path(__file__).resolve()), backend, str(output)],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
-    assert process.returncode == 0, f"worker failed:\n{process.stdout[-3000:]}\n{process.stderr[-6000:]}"
+    assert process.returncode == 0, (
+        f"worker failed:\n{process.stdout[-3000:]}\n{process.stderr[-6000:]}"
+    )
     return json.loads(output.read_text())
 
 
@@ -41,7 +49,9 @@ def _check_record(record):
     # (a) After the rollback, before the first step of period 2, on every replica: ...
     assert record["rolled_back_blocks"] == ["B2", "B3", "B4"]
     assert record["replica_weights_checked"] > 0
-    assert record["max_rolled_back_minus_pretrained"] == 0.0  # ...exactly the pre-trained weights...
+    assert (
+        record["max_rolled_back_minus_pretrained"] == 0.0
+    )  # ...exactly the pre-trained weights...
     assert record["min_change_before_rollback"] > 1e-4  # ...which training had changed,
     assert record["max_kept_minus_previous_epoch"] == 0.0  # kept blocks and head continue,
     assert record["max_momentum_after_reset"] == 0.0  # and every momentum buffer is zero;
@@ -128,7 +138,9 @@ def _configure_devices(backend):
         import tensorflow as tf
 
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * REPLICAS)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * REPLICAS
+        )
         strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(REPLICAS)])
 
         def replica_values(variable):
@@ -169,9 +181,12 @@ def _worker(backend, output):
     import numpy as np
 
     sys.path.insert(0, str(HERE))
-    from testing_models import TINY_BLOCKS, tiny_data
+    from testing_models import TINY_BLOCKS
+    from testing_models import tiny_data
 
-    from keras_rollback import BlockPartition, LayerwiseSGD, RollbackRefine
+    from keras_rollback import BlockPartition
+    from keras_rollback import LayerwiseSGD
+    from keras_rollback import RollbackRefine
 
     def build(scope, initial_weights=None):
         with scope():
@@ -181,7 +196,9 @@ def _worker(backend, output):
             for block in range(1, 5):
                 x = keras.layers.Conv2D(4, 3, padding="same", name=f"b{block}_conv")(x)
                 # Batch statistics over the global batch on every replica, as on one device.
-                x = keras.layers.BatchNormalization(synchronized=synchronized, name=f"b{block}_bn")(x)
+                x = keras.layers.BatchNormalization(synchronized=synchronized, name=f"b{block}_bn")(
+                    x
+                )
                 x = keras.layers.ReLU(name=f"b{block}_relu")(x)
             x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
             model = keras.Model(inputs, keras.layers.Dense(3, name="fc")(x), name="tiny_cnn")
@@ -205,7 +222,9 @@ def _worker(backend, output):
 
         def on_epoch_end(self, epoch, logs=None):
             if epoch == PERIOD_EPOCHS - 1:
-                self.previous_epoch = {w.path: keras.ops.convert_to_numpy(w).copy() for w in self.model.weights}
+                self.previous_epoch = {
+                    w.path: keras.ops.convert_to_numpy(w).copy() for w in self.model.weights
+                }
 
     x, y = tiny_data(n=2 * GLOBAL_BATCH)
     runs = {}
@@ -217,7 +236,13 @@ def _worker(backend, output):
         refine = RollbackRefine(partition, period_epochs=PERIOD_EPOCHS, verbose=0)
         with scope():
             history = model.fit(
-                x, y, batch_size=GLOBAL_BATCH, epochs=EPOCHS, shuffle=False, verbose=0, callbacks=[refine, probe]
+                x,
+                y,
+                batch_size=GLOBAL_BATCH,
+                epochs=EPOCHS,
+                shuffle=False,
+                verbose=0,
+                callbacks=[refine, probe],
             )
             predictions = model.predict(x, batch_size=GLOBAL_BATCH, verbose=0)
         runs[name] = {
@@ -239,7 +264,9 @@ def _worker(backend, output):
     other_paths = [p for p in pretrained if p not in rolled_paths]
 
     def max_abs(pairs):
-        return max((float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in pairs), default=0.0)
+        return max(
+            (float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in pairs), default=0.0
+        )
 
     record = {
         "replicas": replicas,
@@ -250,7 +277,10 @@ def _worker(backend, output):
         ),
         # Per rolled-back block, the largest change of its weights over period 1.
         "min_change_before_rollback": min(
-            max(float(np.max(np.abs(probe.previous_epoch[p] - pretrained[p]))) for p in partition.paths(block))
+            max(
+                float(np.max(np.abs(probe.previous_epoch[p] - pretrained[p])))
+                for p in partition.paths(block)
+            )
             for block in rolled_back
         ),
         "max_kept_minus_previous_epoch": max_abs(
@@ -266,8 +296,12 @@ def _worker(backend, output):
             zip(dist["model"].get_weights(), single["model"].get_weights())
         ),
         "max_distributed_minus_single_momentum": max_abs(zip(dist["momenta"], single["momenta"])),
-        "max_distributed_minus_single_loss": max_abs(zip(dist["history"]["loss"], single["history"]["loss"])),
-        "max_distributed_minus_single_predictions": max_abs([(dist["predictions"], single["predictions"])]),
+        "max_distributed_minus_single_loss": max_abs(
+            zip(dist["history"]["loss"], single["history"]["loss"])
+        ),
+        "max_distributed_minus_single_predictions": max_abs(
+            [(dist["predictions"], single["predictions"])]
+        ),
         "periods_logged": [int(p) for p in dist["history"]["period"]],
     }
     pathlib.Path(output).write_text(json.dumps(record, indent=1))

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_rollback.evaluation import extract_features, plot_cmc_curve, plot_ranked_list
-from keras_rollback.metrics import pairwise_distance, ranking_scores_from_features
+from keras_rollback.evaluation import extract_features
+from keras_rollback.evaluation import plot_cmc_curve
+from keras_rollback.evaluation import plot_ranked_list
+from keras_rollback.metrics import pairwise_distance
+from keras_rollback.metrics import ranking_scores_from_features
 
 MARKET_NAME = re.compile(r"^(-?\d+)_c(\d)s\d_\d+_\d+\.jpg$")
 
@@ -53,7 +56,9 @@ def test_without_flip_or_normalisation_returns_raw_features():
     model = tiny_cnn()
     batches = random_batches(num_batches=1)
     out = extract_features(model, batches, flip=False, normalize=False, verbose=0)
-    np.testing.assert_allclose(out["features"], model.predict(batches[0]["image"], verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        out["features"], model.predict(batches[0]["image"], verbose=0), atol=1e-5
+    )
 
 
 def test_accepts_tf_data_of_dicts_with_progress_bar(capsys):
@@ -115,8 +120,13 @@ def test_end_to_end_evaluation_on_real_market1501_crops(mini_market1501, tmp_pat
     # Pictures of the same evaluation.
     distances = pairwise_distance(query["features"], gallery["features"])
     ranked = plot_ranked_list(
-        distances, query["path"], gallery["path"], *ids, tmp_path / "ranked.png",
-        query_indices=[0, 1], top_k=3,
+        distances,
+        query["path"],
+        gallery["path"],
+        *ids,
+        tmp_path / "ranked.png",
+        query_indices=[0, 1],
+        top_k=3,
     )
     curve = plot_cmc_curve(scores.cmc, tmp_path / "cmc.png")
     for picture in (ranked, curve):

@@ -6,8 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rollback.evaluation import ReIDEvaluationCallback, extract_features
-from keras_rollback.metrics import k_reciprocal_rerank, ranking_scores, ranking_scores_from_features
+from keras_rollback.evaluation import ReIDEvaluationCallback
+from keras_rollback.evaluation import extract_features
+from keras_rollback.metrics import k_reciprocal_rerank
+from keras_rollback.metrics import ranking_scores
+from keras_rollback.metrics import ranking_scores_from_features
 
 
 def identity_batches(seed):
@@ -44,7 +47,11 @@ def test_logs_rank_k_map_minp_every_k_epochs_into_history_and_csv(tmp_path):
     )
     csv_path = tmp_path / "log.csv"
     history = model.fit(
-        x, y, epochs=4, batch_size=8, verbose=0,
+        x,
+        y,
+        epochs=4,
+        batch_size=8,
+        verbose=0,
         callbacks=[callback, keras.callbacks.CSVLogger(str(csv_path))],
     )
     assert sorted(callback.history) == [1, 3]  # 0-based epochs 2 and 4
@@ -54,8 +61,13 @@ def test_logs_rank_k_map_minp_every_k_epochs_into_history_and_csv(tmp_path):
     query = extract_features(features, identity_batches(0), verbose=0)
     gallery = extract_features(features, identity_batches(1), verbose=0)
     expected = ranking_scores_from_features(
-        query["features"], gallery["features"], query["pid"], gallery["pid"],
-        query["camid"], gallery["camid"], max_rank=10,
+        query["features"],
+        gallery["features"],
+        query["pid"],
+        gallery["pid"],
+        query["camid"],
+        gallery["camid"],
+        max_rank=10,
     )
     assert callback.history[3]["val_mAP"] == pytest.approx(expected.mean_average_precision)
     assert history.history["val_mAP"][-1] == pytest.approx(expected.mean_average_precision)
@@ -69,11 +81,20 @@ def test_evaluates_every_epoch_with_model_output_when_no_feature_model(tmp_path)
     model, _, x, y = train_setup()
     callback = ReIDEvaluationCallback(identity_batches(0), identity_batches(1), ranks=(1, 3))
     csv_path = tmp_path / "log.csv"
-    model.fit(x, y, epochs=2, batch_size=8, verbose=0,
-              callbacks=[callback, keras.callbacks.CSVLogger(str(csv_path))])
+    model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=8,
+        verbose=0,
+        callbacks=[callback, keras.callbacks.CSVLogger(str(csv_path))],
+    )
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
-    assert [set(r) >= {"val_rank1", "val_rank3", "val_mAP", "val_mINP"} for r in rows] == [True, True]
+    assert [set(r) >= {"val_rank1", "val_rank3", "val_mAP", "val_mINP"} for r in rows] == [
+        True,
+        True,
+    ]
     assert 0 < float(rows[-1]["val_mAP"]) <= 1
 
 
@@ -87,7 +108,11 @@ def test_rerank_scores_the_k_reciprocal_distances():
     gallery = extract_features(features, identity_batches(1), verbose=0)
     expected = ranking_scores(
         k_reciprocal_rerank(query["features"], gallery["features"]),
-        query["pid"], gallery["pid"], query["camid"], gallery["camid"], max_rank=3,
+        query["pid"],
+        gallery["pid"],
+        query["camid"],
+        gallery["camid"],
+        max_rank=3,
     )
     assert callback.history[0]["val_mAP"] == pytest.approx(expected.mean_average_precision)
     assert callback.history[0]["val_rank1"] == pytest.approx(expected.cmc[0])
@@ -95,7 +120,9 @@ def test_rerank_scores_the_k_reciprocal_distances():
 
 def test_state_resets_on_train_begin():
     model, features, x, y = train_setup()
-    callback = ReIDEvaluationCallback(identity_batches(0), identity_batches(1), feature_model=features)
+    callback = ReIDEvaluationCallback(
+        identity_batches(0), identity_batches(1), feature_model=features
+    )
     model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
     model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
     assert list(callback.history) == [0]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_rollback.evaluation import plot_cmc_curve, plot_ranked_list
+from keras_rollback.evaluation import plot_cmc_curve
+from keras_rollback.evaluation import plot_ranked_list
 
 
 def write_images(folder, count, prefix):

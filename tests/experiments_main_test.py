@@ -20,7 +20,10 @@ def test_smoke_run_writes_every_result_file(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["plan"]["periods"] == 2
     evaluated = [r for r in rows if r["mAP"] is not None]
     assert [(r["method"], r["period"]) for r in evaluated] == [
-        ("rollback", 1), ("rollback", 2), ("base_cy", 1), ("base_cy", 2)
+        ("rollback", 1),
+        ("rollback", 2),
+        ("base_cy", 1),
+        ("base_cy", 2),
     ]
     assert all(0.0 <= r["mAP"] <= 1.0 and 0.0 <= r["rank1"] <= 1.0 for r in evaluated)
     # Period 1 is the same fine-tuning for both methods (same seed, same data order).
@@ -54,9 +57,13 @@ def test_rerank_option_scores_and_draws_the_reranked_ranking(tmp_path, monkeypat
 
         return wrapper
 
-    monkeypatch.setattr(train, "k_reciprocal_rerank", recording(train.k_reciprocal_rerank, "picture"))
     monkeypatch.setattr(
-        train, "ranking_scores_from_features", recording(train.ranking_scores_from_features, "scores")
+        train, "k_reciprocal_rerank", recording(train.k_reciprocal_rerank, "picture")
+    )
+    monkeypatch.setattr(
+        train,
+        "ranking_scores_from_features",
+        recording(train.ranking_scores_from_features, "scores"),
     )
     rows = train.run_experiment(config, str(tmp_path))
     evaluated = [r for r in rows if r["mAP"] is not None]

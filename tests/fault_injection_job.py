@@ -28,11 +28,16 @@ import sys
 
 import keras
 import numpy as np
+from testing_models import tiny_cnn
+from testing_models import tiny_data
+from testing_models import tiny_partition
+from testing_models import weights_by_path
 
-from keras_rollback import LayerwiseSGD, RefinePlan, RollbackRefine
+from keras_rollback import LayerwiseSGD
+from keras_rollback import RefinePlan
+from keras_rollback import RollbackRefine
 from keras_rollback.nan_guard import NanGuard
 from keras_rollback.run_checkpoint import RunCheckpoint
-from testing_models import tiny_cnn, tiny_data, tiny_partition, weights_by_path
 
 EPOCHS = 6
 PLAN = RefinePlan(period_epochs=2, periods=3, decay_epochs=1)
@@ -129,7 +134,11 @@ class Killer(keras.callbacks.Callback):
 
 def active_kill_point(workdir):
     points = [p for p in os.environ.get("FAULT_KILL_POINTS", "").split(",") if p]
-    used = set(os.listdir(os.path.join(workdir, "kills"))) if os.path.isdir(os.path.join(workdir, "kills")) else set()
+    used = (
+        set(os.listdir(os.path.join(workdir, "kills")))
+        if os.path.isdir(os.path.join(workdir, "kills"))
+        else set()
+    )
     return next((p for p in points if p.replace(":", "_") not in used), None)
 
 
@@ -174,7 +183,10 @@ def run(workdir):
     data = train_data()
     if os.environ.get("FAULT_CHECKPOINTER") == "backup_and_restore":
         checkpoint = None
-        extra = [FollowEpoch(data), keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup"))]
+        extra = [
+            FollowEpoch(data),
+            keras.callbacks.BackupAndRestore(os.path.join(workdir, "backup")),
+        ]
     else:
         checkpoint = RunCheckpoint(os.path.join(workdir, "checkpoints"), keep=2)
         extra = [FollowEpoch(data), checkpoint, NanGuard(checkpoint)]
@@ -184,15 +196,25 @@ def run(workdir):
         kill_inside_writes(point, die)
         extra.append(Killer(point, die, checkpoint))
     refine = RollbackRefine(
-        tiny_partition(model), plan=PLAN, snapshot=os.path.join(workdir, "pretrained.npz"), verbose=0
+        tiny_partition(model),
+        plan=PLAN,
+        snapshot=os.path.join(workdir, "pretrained.npz"),
+        verbose=0,
     )
     x_val, y_val = tiny_data(n=16, seed=2)
     model.fit(
-        data, epochs=EPOCHS, validation_data=(x_val, y_val), validation_batch_size=BATCH_SIZE,
-        callbacks=[refine, *extra], verbose=0,
+        data,
+        epochs=EPOCHS,
+        validation_data=(x_val, y_val),
+        validation_batch_size=BATCH_SIZE,
+        callbacks=[refine, *extra],
+        verbose=0,
         shuffle=False,  # fit would shuffle the batch order with this process's global RNG.
     )
-    np.savez(os.path.join(workdir, "final.npz"), **{p.replace("/", "|"): w for p, w in weights_by_path(model).items()})
+    np.savez(
+        os.path.join(workdir, "final.npz"),
+        **{p.replace("/", "|"): w for p, w in weights_by_path(model).items()},
+    )
 
 
 if __name__ == "__main__":

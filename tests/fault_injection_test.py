@@ -14,11 +14,11 @@ import subprocess
 import sys
 import time
 
+import fault_injection_job as job
 import keras
 import numpy as np
 import pytest
 
-import fault_injection_job as job
 from keras_rollback.run_checkpoint import RunCheckpoint
 
 JOB = pathlib.Path(__file__).with_name("fault_injection_job.py")
@@ -53,12 +53,19 @@ def _start(workdir, kill_points=()):
     """Starts one run; its output goes to a new log file (a pipe could fill up while others are waited for)."""
     workdir.mkdir(exist_ok=True)
     log = workdir / f"run-{len(list(workdir.glob('run-*.log')))}.log"
-    checkpointer = "backup_and_restore" if workdir.name == "backup_and_restore" else "run_checkpoint"
+    checkpointer = (
+        "backup_and_restore" if workdir.name == "backup_and_restore" else "run_checkpoint"
+    )
     env = dict(
-        os.environ, FAULT_KILL_POINTS=",".join(kill_points), FAULT_CHECKPOINTER=checkpointer, TF_CPP_MIN_LOG_LEVEL="3"
+        os.environ,
+        FAULT_KILL_POINTS=",".join(kill_points),
+        FAULT_CHECKPOINTER=checkpointer,
+        TF_CPP_MIN_LOG_LEVEL="3",
     )
     with open(log, "w") as output:
-        process = subprocess.Popen([sys.executable, str(JOB), str(workdir)], env=env, stdout=output, stderr=output)
+        process = subprocess.Popen(
+            [sys.executable, str(JOB), str(workdir)], env=env, stdout=output, stderr=output
+        )
     process.log = log
     return process
 
@@ -79,11 +86,15 @@ def test_sigkill_at_every_kill_point_then_rerun_ends_like_an_uninterrupted_run(t
                 continue
             output = process.log.read_text()
             outputs.setdefault(name, []).append((process.returncode, output))
-            assert process.returncode in (0, -9), f"{name} run {len(outputs[name])} failed:\n{output}"
+            assert process.returncode in (0, -9), (
+                f"{name} run {len(outputs[name])} failed:\n{output}"
+            )
             if process.returncode == 0:
                 del running[name]
             else:
-                assert len(outputs[name]) <= len(KILL_CHAINS[name]), f"{name} keeps dying:\n{output}"
+                assert len(outputs[name]) <= len(KILL_CHAINS[name]), (
+                    f"{name} keeps dying:\n{output}"
+                )
                 running[name] = _start(tmp_path / name, KILL_CHAINS[name])
     reference.wait()
     assert reference.returncode == 0, reference.log.read_text()
@@ -93,15 +104,21 @@ def test_sigkill_at_every_kill_point_then_rerun_ends_like_an_uninterrupted_run(t
     for name, points in KILL_CHAINS.items():
         runs = outputs[name]
         assert [code for code, _ in runs] == [-9] * len(points) + [0], name
-        assert sorted(os.listdir(tmp_path / name / "kills")) == sorted(p.replace(":", "_") for p in points)
+        assert sorted(os.listdir(tmp_path / name / "kills")) == sorted(
+            p.replace(":", "_") for p in points
+        )
         found = _final_weights(tmp_path / name)
         differences[name] = max(float(np.max(np.abs(found[k] - expected[k]))) for k in expected)
         leftovers = [n for n in os.listdir(tmp_path / name) if n.startswith(".")]
         if name != "backup_and_restore":
-            leftovers += [n for n in os.listdir(tmp_path / name / "checkpoints") if n.startswith(".")]
+            leftovers += [
+                n for n in os.listdir(tmp_path / name / "checkpoints") if n.startswith(".")
+            ]
         assert not leftovers, f"{name}: temp files left behind: {leftovers}"
-    print(f"\n{KILL_POINTS} kill points on {keras.config.backend()}: max |resumed - uninterrupted| "
-          f"final weight difference per chain: {differences}")
+    print(
+        f"\n{KILL_POINTS} kill points on {keras.config.backend()}: max |resumed - uninterrupted| "
+        f"final weight difference per chain: {differences}"
+    )
     assert max(differences.values()) <= TOLERANCE[keras.config.backend()], differences
 
     # Every run after a kill said where it resumed; the damaged checkpoint was named.
@@ -116,11 +133,19 @@ def _fit_with_checkpoint(directory, epochs, data=None, callbacks=()):
     model = job.compiled_model()
     checkpoint = RunCheckpoint(directory)
     data = data or job.train_data()
-    model.fit(data, epochs=epochs, verbose=0, shuffle=False, callbacks=[job.FollowEpoch(data), checkpoint, *callbacks])
+    model.fit(
+        data,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+        callbacks=[job.FollowEpoch(data), checkpoint, *callbacks],
+    )
     return model, checkpoint
 
 
-def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_names_the_file(tmp_path, monkeypatch):
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_names_the_file(
+    tmp_path, monkeypatch
+):
     directory = tmp_path / "checkpoints"
     _fit_with_checkpoint(directory, epochs=1)
     before = {n: (directory / n).read_bytes() for n in os.listdir(directory)}
@@ -131,11 +156,15 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_names_t
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(keras.Model, "save_weights", full_disk_save_weights)
-    with pytest.raises(OSError, match=r"epoch-000002\.weights\.h5.*No space left on device") as info:
+    with pytest.raises(
+        OSError, match=r"epoch-000002\.weights\.h5.*No space left on device"
+    ) as info:
         _fit_with_checkpoint(directory, epochs=2)
     assert info.value.errno == errno.ENOSPC
     monkeypatch.undo()
-    assert {n: (directory / n).read_bytes() for n in os.listdir(directory)} == before  # No temp file either.
+    assert {
+        n: (directory / n).read_bytes() for n in os.listdir(directory)
+    } == before  # No temp file either.
     assert RunCheckpoint(directory).newest()["epoch"] == 1
 
 
@@ -144,8 +173,19 @@ def test_nan_loss_stops_at_once_naming_epoch_step_and_last_good_checkpoint(tmp_p
     data = job.train_data(nan_at=(2, 1))
     model = job.compiled_model()
     checkpoint = RunCheckpoint(directory)
-    with pytest.raises(FloatingPointError, match=r"Loss is nan at epoch 3, step 2.*epoch-000002\.weights\.h5"):
-        model.fit(data, epochs=4, verbose=0, shuffle=False, callbacks=[job.FollowEpoch(data), checkpoint, job.NanGuard(checkpoint)])
+    with pytest.raises(
+        FloatingPointError, match=r"Loss is nan at epoch 3, step 2.*epoch-000002\.weights\.h5"
+    ):
+        model.fit(
+            data,
+            epochs=4,
+            verbose=0,
+            shuffle=False,
+            callbacks=[job.FollowEpoch(data), checkpoint, job.NanGuard(checkpoint)],
+        )
     assert sorted(os.listdir(directory)) == [
-        "epoch-000001.json", "epoch-000001.weights.h5", "epoch-000002.json", "epoch-000002.weights.h5"
+        "epoch-000001.json",
+        "epoch-000001.weights.h5",
+        "epoch-000002.json",
+        "epoch-000002.weights.h5",
     ]

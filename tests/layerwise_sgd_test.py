@@ -30,7 +30,9 @@ def _run_torch(phases, initial, grads_per_step, nesterov, weight_decay):
             # A new optimizer per period, as the authors' code does: momentum restarts.
             optimizer = torch.optim.SGD(
                 [{"params": [p], "lr": r} for p, r in zip(params, phase["rates"])],
-                momentum=0.9, nesterov=nesterov, weight_decay=weight_decay,
+                momentum=0.9,
+                nesterov=nesterov,
+                weight_decay=weight_decay,
             )
         for group, rate in zip(optimizer.param_groups, phase["rates"]):
             group["lr"] = rate
@@ -57,7 +59,9 @@ def _run_keras(phases, optimizer, initial, grads_per_step, per_group_rates):
                 {v.path: r / peak for v, r in zip(variables, phase["rates"])}
             )
         for _ in range(phase["steps"]):
-            optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads_per_step[step]], variables)
+            optimizer.apply(
+                [keras.ops.convert_to_tensor(g) for g in grads_per_step[step]], variables
+            )
             history.append([keras.ops.convert_to_numpy(v).copy() for v in variables])
             step += 1
     return history
@@ -77,7 +81,9 @@ def test_matches_torch_sgd_across_lr_drop_and_momentum_reset(nesterov):
     optimizer = LayerwiseSGD(learning_rate=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4)
     actual = _run_keras(PHASES, optimizer, initial, grads, per_group_rates=True)
     difference = _max_difference(actual, expected)
-    print(f"[{keras.backend.backend()}] nesterov={nesterov}: max |keras - torch| = {difference:.3g}")
+    print(
+        f"[{keras.backend.backend()}] nesterov={nesterov}: max |keras - torch| = {difference:.3g}"
+    )
     assert difference < 1e-6
     # The trajectory must have moved far more than the tolerance for the match to mean anything.
     assert _max_difference(actual[-1:], [initial]) > 0.1
@@ -94,7 +100,9 @@ def test_keras_sgd_is_not_torch_equivalent():
     actual = _run_keras(
         phases,
         keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True),
-        initial, grads, per_group_rates=False,
+        initial,
+        grads,
+        per_group_rates=False,
     )
     assert _max_difference(actual, expected) > 1e-3
 

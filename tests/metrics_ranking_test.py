@@ -4,10 +4,14 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
-from keras_rollback.metrics import ranking_scores, ranking_scores_from_features, single_gallery_shot_cmc
+from keras_rollback.metrics import ranking_scores
+from keras_rollback.metrics import ranking_scores_from_features
+from keras_rollback.metrics import single_gallery_shot_cmc
 
 
 def reference_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank, ap_method):
@@ -17,7 +21,8 @@ def reference_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank, ap_met
         # Rank by distance, ties by gallery order (stable sort), then drop the junk.
         order = sorted(range(len(g_pids)), key=lambda g: (distances[q][g], g))
         ranked = [
-            g for g in order
+            g
+            for g in order
             if not (g_pids[g] == -1 or (g_pids[g] == q_pids[q] and g_cams[g] == q_cams[q]))
         ]
         matches = [i for i, g in enumerate(ranked) if g_pids[g] == q_pids[q]]
@@ -39,7 +44,9 @@ def reference_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank, ap_met
         firsts.append(matches[0])
     firsts = np.array(firsts)
     valid = firsts >= 0
-    cmc = np.array([np.mean(firsts[valid] <= k) if valid.any() else np.nan for k in range(max_rank)])
+    cmc = np.array(
+        [np.mean(firsts[valid] <= k) if valid.any() else np.nan for k in range(max_rank)]
+    )
     return cmc, np.array(aps), np.array(inps), firsts
 
 
@@ -181,7 +188,9 @@ def test_from_features_equals_from_distances():
                 qn = query / np.linalg.norm(query, axis=1, keepdims=True)
                 gn = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
                 distances = 1 - qn @ gn.T
-            expected = reference_scores(distances, q_pids, g_pids, q_cams, g_cams, 50, "trapezoidal")
+            expected = reference_scores(
+                distances, q_pids, g_pids, q_cams, g_cams, 50, "trapezoidal"
+            )
             np.testing.assert_allclose(from_features.cmc, expected[0], atol=1e-6)
             np.testing.assert_allclose(from_features.average_precision, expected[1], atol=1e-6)
 
@@ -233,25 +242,36 @@ def test_feature_dimension_mismatch_raises():
         )
     with pytest.raises(ValueError, match="metric='manhattan'"):
         ranking_scores_from_features(
-            np.zeros((1, 3), "float32"), np.zeros((2, 3), "float32"), [1], [1, 2], [0], [1, 1],
+            np.zeros((1, 3), "float32"),
+            np.zeros((2, 3), "float32"),
+            [1],
+            [1, 2],
+            [0],
+            [1, 1],
             metric="manhattan",
         )
 
 
-def reference_single_gallery_shot_cmc(distances, q_pids, g_pids, q_cams, g_cams, max_rank, num_repeats, seed):
+def reference_single_gallery_shot_cmc(
+    distances, q_pids, g_pids, q_cams, g_cams, max_rank, num_repeats, seed
+):
     """CUHK03 single-gallery-shot, one query and one draw at a time, from the docstring's rule."""
     keys = np.random.default_rng(seed).random((num_repeats, len(g_pids)))
     hits, valid_queries = np.zeros(max_rank), 0
     for q in range(len(q_pids)):
+
         def valid(g, q=q):
             return g_pids[g] != -1 and not (g_pids[g] == q_pids[q] and g_cams[g] == q_cams[q])
+
         if not any(valid(g) and g_pids[g] == q_pids[q] for g in range(len(g_pids))):
             continue
         valid_queries += 1
         for r in range(num_repeats):
             chosen = {}
             for g in range(len(g_pids)):
-                if valid(g) and (g_pids[g] not in chosen or keys[r, g] > keys[r, chosen[g_pids[g]]]):
+                if valid(g) and (
+                    g_pids[g] not in chosen or keys[r, g] > keys[r, chosen[g_pids[g]]]
+                ):
                     chosen[g_pids[g]] = g
             ranked = sorted(chosen.values(), key=lambda g: (distances[q][g], g))
             position = [g_pids[g] for g in ranked].index(q_pids[q])
@@ -272,7 +292,9 @@ def test_single_gallery_shot_cmc_equals_loop_reference(tie_levels):
 
 def test_single_gallery_shot_cmc_validates_num_repeats():
     with pytest.raises(ValueError, match="num_repeats=0"):
-        single_gallery_shot_cmc(np.zeros((1, 2), "float32"), [1], [1, 2], [0], [1, 1], num_repeats=0)
+        single_gallery_shot_cmc(
+            np.zeros((1, 2), "float32"), [1], [1, 2], [0], [1, 1], num_repeats=0
+        )
 
 
 def test_backend_tensor_distances_give_the_same_scores():
@@ -291,5 +313,7 @@ def test_backend_tensor_distances_give_the_same_scores():
         bad = case[0].copy()
         bad[5, bad_column] = np.nan
         for distances in (bad, keras.ops.convert_to_tensor(bad)):
-            with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\) in rows \[4, 8\)"):
+            with pytest.raises(
+                ValueError, match=r"non-finite values \(NaN or inf\) in rows \[4, 8\)"
+            ):
                 ranking_scores(distances, *case[1:], chunk_size=4)

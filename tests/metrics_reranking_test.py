@@ -5,7 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
-from keras_rollback.metrics import k_reciprocal_rerank, ranking_scores, ranking_scores_from_features
+from keras_rollback.metrics import k_reciprocal_rerank
+from keras_rollback.metrics import ranking_scores
+from keras_rollback.metrics import ranking_scores_from_features
 
 
 def reference_rerank(query, gallery, k1, k2, lambda_value, metric="euclidean"):
@@ -81,7 +83,12 @@ def test_matches_reference_loops(
     query = rng.normal(size=(num_queries, dim)).astype("float32")
     gallery = rng.normal(size=(num_gallery, dim)).astype("float32")
     got = k_reciprocal_rerank(
-        query, gallery, k1=k1, k2=k2, lambda_value=lambda_value, metric=metric,
+        query,
+        gallery,
+        k1=k1,
+        k2=k2,
+        lambda_value=lambda_value,
+        metric=metric,
         chunk_size=chunk_size,
     )
     assert got.shape == (num_queries, num_gallery) and got.dtype == np.float32
@@ -99,8 +106,12 @@ def test_clustered_identities_rerank_improves_map():
     features = (centers[pids - 1] + 1.2 * rng.normal(size=(len(pids), dim))).astype("float32")
     is_query = np.tile(np.arange(per_id) == 0, num_ids)
     args = (
-        features[is_query], features[~is_query],
-        pids[is_query], pids[~is_query], cams[is_query], cams[~is_query],
+        features[is_query],
+        features[~is_query],
+        pids[is_query],
+        pids[~is_query],
+        cams[is_query],
+        cams[~is_query],
     )
     plain = ranking_scores_from_features(*args, ap_method="non_interpolated")
     reranked = ranking_scores_from_features(*args, ap_method="non_interpolated", rerank=True)
@@ -113,7 +124,10 @@ def test_rerank_option_scores_the_reranked_distances_with_junk_in_the_gallery():
     query = rng.normal(size=(6, 8)).astype("float32")
     gallery = rng.normal(size=(40, 8)).astype("float32")
     ids = (
-        rng.integers(1, 4, 6), rng.integers(-1, 4, 40), rng.integers(0, 2, 6), rng.integers(0, 3, 40)
+        rng.integers(1, 4, 6),
+        rng.integers(-1, 4, 40),
+        rng.integers(0, 2, 6),
+        rng.integers(0, 3, 40),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some random queries have no valid match
@@ -144,7 +158,9 @@ def test_backend_tensors_are_accepted():
     query = rng.normal(size=(3, 5)).astype("float32")
     gallery = rng.normal(size=(20, 5)).astype("float32")
     np.testing.assert_allclose(
-        k_reciprocal_rerank(ops.convert_to_tensor(query), ops.convert_to_tensor(gallery), k1=4, k2=2),
+        k_reciprocal_rerank(
+            ops.convert_to_tensor(query), ops.convert_to_tensor(gallery), k1=4, k2=2
+        ),
         k_reciprocal_rerank(query, gallery, k1=4, k2=2),
         atol=1e-6,
     )
@@ -175,6 +191,11 @@ def test_bad_input_raises(query, gallery, kwargs, message):
 def test_rerank_option_is_validated():
     with pytest.raises(ValueError, match="rerank='yes'"):
         ranking_scores_from_features(
-            np.zeros((1, 2), "float32"), np.zeros((2, 2), "float32"), [1], [1, 2], [0], [1, 1],
+            np.zeros((1, 2), "float32"),
+            np.zeros((2, 2), "float32"),
+            [1],
+            [1, 2],
+            [0],
+            [1, 1],
             rerank="yes",
         )

@@ -7,12 +7,18 @@ import numpy as np
 import pytest
 
 from keras_rollback.block_partition import BlockPartition
-from keras_rollback.models.backbones import backbone_preprocessing, build_backbone, resolve_source
+from keras_rollback.models.backbones import backbone_preprocessing
+from keras_rollback.models.backbones import build_backbone
+from keras_rollback.models.backbones import resolve_source
 from keras_rollback.models.reid_model import build_reid_model
 
 # torchvision's parameter counts without the final `fc` layer (resnet34: 21,797,672 - 513,000;
 # resnet50: 25,557,032 - 2,049,000; resnet101: 44,549,160 - 2,049,000).
-TORCHVISION_BACKBONE_PARAMS = {"resnet34": 21_284_672, "resnet50": 23_508_032, "resnet101": 42_500_160}
+TORCHVISION_BACKBONE_PARAMS = {
+    "resnet34": 21_284_672,
+    "resnet50": 23_508_032,
+    "resnet101": 42_500_160,
+}
 # The paper's conv layers per block (stem, conv2_x..conv5_x), projection shortcuts excluded.
 PAPER_BLOCK_CONVS = {
     "resnet34": (1, 6, 8, 12, 6),
@@ -42,12 +48,17 @@ def test_resnet_sizes_match_torchvision_and_paper(arch):
     partition = BlockPartition.for_model(model)
     params = _trainable_params(backbone)
     convs = _block_convs(partition)
-    print(f"\n{arch}: backbone parameters {params:,} (torchvision {TORCHVISION_BACKBONE_PARAMS[arch]:,}); "
-          f"conv layers per block {convs} (paper {PAPER_BLOCK_CONVS[arch]})")
+    print(
+        f"\n{arch}: backbone parameters {params:,} (torchvision {TORCHVISION_BACKBONE_PARAMS[arch]:,}); "
+        f"conv layers per block {convs} (paper {PAPER_BLOCK_CONVS[arch]})"
+    )
     assert partition.block_names == ("stem", "conv2_x", "conv3_x", "conv4_x", "conv5_x")
     assert params == TORCHVISION_BACKBONE_PARAMS[arch]
     assert convs == PAPER_BLOCK_CONVS[arch]
-    assert model.get_layer("pooled_feature").output.shape == (None, 512 if arch == "resnet34" else 2048)
+    assert model.get_layer("pooled_feature").output.shape == (
+        None,
+        512 if arch == "resnet34" else 2048,
+    )
 
 
 def test_keras_applications_resnet50_has_the_same_blocks():
@@ -55,8 +66,10 @@ def test_keras_applications_resnet50_has_the_same_blocks():
     partition = BlockPartition.for_model(model)
     backbone = model.get_layer("resnet50_backbone")
     # The Caffe layout has torchvision's kernels plus a bias in each of its 53 convolutions.
-    print(f"\nkeras.applications ResNet50: trainable {_trainable_params(backbone):,}, "
-          f"all {backbone.count_params():,}; conv layers per block {_block_convs(partition)}")
+    print(
+        f"\nkeras.applications ResNet50: trainable {_trainable_params(backbone):,}, "
+        f"all {backbone.count_params():,}; conv layers per block {_block_convs(partition)}"
+    )
     assert _trainable_params(backbone) == TORCHVISION_BACKBONE_PARAMS["resnet50"] + 26_560
     assert _block_convs(partition) == PAPER_BLOCK_CONVS["resnet50"]
 
@@ -65,8 +78,10 @@ def test_inception_v3_partition_covers_every_weight():
     model = build_reid_model(10, "inception_v3", input_shape=(75, 75, 3))
     partition = BlockPartition.for_model(model)
     convs = _block_convs(partition)
-    print(f"\ninception_v3: backbone parameters {_trainable_params(model.get_layer('inception_v3_backbone')):,}; "
-          f"conv layers per block {convs}")
+    print(
+        f"\ninception_v3: backbone parameters {_trainable_params(model.get_layer('inception_v3_backbone')):,}; "
+        f"conv layers per block {convs}"
+    )
     assert partition.block_names == ("B1", "B2", "B3", "B4")
     assert sum(len(partition.paths(g)) for g in partition.group_names) == len(model.weights)
     assert convs == (5, 21, 44, 24)  # 94 conv layers: stem, mixed0-2, mixed3-7, mixed8-10.
@@ -94,7 +109,9 @@ def test_keras_weights_file_round_trip(tmp_path):
     backbone.save_weights(path)
     reloaded = build_backbone("resnet18", weights=path)
     for expected, actual in zip(backbone.weights, reloaded.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected))
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(actual), keras.ops.convert_to_numpy(expected)
+        )
     with pytest.raises(ValueError, match="does not fit model"):
         build_backbone("resnet34", weights=path)
 
@@ -103,16 +120,28 @@ def test_keras_weights_file_round_trip(tmp_path):
     "kwargs,message",
     [
         ({"arch": "resnet200"}, "Unknown backbone"),
-        ({"arch": "resnet34", "source": "keras_applications"}, "keras.applications has no resnet34"),
+        (
+            {"arch": "resnet34", "source": "keras_applications"},
+            "keras.applications has no resnet34",
+        ),
         ({"arch": "inception_v3", "source": "keras_hub"}, "keras-hub has no inception_v3"),
         ({"arch": "resnet50", "source": "timm"}, "Unknown backbone source"),
         ({"arch": "resnet50", "last_stride": 3}, "Received: last_stride=3"),
-        ({"arch": "resnet50", "source": "keras_applications", "last_stride": 1}, "only be changed for keras-hub"),
+        (
+            {"arch": "resnet50", "source": "keras_applications", "last_stride": 1},
+            "only be changed for keras-hub",
+        ),
         ({"arch": "resnet50", "input_shape": (64, 32)}, "Received: input_shape=\\(64, 32\\)"),
         ({"arch": "resnet50", "weights": 3}, "Received: weights=3"),
         ({"arch": "resnet50", "weights": "resnet50.npz"}, "Unknown weight file type"),
-        ({"arch": "resnet50", "source": "keras_applications", "weights": "r50.pth"}, "only into keras-hub"),
-        ({"arch": "resnet34", "weights": "imagenet"}, "no ImageNet preset for resnet34.*convert_torchvision"),
+        (
+            {"arch": "resnet50", "source": "keras_applications", "weights": "r50.pth"},
+            "only into keras-hub",
+        ),
+        (
+            {"arch": "resnet34", "weights": "imagenet"},
+            "no ImageNet preset for resnet34.*convert_torchvision",
+        ),
     ],
 )
 def test_bad_arguments_are_rejected(kwargs, message):
@@ -126,8 +155,15 @@ def test_missing_weight_file_is_an_error(tmp_path):
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("arch,source", [("resnet50", "keras_hub"), ("resnet50", "keras_applications"),
-                                         ("resnet101", "keras_hub"), ("inception_v3", None)])
+@pytest.mark.parametrize(
+    "arch,source",
+    [
+        ("resnet50", "keras_hub"),
+        ("resnet50", "keras_applications"),
+        ("resnet101", "keras_hub"),
+        ("inception_v3", None),
+    ],
+)
 def test_imagenet_weights_download_and_load(arch, source):
     backbone = build_backbone(arch, weights="imagenet", source=source, input_shape=(128, 96, 3))
     features = backbone(np.zeros((1, 128, 96, 3), "float32"))

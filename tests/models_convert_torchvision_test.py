@@ -9,7 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from keras_rollback.models.backbones import build_backbone, keras_hub_resnet  # noqa: E402
+from keras_rollback.models.backbones import build_backbone  # noqa: E402
+from keras_rollback.models.backbones import keras_hub_resnet  # noqa: E402
 from keras_rollback.models.convert_torchvision import convert_torchvision_checkpoint  # noqa: E402
 from keras_rollback.models.torchvision_weights import torchvision_name_map  # noqa: E402
 
@@ -35,16 +36,24 @@ def resnet18_checkpoint(tmp_path_factory):
 
 def _assert_backbone_holds(backbone, state):
     weights = {w.path: keras.ops.convert_to_numpy(w) for w in backbone.weights}
-    np.testing.assert_array_equal(weights["conv1_conv/kernel"], state["conv1.weight"].numpy().transpose(2, 3, 1, 0))
-    np.testing.assert_array_equal(weights["stack3_block1_2_bn/moving_mean"], state["layer4.1.bn2.running_mean"].numpy())
-    np.testing.assert_array_equal(weights["stack1_block0_0_bn/gamma"], state["layer2.0.downsample.1.weight"].numpy())
+    np.testing.assert_array_equal(
+        weights["conv1_conv/kernel"], state["conv1.weight"].numpy().transpose(2, 3, 1, 0)
+    )
+    np.testing.assert_array_equal(
+        weights["stack3_block1_2_bn/moving_mean"], state["layer4.1.bn2.running_mean"].numpy()
+    )
+    np.testing.assert_array_equal(
+        weights["stack1_block0_0_bn/gamma"], state["layer2.0.downsample.1.weight"].numpy()
+    )
 
 
 def test_convert_then_build_from_either_file(resnet18_checkpoint, tmp_path):
     checkpoint, state = resnet18_checkpoint
     output = tmp_path / "resnet18.weights.h5"
     convert_torchvision_checkpoint("resnet18", checkpoint, output)
-    _assert_backbone_holds(build_backbone("resnet18", weights=output, input_shape=(64, 32, 3)), state)
+    _assert_backbone_holds(
+        build_backbone("resnet18", weights=output, input_shape=(64, 32, 3)), state
+    )
     _assert_backbone_holds(build_backbone("resnet18", weights=checkpoint), state)
 
 
@@ -52,13 +61,23 @@ def test_cli_writes_a_loadable_weights_file(resnet18_checkpoint, tmp_path):
     checkpoint, state = resnet18_checkpoint
     output = tmp_path / "cli.weights.h5"
     result = subprocess.run(
-        [sys.executable, "-m", "keras_rollback.models.convert_torchvision", "--arch", "resnet18",
-         "--input", str(checkpoint), "--output", str(output)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "keras_rollback.models.convert_torchvision",
+            "--arch",
+            "resnet18",
+            "--input",
+            str(checkpoint),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     _assert_backbone_holds(build_backbone("resnet18", weights=output), state)
-
 
 
 def test_wrong_architecture_or_output_writes_nothing(resnet18_checkpoint, tmp_path):

@@ -39,7 +39,10 @@ def test_matching_file_loads_every_weight(saved):
 @pytest.mark.parametrize(
     "units,message",
     [
-        ((4, 4), "0 weight\\(s\\) missing from the file: \\[\\]; 2 unexpected"),  # keras would load silently
+        (
+            (4, 4),
+            "0 weight\\(s\\) missing from the file: \\[\\]; 2 unexpected",
+        ),  # keras would load silently
         ((4, 4, 4, 4), "2 weight\\(s\\) missing from the file"),
         ((4, 5, 4), "with another shape"),  # keras would fail after a partial load
     ],

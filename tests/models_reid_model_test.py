@@ -10,7 +10,8 @@ from PIL import Image
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.layerwise_sgd import LayerwiseSGD
 from keras_rollback.models.backbones import keras_hub_resnet
-from keras_rollback.models.reid_model import build_feature_model, build_reid_model
+from keras_rollback.models.reid_model import build_feature_model
+from keras_rollback.models.reid_model import build_reid_model
 from keras_rollback.rollback_refine import RollbackRefine
 
 MARKET_NAME = re.compile(r"^(\d{4})_c(\d)s\d_\d+_\d+\.jpg$")
@@ -32,8 +33,14 @@ def resnet34_model():
 def test_head_follows_the_authors_code(resnet34_model):
     model = resnet34_model
     head = [layer.name for layer in model.layers[2:]]
-    assert head == ["pooled_feature", "bottleneck_fc", "bottleneck_bn", "bottleneck_leaky_relu",
-                    "bottleneck_dropout", "classifier"]
+    assert head == [
+        "pooled_feature",
+        "bottleneck_fc",
+        "bottleneck_bn",
+        "bottleneck_leaky_relu",
+        "bottleneck_dropout",
+        "classifier",
+    ]
     assert model.output.shape == (None, 751)
     assert model.get_layer("bottleneck_leaky_relu").negative_slope == pytest.approx(0.1)
     assert model.get_layer("bottleneck_dropout").rate == 0.5
@@ -50,7 +57,11 @@ def test_head_follows_the_authors_code(resnet34_model):
     assert np.std(gamma) == pytest.approx(0.02, rel=0.15)
     classifier_kernel = _numpy(model.get_layer("classifier").kernel)
     assert np.std(classifier_kernel) == pytest.approx(0.001, rel=0.03)
-    for zeros in (model.get_layer("bottleneck_fc").bias, bn.beta, model.get_layer("classifier").bias):
+    for zeros in (
+        model.get_layer("bottleneck_fc").bias,
+        bn.beta,
+        model.get_layer("classifier").bias,
+    ):
         np.testing.assert_array_equal(_numpy(zeros), 0.0)
 
 
@@ -62,13 +73,24 @@ def test_feature_model_shares_the_backbone(resnet34_model):
     images = np.random.default_rng(0).normal(size=(2, *SMALL)).astype("float32")
     backbone = model.get_layer("resnet34_backbone")
     expected = np.mean(_numpy(backbone(images, training=False)), axis=(1, 2))
-    np.testing.assert_allclose(_numpy(features(images, training=False)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        _numpy(features(images, training=False)), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_options_and_custom_backbone():
-    backbone = keras_hub_resnet("resnet50", input_shape=SMALL, widths=(64, 16, 16, 16), blocks=(1, 1, 1, 1))
-    model = build_reid_model(5, backbone, input_shape=SMALL, dropout=0, bottleneck_units=32,
-                             leaky_relu_alpha=0.2, name="tiny")
+    backbone = keras_hub_resnet(
+        "resnet50", input_shape=SMALL, widths=(64, 16, 16, 16), blocks=(1, 1, 1, 1)
+    )
+    model = build_reid_model(
+        5,
+        backbone,
+        input_shape=SMALL,
+        dropout=0,
+        bottleneck_units=32,
+        leaky_relu_alpha=0.2,
+        name="tiny",
+    )
     assert model.name == "tiny"
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
     assert model.get_layer("bottleneck_fc").kernel.shape == (64, 32)
@@ -105,10 +127,15 @@ def _read_market_split(folder, size):
     person_ids = [int(MARKET_NAME.match(p.name).group(1)) for p in files]
     label_of = {pid: i for i, pid in enumerate(sorted(set(person_ids)))}
     height, width = size
-    images = np.stack([
-        np.asarray(Image.open(p).convert("RGB").resize((width, height), Image.BICUBIC), "float32") / 255.0
-        for p in files
-    ])
+    images = np.stack(
+        [
+            np.asarray(
+                Image.open(p).convert("RGB").resize((width, height), Image.BICUBIC), "float32"
+            )
+            / 255.0
+            for p in files
+        ]
+    )
     return (images - IMAGENET_MEAN) / IMAGENET_STD, np.array([label_of[pid] for pid in person_ids])
 
 
@@ -133,13 +160,26 @@ def test_fits_real_market1501_images_with_rollback(mini_market1501):
     assert partition.block_names == ("stem", "conv2_x", "conv3_x", "conv4_x", "conv5_x")
     assert {partition.group_of(w.path) for w in model.weights} == set(partition.group_names)
     assert sum(len(partition.paths(g)) for g in partition.group_names) == len(model.weights)
-    assert {p.split("/")[0] for p in partition.paths("head")} == {"bottleneck_fc", "bottleneck_bn", "classifier"}
+    assert {p.split("/")[0] for p in partition.paths("head")} == {
+        "bottleneck_fc",
+        "bottleneck_bn",
+        "classifier",
+    }
 
     initial = {w.path: _numpy(w) for w in model.weights}
-    model.compile(optimizer=LayerwiseSGD(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=LayerwiseSGD(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     probe = _WeightsAtEpochBegin(partition)
-    history = model.fit(images, labels, batch_size=8, epochs=2, shuffle=True, verbose=0,
-                        callbacks=[RollbackRefine(partition, period_epochs=1, periods=2, verbose=0), probe])
+    history = model.fit(
+        images,
+        labels,
+        batch_size=8,
+        epochs=2,
+        shuffle=True,
+        verbose=0,
+        callbacks=[RollbackRefine(partition, period_epochs=1, periods=2, verbose=0), probe],
+    )
 
     losses = history.history["loss"]
     assert len(losses) == 2 and np.all(np.isfinite(losses))

@@ -11,11 +11,9 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from keras_rollback.models.backbones import keras_hub_resnet  # noqa: E402
-from keras_rollback.models.torchvision_weights import (  # noqa: E402
-    load_torchvision_weights,
-    read_state_dict,
-    torchvision_name_map,
-)
+from keras_rollback.models.torchvision_weights import load_torchvision_weights  # noqa: E402
+from keras_rollback.models.torchvision_weights import read_state_dict  # noqa: E402
+from keras_rollback.models.torchvision_weights import torchvision_name_map  # noqa: E402
 
 
 # A compact copy of torchvision.models.resnet (v1.5; same module and parameter names),
@@ -68,7 +66,9 @@ class TorchResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         for i, (width, blocks) in enumerate(zip(widths, layers)):
-            setattr(self, f"layer{i + 1}", self._make_layer(block, width, blocks, 1 if i == 0 else 2))
+            setattr(
+                self, f"layer{i + 1}", self._make_layer(block, width, blocks, 1 if i == 0 else 2)
+            )
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
 
@@ -138,8 +138,10 @@ def test_converted_features_match_torch(arch, blocks, widths):
 
     assert actual.shape == expected.shape == (2, widths[-1] * (1 if arch == "resnet34" else 4))
     relative = np.max(np.abs(actual - expected)) / np.max(np.abs(expected))
-    print(f"\n[{keras.backend.backend()}] {arch}-style {blocks} {widths}: max |keras - torch| / max |torch| "
-          f"= {relative:.2e} (max |torch| = {np.max(np.abs(expected)):.3g})")
+    print(
+        f"\n[{keras.backend.backend()}] {arch}-style {blocks} {widths}: max |keras - torch| / max |torch| "
+        f"= {relative:.2e} (max |torch| = {np.max(np.abs(expected)):.3g})"
+    )
     assert relative < 1e-4
 
 
@@ -149,10 +151,14 @@ def test_full_size_resnet50_names_and_shapes_match_torchvision():
     backbone = keras_hub_resnet("resnet50")
     names = torchvision_name_map(backbone)
 
-    torch_backbone = {n for n in state if not n.startswith("fc.") and not n.endswith("num_batches_tracked")}
+    torch_backbone = {
+        n for n in state if not n.startswith("fc.") and not n.endswith("num_batches_tracked")
+    }
     assert set(names.values()) == torch_backbone
     assert len(names) == len(torch_backbone) == 265
-    torch_params = sum(p.numel() for n, p in torch_model.named_parameters() if not n.startswith("fc."))
+    torch_params = sum(
+        p.numel() for n, p in torch_model.named_parameters() if not n.startswith("fc.")
+    )
     keras_params = sum(int(np.prod(w.shape)) for w in backbone.trainable_weights)
     print(f"\nResNet-50 backbone parameters: keras-hub {keras_params:,}, torch {torch_params:,}")
     assert keras_params == torch_params == 23_508_032
@@ -160,17 +166,22 @@ def test_full_size_resnet50_names_and_shapes_match_torchvision():
     load_torchvision_weights(backbone, state)
     loaded = _weights_by_path(backbone)
     np.testing.assert_array_equal(
-        loaded["stack2_block5_2_conv/kernel"], state["layer3.5.conv2.weight"].numpy().transpose(2, 3, 1, 0)
+        loaded["stack2_block5_2_conv/kernel"],
+        state["layer3.5.conv2.weight"].numpy().transpose(2, 3, 1, 0),
     )
-    np.testing.assert_array_equal(loaded["stack3_block0_0_bn/moving_variance"],
-                                  state["layer4.0.downsample.1.running_var"].numpy())
+    np.testing.assert_array_equal(
+        loaded["stack3_block0_0_bn/moving_variance"],
+        state["layer4.0.downsample.1.running_var"].numpy(),
+    )
 
 
 @pytest.fixture(scope="module")
 def small_pair():
     """A small bottleneck ResNet in torch and the matching (random) keras-hub backbone."""
     blocks, widths = (1, 1, 1, 1), (64, 16, 16, 16)
-    return _torch_resnet("resnet50", blocks, widths), keras_hub_resnet("resnet50", widths=widths, blocks=blocks)
+    return _torch_resnet("resnet50", blocks, widths), keras_hub_resnet(
+        "resnet50", widths=widths, blocks=blocks
+    )
 
 
 def _assert_fails_and_loads_nothing(backbone, checkpoint, *patterns, **kwargs):
@@ -194,15 +205,21 @@ def test_shape_mismatch_is_rejected_with_shapes(small_pair):
     torch_model, backbone = small_pair
     state = dict(torch_model.state_dict())
     state["layer2.0.conv2.weight"] = torch.zeros(16, 16, 5, 5)
-    _assert_fails_and_loads_nothing(backbone, state, "layer2.0.conv2.weight: checkpoint (16, 16, 5, 5)",
-                                    "stack1_block0_2_conv/kernel (3, 3, 16, 16)")
+    _assert_fails_and_loads_nothing(
+        backbone,
+        state,
+        "layer2.0.conv2.weight: checkpoint (16, 16, 5, 5)",
+        "stack1_block0_2_conv/kernel (3, 3, 16, 16)",
+    )
 
 
 def test_unexpected_entries_are_rejected(small_pair):
     torch_model, backbone = small_pair
     state = dict(torch_model.state_dict())
     state["layer5.0.conv1.weight"] = torch.zeros(3, 3, 1, 1)
-    _assert_fails_and_loads_nothing(backbone, state, "1 unexpected", "layer5.0.conv1.weight (3, 3, 1, 1)")
+    _assert_fails_and_loads_nothing(
+        backbone, state, "1 unexpected", "layer5.0.conv1.weight (3, 3, 1, 1)"
+    )
 
 
 def test_prefix_selects_the_backbone_of_a_wrapped_model(small_pair):
@@ -211,7 +228,9 @@ def test_prefix_selects_the_backbone_of_a_wrapped_model(small_pair):
     wrapped["classifier.add_block.0.weight"] = torch.zeros(512, 64)
     _assert_fails_and_loads_nothing(backbone, wrapped, "missing")
     load_torchvision_weights(backbone, wrapped, prefix="model.")
-    np.testing.assert_array_equal(_weights_by_path(backbone)["conv1_bn/gamma"], torch_model.bn1.weight.detach().numpy())
+    np.testing.assert_array_equal(
+        _weights_by_path(backbone)["conv1_bn/gamma"], torch_model.bn1.weight.detach().numpy()
+    )
 
 
 def test_pth_and_safetensors_files_read_the_same(small_pair, tmp_path):
@@ -226,11 +245,17 @@ def test_pth_and_safetensors_files_read_the_same(small_pair, tmp_path):
         array = tensor.numpy()
         dtype = "I64" if array.dtype == np.int64 else "F32"
         raw = array.astype("<i8" if dtype == "I64" else "<f4").tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         chunks.append(raw)
         offset += len(raw)
     encoded = json.dumps(header).encode()
-    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks))
+    (tmp_path / "model.safetensors").write_bytes(
+        struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks)
+    )
     from_safetensors = read_state_dict(tmp_path / "model.safetensors")
 
     assert list(from_pth) == list(from_safetensors) == list(state)

@@ -5,9 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from testing_models import tiny_cnn
+from testing_models import tiny_partition
+from testing_models import weights_by_path
 
 from keras_rollback import PretrainedSnapshot
-from testing_models import tiny_cnn, tiny_partition, weights_by_path
 
 
 def test_save_load_restore_round_trip(tmp_path):
@@ -86,14 +88,19 @@ def test_manifest_records_shape_dtype_and_checksum_of_every_array(tmp_path):
 def test_corrupted_array_is_reported_by_path_and_name(tmp_path):
     path, partition = _saved_snapshot(tmp_path)
     _flip_byte_inside(path, "b2_conv|kernel")
-    with pytest.raises(ValueError, match=r"pretrained\.npz.*(checksum \['b2_conv/kernel'\]|Bad CRC)"):
+    with pytest.raises(
+        ValueError, match=r"pretrained\.npz.*(checksum \['b2_conv/kernel'\]|Bad CRC)"
+    ):
         PretrainedSnapshot.load(path, partition)
 
 
 def test_truncated_file_is_reported_by_path(tmp_path):
     path, partition = _saved_snapshot(tmp_path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(ValueError, match=r"Cannot read pre-trained snapshot .*pretrained\.npz.*truncated or corrupt"):
+    with pytest.raises(
+        ValueError,
+        match=r"Cannot read pre-trained snapshot .*pretrained\.npz.*truncated or corrupt",
+    ):
         PretrainedSnapshot.load(path, partition)
 
 
@@ -103,7 +110,9 @@ def test_array_swapped_in_without_its_manifest_entry_is_reported(tmp_path):
         arrays = {k: data[k] for k in data.files}
     arrays["b3_bn|gamma"] = arrays["b3_bn|gamma"] * 2
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match=r"pretrained\.npz.*does not match its manifest.*b3_bn/gamma"):
+    with pytest.raises(
+        ValueError, match=r"pretrained\.npz.*does not match its manifest.*b3_bn/gamma"
+    ):
         PretrainedSnapshot.load(path, partition)
 
 

@@ -13,7 +13,12 @@ def _rates(stem, conv2, conv3, conv4, conv5, head):
 
 def test_paper_default_schedule_for_160_epochs():
     periods = RefinePlan().resolve(BLOCKS, epochs=160)
-    assert [(p.number, p.start_epoch, p.epochs) for p in periods] == [(1, 0, 40), (2, 40, 40), (3, 80, 40), (4, 120, 40)]
+    assert [(p.number, p.start_epoch, p.epochs) for p in periods] == [
+        (1, 0, 40),
+        (2, 40, 40),
+        (3, 80, 40),
+        (4, 120, 40),
+    ]
     assert [p.rolled_back for p in periods] == [
         (),
         ("conv2_x", "conv3_x", "conv4_x", "conv5_x"),
@@ -45,7 +50,9 @@ def test_table_1_keeps_one_block_and_rolls_back_the_rest():
 def test_base_cy_and_fc_warmup():
     base_cy = RefinePlan(rollback=False).resolve(BLOCKS, epochs=160)
     assert all(p.rolled_back == () for p in base_cy)
-    assert base_cy[1].learning_rates(40) == RefinePlan().resolve(BLOCKS, epochs=160)[1].learning_rates(40)
+    assert base_cy[1].learning_rates(40) == RefinePlan().resolve(BLOCKS, epochs=160)[
+        1
+    ].learning_rates(40)
     warmup, fine_tune = RefinePlan(periods=1, warmup_epochs=20).resolve(BLOCKS, epochs=60)
     assert (warmup.number, warmup.epochs, fine_tune.start_epoch) == (0, 20, 20)
     assert warmup.learning_rates(0) == _rates(0, 0, 0, 0, 0, 0.1)

@@ -3,9 +3,14 @@
 import keras
 import numpy as np
 import pytest
+from testing_models import tiny_cnn
+from testing_models import tiny_data
+from testing_models import tiny_partition
+from testing_models import weights_by_path
 
-from keras_rollback import LayerwiseSGD, RollbackRefine, refine_tune
-from testing_models import tiny_cnn, tiny_data, tiny_partition, weights_by_path
+from keras_rollback import LayerwiseSGD
+from keras_rollback import RollbackRefine
+from keras_rollback import refine_tune
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -30,13 +35,25 @@ def test_loop_and_callback_give_the_same_weights(deterministic_ops):
     x, y = tiny_data(n=24)
     by_callback = _model()
     callback_history = by_callback.fit(
-        x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        shuffle=False,
+        verbose=0,
         callbacks=[RollbackRefine(tiny_partition(by_callback), period_epochs=2, verbose=0)],
     )
     by_loop = _model()
     loop_history = refine_tune(
-        by_loop, tiny_partition(by_loop), x, y=y, batch_size=8, shuffle=False,
-        periods=2, period_epochs=2, verbose=0,
+        by_loop,
+        tiny_partition(by_loop),
+        x,
+        y=y,
+        batch_size=8,
+        shuffle=False,
+        periods=2,
+        period_epochs=2,
+        verbose=0,
     )
     start = weights_by_path(_model())
     expected = weights_by_path(by_callback)
@@ -48,7 +65,9 @@ def test_loop_and_callback_give_the_same_weights(deterministic_ops):
     print(f"[{keras.backend.backend()}] max |loop - callback| = {difference:.3g}")
     assert loop_history.epoch == [0, 1, 2, 3]
     assert loop_history.history["period"] == [1, 1, 2, 2]
-    np.testing.assert_allclose(loop_history.history["loss"], callback_history.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        loop_history.history["loss"], callback_history.history["loss"], rtol=1e-5
+    )
 
 
 def test_loop_recompiles_with_a_fresh_optimizer_per_period():
@@ -60,8 +79,17 @@ def test_loop_recompiles_with_a_fresh_optimizer_per_period():
         def on_train_begin(self, logs=None):
             seen.append(self.model.optimizer)
 
-    history = refine_tune(model, tiny_partition(model), x, y=y, batch_size=8, periods=3, period_epochs=1,
-                          callbacks=[RecordOptimizer()], verbose=0)
+    history = refine_tune(
+        model,
+        tiny_partition(model),
+        x,
+        y=y,
+        batch_size=8,
+        periods=3,
+        period_epochs=1,
+        callbacks=[RecordOptimizer()],
+        verbose=0,
+    )
     assert len({id(o) for o in seen}) == 3
     assert all(isinstance(o, LayerwiseSGD) for o in seen)
     # Recompiling kept the loss and the metrics.

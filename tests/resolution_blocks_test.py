@@ -2,9 +2,10 @@
 
 import keras
 import pytest
+from testing_models import skip_cnn
+from testing_models import tiny_cnn
 
 from keras_rollback.resolution_blocks import ResolutionBlocks
-from testing_models import skip_cnn, tiny_cnn
 
 SKIP_CNN_BLOCKS = {  # sorted layer names
     "B1": ["res_bn", "res_conv", "stem_bn", "stem_conv"],
@@ -14,7 +15,10 @@ SKIP_CNN_BLOCKS = {  # sorted layer names
 
 
 def _names(found):
-    return {name: sorted(layer.name for layer in layers) for name, layers in zip(found.names, found.layers)}
+    return {
+        name: sorted(layer.name for layer in layers)
+        for name, layers in zip(found.names, found.layers)
+    }
 
 
 def test_skip_connection_squeeze_excite_and_valid_padding():
@@ -43,7 +47,9 @@ def test_sequential_and_nested_backbone_built_without_input_size():
     backbone_inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(2, 3, padding="same", name="n1")(backbone_inputs)
     x = keras.layers.Conv2D(3, 3, strides=2, padding="same", name="n2")(x)
-    backbone = keras.Model(backbone_inputs, sequential.layers[0](x), name="backbone")  # c1 reused at 8x8
+    backbone = keras.Model(
+        backbone_inputs, sequential.layers[0](x), name="backbone"
+    )  # c1 reused at 8x8
     inputs = keras.Input((16, 16, 3))
     features = keras.layers.GlobalAveragePooling2D(name="gap")(backbone(inputs))
     model = keras.Model(inputs, keras.layers.Dense(2, name="head_fc")(features))
@@ -57,9 +63,15 @@ def test_sequential_and_nested_backbone_built_without_input_size():
 def test_feature_layer_merge_split_exclude_and_names():
     model = skip_cnn()
     found = ResolutionBlocks.find(model, feature_layer="down_add")
-    assert _names(found) == {"B1": SKIP_CNN_BLOCKS["B1"], "B2": ["down_bn", "down_conv", "down_proj", "se_conv"]}
+    assert _names(found) == {
+        "B1": SKIP_CNN_BLOCKS["B1"],
+        "B2": ["down_bn", "down_conv", "down_proj", "se_conv"],
+    }
     merged = ResolutionBlocks.find(model, merge=[["B2", "B3"]], block_names=["low", "high"])
-    assert _names(merged) == {"low": SKIP_CNN_BLOCKS["B1"], "high": sorted(SKIP_CNN_BLOCKS["B2"] + SKIP_CNN_BLOCKS["B3"])}
+    assert _names(merged) == {
+        "low": SKIP_CNN_BLOCKS["B1"],
+        "high": sorted(SKIP_CNN_BLOCKS["B2"] + SKIP_CNN_BLOCKS["B3"]),
+    }
     assert merged.resolutions[1] == ((8, 8), (6, 6), (3, 3))
     split = ResolutionBlocks.find(model, split=["trim_conv"])
     assert _names(split) == {
@@ -76,7 +88,9 @@ def test_feature_layer_merge_split_exclude_and_names():
 
 def test_resolution_without_trainable_weights_joins_the_next_block():
     inputs = keras.Input((8, 8, 3))
-    normalized = keras.layers.Normalization(name="normalization")(inputs)  # non-trainable statistics
+    normalized = keras.layers.Normalization(name="normalization")(
+        inputs
+    )  # non-trainable statistics
     x = keras.layers.Conv2D(2, 3, strides=2, padding="same", name="stem")(normalized)
     x = keras.layers.Conv2D(2, 3, strides=2, padding="same", name="down")(x)
     model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x)))
@@ -87,7 +101,11 @@ def test_resolution_without_trainable_weights_joins_the_next_block():
 
 def _mlp():
     inputs = keras.Input((4,))
-    return keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Dense(3, name="hidden")(inputs)), name="mlp")
+    return keras.Model(
+        inputs,
+        keras.layers.Dense(2, name="fc")(keras.layers.Dense(3, name="hidden")(inputs)),
+        name="mlp",
+    )
 
 
 class _Subclassed(keras.Model):
@@ -109,7 +127,11 @@ def _two_feature_maps():
 @pytest.mark.parametrize(
     "build, kwargs, match",
     [
-        (skip_cnn, {"feature_layer": "top_rleu"}, r"feature_layer='top_rleu'.*did you mean 'top_relu'"),
+        (
+            skip_cnn,
+            {"feature_layer": "top_rleu"},
+            r"feature_layer='top_rleu'.*did you mean 'top_relu'",
+        ),
         (skip_cnn, {"feature_layer": 3}, "feature_layer=3"),
         (_mlp, {}, "Model 'mlp' has no layer with a spatial output"),
         (_two_feature_maps, {}, r"several last feature maps \['left', 'right'\]"),
@@ -122,7 +144,11 @@ def _two_feature_maps():
         (skip_cnn, {"split": ["fc"]}, "split='fc' is not a layer with weights in a block"),
         (skip_cnn, {"split": ["nope"]}, "split='nope' is not a layer of the model"),
         (skip_cnn, {"block_names": ["a", "b"]}, r"name the 3 blocks found \(16x16, 8x8-6x6, 3x3\)"),
-        (skip_cnn, {"feature_layer": "stem_relu", "exclude": ["stem_conv", "stem_bn"]}, "no layer with weights"),
+        (
+            skip_cnn,
+            {"feature_layer": "stem_relu", "exclude": ["stem_conv", "stem_bn"]},
+            "no layer with weights",
+        ),
         (_Subclassed, {}, "Model 'subclassed' \\(_Subclassed\\) has no functional graph"),
         (lambda: "resnet50", {}, "`model` must be a keras.Model"),
     ],
@@ -134,4 +160,6 @@ def test_errors_name_the_layer_or_argument_at_fault(build, kwargs, match):
 
 def test_unbuilt_sizes_of_a_model_without_strides_form_one_block():
     found = ResolutionBlocks.find(tiny_cnn())
-    assert _names(found) == {"B1": sorted(f"b{i}_{kind}" for i in range(1, 5) for kind in ("conv", "bn"))}
+    assert _names(found) == {
+        "B1": sorted(f"b{i}_{kind}" for i in range(1, 5) for kind in ("conv", "bn"))
+    }

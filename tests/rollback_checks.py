@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-
 from testing_models import weights_by_path
 
 
@@ -38,7 +37,9 @@ class PeriodStartProbe(keras.callbacks.Callback):
         self.end_of_epoch[epoch] = weights_by_path(self.model)
 
 
-def assert_period_starts_from_rolled_back_state(partition, probe, pretrained, start, rolled_back, learning_rates, momentum):
+def assert_period_starts_from_rolled_back_state(
+    partition, probe, pretrained, start, rolled_back, learning_rates, momentum
+):
     """Checks the first step of the period starting at epoch `start` (Nesterov `LayerwiseSGD`).
 
     The rolled-back blocks hold their pre-trained values exactly (BatchNorm
@@ -77,5 +78,9 @@ def assert_period_starts_from_rolled_back_state(partition, probe, pretrained, st
         # float32 rounding).
         expected = rate * (1 + momentum) * buf
         np.testing.assert_allclose(
-            before[path] - after[path], expected, rtol=1e-4, atol=max(1e-7, 1e-4 * np.abs(expected).max()), err_msg=path
+            before[path] - after[path],
+            expected,
+            rtol=1e-4,
+            atol=max(1e-7, 1e-4 * np.abs(expected).max()),
+            err_msg=path,
         )

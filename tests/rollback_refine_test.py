@@ -3,10 +3,17 @@
 import keras
 import numpy as np
 import pytest
+from rollback_checks import PeriodStartProbe
+from rollback_checks import assert_period_starts_from_rolled_back_state
+from testing_models import tiny_cnn
+from testing_models import tiny_data
+from testing_models import tiny_partition
+from testing_models import weights_by_path
 
-from keras_rollback import LayerwiseSGD, PretrainedSnapshot, RefinePlan, RollbackRefine
-from rollback_checks import PeriodStartProbe, assert_period_starts_from_rolled_back_state
-from testing_models import tiny_cnn, tiny_data, tiny_partition, weights_by_path
+from keras_rollback import LayerwiseSGD
+from keras_rollback import PretrainedSnapshot
+from keras_rollback import RefinePlan
+from keras_rollback import RollbackRefine
 
 MOMENTUM = 0.9
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -14,7 +21,9 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 def _compiled_model():
     model = tiny_cnn()
-    model.compile(optimizer=LayerwiseSGD(momentum=MOMENTUM, nesterov=True, weight_decay=5e-4), loss=LOSS)
+    model.compile(
+        optimizer=LayerwiseSGD(momentum=MOMENTUM, nesterov=True, weight_decay=5e-4), loss=LOSS
+    )
     return model
 
 
@@ -31,9 +40,18 @@ def test_first_step_of_each_period_starts_from_rolled_back_state():
         rolled_back = partition.block_names[p - 1 :]
         kept = partition.block_names[: p - 1]
         rates = refine.epoch_records[start]["learning_rates"]
-        assert_period_starts_from_rolled_back_state(partition, probe, pretrained, start, rolled_back, rates, MOMENTUM)
-        assert rates == {**dict.fromkeys(kept, 0.001), **dict.fromkeys(rolled_back, 0.01), "head": 0.01}
-    assert refine.epoch_records[0]["learning_rates"] == {**dict.fromkeys(partition.block_names, 0.01), "head": 0.1}
+        assert_period_starts_from_rolled_back_state(
+            partition, probe, pretrained, start, rolled_back, rates, MOMENTUM
+        )
+        assert rates == {
+            **dict.fromkeys(kept, 0.001),
+            **dict.fromkeys(rolled_back, 0.01),
+            "head": 0.01,
+        }
+    assert refine.epoch_records[0]["learning_rates"] == {
+        **dict.fromkeys(partition.block_names, 0.01),
+        "head": 0.1,
+    }
 
 
 def test_logs_period_and_group_learning_rates():
@@ -41,7 +59,12 @@ def test_logs_period_and_group_learning_rates():
     x, y = tiny_data()
     plan = RefinePlan(period_epochs=2, periods=2, decay_epochs=1)
     history = model.fit(
-        x, y, batch_size=8, epochs=4, verbose=0, callbacks=[RollbackRefine(tiny_partition(model), plan=plan, verbose=0)]
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        verbose=0,
+        callbacks=[RollbackRefine(tiny_partition(model), plan=plan, verbose=0)],
     )
     assert history.history["period"] == [1, 1, 2, 2]
     np.testing.assert_allclose(history.history["lr_head"], [0.1, 0.01, 0.01, 0.001])
@@ -54,11 +77,17 @@ def test_base_cy_restarts_rates_without_rolling_back():
     pretrained = weights_by_path(model)
     x, y = tiny_data()
     probe = PeriodStartProbe()
-    refine = RollbackRefine(tiny_partition(model), plan=RefinePlan(period_epochs=1, periods=2, rollback=False), verbose=0)
+    refine = RollbackRefine(
+        tiny_partition(model),
+        plan=RefinePlan(period_epochs=1, periods=2, rollback=False),
+        verbose=0,
+    )
     model.fit(x, y, batch_size=8, epochs=2, shuffle=False, callbacks=[refine, probe], verbose=0)
     for path, value in probe.before_first_step[1].items():
         np.testing.assert_array_equal(value, probe.end_of_epoch[0][path])
-    assert not np.array_equal(probe.before_first_step[1]["b4_conv/kernel"], pretrained["b4_conv/kernel"])
+    assert not np.array_equal(
+        probe.before_first_step[1]["b4_conv/kernel"], pretrained["b4_conv/kernel"]
+    )
     assert refine.epoch_records[1]["rolled_back"] == ()
     assert all(np.all(m == 0) for m in probe.momentum_before[1].values())
 
@@ -70,7 +99,14 @@ def test_fc_warmup_freezes_backbone_weights():
     x, y = tiny_data()
     probe = PeriodStartProbe()
     plan = RefinePlan(period_epochs=1, periods=1, warmup_epochs=2)
-    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[RollbackRefine(partition, plan=plan, verbose=0), probe])
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=3,
+        verbose=0,
+        callbacks=[RollbackRefine(partition, plan=plan, verbose=0), probe],
+    )
     backbone = [w.path for w in partition.variables(model, partition.block_names) if w.trainable]
     for path in backbone:
         np.testing.assert_array_equal(probe.end_of_epoch[1][path], pretrained[path], err_msg=path)
@@ -84,12 +120,28 @@ def test_snapshot_file_makes_a_resumed_run_roll_back_to_pretrained(tmp_path):
     plan = RefinePlan(period_epochs=1, periods=3)
 
     straight = _compiled_model()
-    straight.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0,
-                 callbacks=[RollbackRefine(tiny_partition(straight), plan=plan, verbose=0)])
+    straight.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=3,
+        shuffle=False,
+        verbose=0,
+        callbacks=[RollbackRefine(tiny_partition(straight), plan=plan, verbose=0)],
+    )
 
     first = _compiled_model()
-    first.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
-              callbacks=[RollbackRefine(tiny_partition(first), plan=plan, snapshot=snapshot_path, verbose=0)])
+    first.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[
+            RollbackRefine(tiny_partition(first), plan=plan, snapshot=snapshot_path, verbose=0)
+        ],
+    )
     assert snapshot_path.exists()
     # A new process: a new model object holding the interrupted run's weights and optimizer.
     resumed = _compiled_model()
@@ -97,8 +149,20 @@ def test_snapshot_file_makes_a_resumed_run_roll_back_to_pretrained(tmp_path):
     resumed.set_weights(first.get_weights())
     for a, b in zip(resumed.optimizer.variables, first.optimizer.variables):
         a.assign(b)
-    resumed.fit(x, y, batch_size=8, initial_epoch=1, epochs=3, shuffle=False, verbose=0,
-                callbacks=[RollbackRefine(tiny_partition(resumed), plan=plan, snapshot=str(snapshot_path), verbose=0)])
+    resumed.fit(
+        x,
+        y,
+        batch_size=8,
+        initial_epoch=1,
+        epochs=3,
+        shuffle=False,
+        verbose=0,
+        callbacks=[
+            RollbackRefine(
+                tiny_partition(resumed), plan=plan, snapshot=str(snapshot_path), verbose=0
+            )
+        ],
+    )
     for a, b in zip(weights_by_path(resumed).values(), weights_by_path(straight).values()):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -116,7 +180,10 @@ def test_incompatible_optimizer_fails_before_any_step():
     model = tiny_cnn()
     model.compile(optimizer=keras.optimizers.SGD(momentum=0.9), loss=LOSS)
     _assert_fit_fails_before_training(
-        model, "LayerwiseSGD.*optimizer=SGD", RollbackRefine(tiny_partition(model), period_epochs=2), epochs=4
+        model,
+        "LayerwiseSGD.*optimizer=SGD",
+        RollbackRefine(tiny_partition(model), period_epochs=2),
+        epochs=4,
     )
 
 
@@ -131,14 +198,19 @@ def test_incompatible_optimizer_fails_before_any_step():
 )
 def test_epochs_that_do_not_fit_the_plan_fail_before_any_step(callback_kwargs, epochs, match):
     model = _compiled_model()
-    _assert_fit_fails_before_training(model, match, RollbackRefine(tiny_partition(model), **callback_kwargs), epochs=epochs)
+    _assert_fit_fails_before_training(
+        model, match, RollbackRefine(tiny_partition(model), **callback_kwargs), epochs=epochs
+    )
 
 
 def test_resuming_without_snapshot_fails_before_any_step():
     model = _compiled_model()
     _assert_fit_fails_before_training(
-        model, "starts at epoch 2 but no pre-trained snapshot",
-        RollbackRefine(tiny_partition(model), period_epochs=2), epochs=4, initial_epoch=2,
+        model,
+        "starts at epoch 2 but no pre-trained snapshot",
+        RollbackRefine(tiny_partition(model), period_epochs=2),
+        epochs=4,
+        initial_epoch=2,
     )
 
 
@@ -174,7 +246,10 @@ def test_corrupt_snapshot_file_is_reported_by_path(tmp_path):
     path.write_bytes(b"not a zip file")
     model = _compiled_model()
     _assert_fit_fails_before_training(
-        model, "pretrained.npz", RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path), epochs=4
+        model,
+        "pretrained.npz",
+        RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path),
+        epochs=4,
     )
 
 
@@ -184,8 +259,10 @@ def test_snapshot_of_another_architecture_is_reported(tmp_path):
     PretrainedSnapshot.capture(grey, tiny_partition(grey)).save(path)
     model = _compiled_model()
     _assert_fit_fails_before_training(
-        model, r"pretrained.npz.*b1_conv/kernel: \(3, 3, 1, 4\) != \(3, 3, 3, 4\)",
-        RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path), epochs=4,
+        model,
+        r"pretrained.npz.*b1_conv/kernel: \(3, 3, 1, 4\) != \(3, 3, 3, 4\)",
+        RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path),
+        epochs=4,
     )
 
 
@@ -195,8 +272,10 @@ def test_fresh_start_with_a_stale_snapshot_file_is_refused(tmp_path):
     PretrainedSnapshot.capture(other, tiny_partition(other)).save(path)
     model = _compiled_model()
     _assert_fit_fails_before_training(
-        model, "differs from the model's weights",
-        RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path), epochs=4,
+        model,
+        "differs from the model's weights",
+        RollbackRefine(tiny_partition(model), period_epochs=2, snapshot=path),
+        epochs=4,
     )
 
 
@@ -204,14 +283,40 @@ def test_resuming_mid_period_says_so(tmp_path, capsys):
     path = tmp_path / "pretrained.npz"
     x, y = tiny_data()
     model = _compiled_model()
-    model.fit(x, y, batch_size=8, epochs=2, verbose=0,
-              callbacks=[RollbackRefine(tiny_partition(model), period_epochs=2, periods=2, snapshot=path)])
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        verbose=0,
+        callbacks=[
+            RollbackRefine(tiny_partition(model), period_epochs=2, periods=2, snapshot=path)
+        ],
+    )
     capsys.readouterr()
-    model.fit(x, y, batch_size=8, initial_epoch=2, epochs=4, verbose=0,
-              callbacks=[RollbackRefine(tiny_partition(model), period_epochs=2, periods=2, snapshot=path)])
+    model.fit(
+        x,
+        y,
+        batch_size=8,
+        initial_epoch=2,
+        epochs=4,
+        verbose=0,
+        callbacks=[
+            RollbackRefine(tiny_partition(model), period_epochs=2, periods=2, snapshot=path)
+        ],
+    )
     assert "period 2: rolled back" in capsys.readouterr().out
     resumed = _compiled_model()
     resumed.set_weights(model.get_weights())
-    resumed.fit(x, y, batch_size=8, initial_epoch=3, epochs=4, verbose=0,
-                callbacks=[RollbackRefine(tiny_partition(resumed), period_epochs=2, periods=2, snapshot=path)])
+    resumed.fit(
+        x,
+        y,
+        batch_size=8,
+        initial_epoch=3,
+        epochs=4,
+        verbose=0,
+        callbacks=[
+            RollbackRefine(tiny_partition(resumed), period_epochs=2, periods=2, snapshot=path)
+        ],
+    )
     assert "resumed in period 2 with the pre-trained snapshot" in capsys.readouterr().out

@@ -6,10 +6,15 @@ import os
 import keras
 import numpy as np
 import pytest
+from testing_models import tiny_cnn
+from testing_models import tiny_data
+from testing_models import tiny_partition
+from testing_models import weights_by_path
 
-from keras_rollback import LayerwiseSGD, RefinePlan, RollbackRefine
+from keras_rollback import LayerwiseSGD
+from keras_rollback import RefinePlan
+from keras_rollback import RollbackRefine
 from keras_rollback.run_checkpoint import RunCheckpoint
-from testing_models import tiny_cnn, tiny_data, tiny_partition, weights_by_path
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -22,12 +27,17 @@ def _compiled_model(input_shape=(8, 8, 3)):
 
 def _fit(model, epochs, callbacks, **kwargs):
     x, y = tiny_data()
-    return model.fit(x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks, **kwargs)
+    return model.fit(
+        x, y, batch_size=8, epochs=epochs, shuffle=False, verbose=0, callbacks=callbacks, **kwargs
+    )
 
 
 def _optimizer_state(model):
     # Keyed by the name within the optimizer: each optimizer instance has its own path prefix.
-    return {v.path.split("/", 1)[1]: keras.ops.convert_to_numpy(v).copy() for v in model.optimizer.variables}
+    return {
+        v.path.split("/", 1)[1]: keras.ops.convert_to_numpy(v).copy()
+        for v in model.optimizer.variables
+    }
 
 
 class InterruptAt(keras.callbacks.Callback):
@@ -51,7 +61,10 @@ def test_saves_each_epoch_with_a_checksummed_manifest_and_keeps_the_newest(tmp_p
     model = _compiled_model()
     _fit(model, 3, [RunCheckpoint(tmp_path, keep=2)])
     assert sorted(os.listdir(tmp_path)) == [
-        "epoch-000002.json", "epoch-000002.weights.h5", "epoch-000003.json", "epoch-000003.weights.h5",
+        "epoch-000002.json",
+        "epoch-000002.weights.h5",
+        "epoch-000003.json",
+        "epoch-000003.weights.h5",
     ]
     manifest = json.loads((tmp_path / "epoch-000003.json").read_text())
     assert manifest["epoch"] == 3
@@ -65,13 +78,17 @@ def test_saves_each_epoch_with_a_checksummed_manifest_and_keeps_the_newest(tmp_p
     }
 
 
-def test_resumed_fit_restores_weights_and_optimizer_and_continues_at_the_next_epoch(tmp_path, capsys):
+def test_resumed_fit_restores_weights_and_optimizer_and_continues_at_the_next_epoch(
+    tmp_path, capsys
+):
     straight = _compiled_model()
     _fit(straight, 3, [])
 
     _interrupted_fit(_compiled_model(), tmp_path, epochs=3, at=1)
     resumed = tiny_cnn(seed=5)  # Other initial weights: everything must come from the checkpoint.
-    resumed.compile(optimizer=LayerwiseSGD(momentum=0.9, nesterov=True, weight_decay=5e-4), loss=LOSS)
+    resumed.compile(
+        optimizer=LayerwiseSGD(momentum=0.9, nesterov=True, weight_decay=5e-4), loss=LOSS
+    )
     history = _fit(resumed, 3, [RunCheckpoint(tmp_path)])
 
     assert len(history.history["loss"]) == 2
@@ -93,7 +110,9 @@ def test_resume_at_a_period_start_rolls_back_to_the_saved_snapshot(tmp_path):
     refine = RollbackRefine(tiny_partition(first), plan=plan, snapshot=snapshot, verbose=0)
     _interrupted_fit(first, tmp_path / "checkpoints", epochs=3, at=1, callbacks=[refine])
     resumed = _compiled_model()
-    resumed.set_weights([w * 0 + 3.0 for w in resumed.get_weights()])  # Not the pre-trained weights.
+    resumed.set_weights(
+        [w * 0 + 3.0 for w in resumed.get_weights()]
+    )  # Not the pre-trained weights.
     refine = RollbackRefine(tiny_partition(resumed), plan=plan, snapshot=snapshot, verbose=0)
     _fit(resumed, 3, [refine, RunCheckpoint(tmp_path / "checkpoints")])
 
@@ -177,7 +196,9 @@ def test_checkpoint_of_another_architecture_is_reported_by_path(tmp_path):
     _fit(_compiled_model(), 1, [RunCheckpoint(tmp_path)])
     grey = _compiled_model(input_shape=(8, 8, 1))
     x, y = tiny_data(input_shape=(8, 8, 1))
-    with pytest.raises(ValueError, match=r"epoch-000001\.weights\.h5' does not fit model 'tiny_cnn'"):
+    with pytest.raises(
+        ValueError, match=r"epoch-000001\.weights\.h5' does not fit model 'tiny_cnn'"
+    ):
         grey.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[RunCheckpoint(tmp_path)])
 
 
@@ -219,13 +240,34 @@ def test_resumed_run_draws_the_same_dropout_masks(tmp_path):
     x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
     y = np.zeros((16, 2), "float32")
     straight = model()
-    straight.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
-                 callbacks=[RunCheckpoint(tmp_path / "straight")])
+    straight.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        shuffle=False,
+        verbose=0,
+        callbacks=[RunCheckpoint(tmp_path / "straight")],
+    )
     first = model()
-    first.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
-              callbacks=[RunCheckpoint(tmp_path / "resumed")])
+    first.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[RunCheckpoint(tmp_path / "resumed")],
+    )
     resumed = model()  # A new process: fresh generator states, restored from the manifest.
-    resumed.fit(x, y, batch_size=8, epochs=4, shuffle=False, verbose=0,
-                callbacks=[RunCheckpoint(tmp_path / "resumed")])
+    resumed.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=4,
+        shuffle=False,
+        verbose=0,
+        callbacks=[RunCheckpoint(tmp_path / "resumed")],
+    )
     for a, b in zip(resumed.get_weights(), straight.get_weights()):
         np.testing.assert_allclose(a, b, atol=1e-6)

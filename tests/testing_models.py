@@ -48,7 +48,9 @@ def skip_cnn(num_classes=3, input_shape=(16, 16, 3), seed=0):
     inputs = keras.Input(input_shape)
     x = layers.Conv2D(4, 3, padding="same", name="stem_conv")(inputs)
     x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
-    y = layers.BatchNormalization(name="res_bn")(layers.Conv2D(4, 3, padding="same", name="res_conv")(x))
+    y = layers.BatchNormalization(name="res_bn")(
+        layers.Conv2D(4, 3, padding="same", name="res_conv")(x)
+    )
     x = layers.ReLU(name="res_relu")(layers.Add(name="res_add")([x, y]))
     shortcut = layers.Conv2D(8, 1, strides=2, name="down_proj")(x)
     y = layers.Conv2D(8, 3, strides=2, padding="same", name="down_conv")(x)
@@ -59,7 +61,9 @@ def skip_cnn(num_classes=3, input_shape=(16, 16, 3), seed=0):
     x = layers.ReLU(name="down_relu")(layers.Add(name="down_add")([shortcut, y]))
     x = layers.BatchNormalization(name="trim_bn")(layers.Conv2D(8, 3, name="trim_conv")(x))
     x = layers.MaxPooling2D(2, name="pool")(layers.ReLU(name="trim_relu")(x))
-    x = layers.BatchNormalization(name="top_bn")(layers.Conv2D(8, 3, padding="same", name="top_conv")(x))
+    x = layers.BatchNormalization(name="top_bn")(
+        layers.Conv2D(8, 3, padding="same", name="top_conv")(x)
+    )
     x = layers.GlobalAveragePooling2D(name="gap")(layers.ReLU(name="top_relu")(x))
     outputs = layers.Dense(num_classes, name="fc")(x)
     return keras.Model(inputs, outputs, name="skip_cnn")

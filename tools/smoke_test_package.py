@@ -17,7 +17,10 @@ import keras
 import numpy as np
 
 import keras_rollback
-from keras_rollback import BlockPartition, LayerwiseSGD, RefinePlan, RollbackRefine
+from keras_rollback import BlockPartition
+from keras_rollback import LayerwiseSGD
+from keras_rollback import RefinePlan
+from keras_rollback import RollbackRefine
 
 
 class _RecordPeriodStarts(keras.callbacks.Callback):

@@ -1,6 +1,6 @@
 """Table 3: the same 4 periods with ResNet-34 or ResNet-101.
 
-    --config=experiments/configs/table3.py:resnet101,market1501
+--config=experiments/configs/table3.py:resnet101,market1501
 """
 
 from experiments.configs import default

@@ -7,8 +7,12 @@ from keras_rollback.data import reid_dataset
 CUHK03_NP_PATTERN = r"(?P<pid>-?\d+)_c(?P<camid>\d)_\d+"
 CUHK03_NP_SUBSETS = ("labeled", "detected")
 CUHK03_NP_PUBLISHED = {
-    "labeled": reid_dataset.published_statistics([(7_368, 767, 2), (1_400, 700, 2), (5_328, 700, 2)]),
-    "detected": reid_dataset.published_statistics([(7_365, 767, 2), (1_400, 700, 2), (5_332, 700, 2)]),
+    "labeled": reid_dataset.published_statistics(
+        [(7_368, 767, 2), (1_400, 700, 2), (5_328, 700, 2)]
+    ),
+    "detected": reid_dataset.published_statistics(
+        [(7_365, 767, 2), (1_400, 700, 2), (5_332, 700, 2)]
+    ),
 }
 
 

@@ -117,7 +117,11 @@ def load_tfds_fine_grained(
         )
     pipeline.check_batch_size(batch_size)
     pipeline.check_seed(seed)
-    if not isinstance(shuffle_buffer_size, int) or isinstance(shuffle_buffer_size, bool) or shuffle_buffer_size <= 0:
+    if (
+        not isinstance(shuffle_buffer_size, int)
+        or isinstance(shuffle_buffer_size, bool)
+        or shuffle_buffer_size <= 0
+    ):
         raise ValueError(
             f"Expected a positive integer shuffle_buffer_size. Received: shuffle_buffer_size={shuffle_buffer_size!r}."
         )
@@ -130,7 +134,10 @@ def load_tfds_fine_grained(
         random_erasing_probability=random_erasing_probability,
     )
     test_transform = pipeline.ImageTransform(
-        image_size=image_size, preprocessing=preprocessing, interpolation=interpolation, random_flip=False
+        image_size=image_size,
+        preprocessing=preprocessing,
+        interpolation=interpolation,
+        random_flip=False,
     )
     train_split, test_split = TFDS_DATASETS[name]
     try:
@@ -144,7 +151,9 @@ def load_tfds_fine_grained(
             read_config=tfds.ReadConfig(shuffle_seed=seed),
             with_info=True,
         )
-        test = tfds.load(name, split=test_split, data_dir=data_dir, as_supervised=True, shuffle_files=False)
+        test = tfds.load(
+            name, split=test_split, data_dir=data_dir, as_supervised=True, shuffle_files=False
+        )
     except AssertionError as error:  # TFDS reports a missing dataset with an assert.
         raise FileNotFoundError(
             f"{name} is not prepared in data_dir={data_dir!r}; pass download=True or a data_dir "
@@ -152,7 +161,12 @@ def load_tfds_fine_grained(
         ) from error
     label = info.features["label"]
     train = train.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
-    batching = dict(batch_size=batch_size, seed=seed, drop_remainder=False, num_parallel_calls=num_parallel_calls)
+    batching = dict(
+        batch_size=batch_size,
+        seed=seed,
+        drop_remainder=False,
+        num_parallel_calls=num_parallel_calls,
+    )
     return FineGrainedDataset(
         name=name,
         train=pipeline.make_image_label_batches(train, train_transform, **batching),
@@ -201,8 +215,12 @@ def read_fgvc_aircraft(root, *, annotation="variant"):
         f"  {root}/data/images/<id>.jpg\n  {root}/{classes_file}  (one class name a line)\n"
         + "".join(f"  {root}/{name}  ('<id> <class name>' lines)\n" for name in split_files)
     )
-    root = reid_dataset.check_dataset_root(root, ["data/images", classes_file, *split_files], layout)
-    class_names = tuple(line.strip() for line in (root / classes_file).read_text().splitlines() if line.strip())
+    root = reid_dataset.check_dataset_root(
+        root, ["data/images", classes_file, *split_files], layout
+    )
+    class_names = tuple(
+        line.strip() for line in (root / classes_file).read_text().splitlines() if line.strip()
+    )
     label_of = {name: index for index, name in enumerate(class_names)}
     splits = []
     for split_file in split_files:
@@ -216,9 +234,13 @@ def read_fgvc_aircraft(root, *, annotation="variant"):
                     f"Line {line_number} of {str(root / split_file)!r} names the class {class_name!r}, "
                     f"which is not in {str(root / classes_file)!r}."
                 )
-            records.append(ImageRecord(str(root / "data" / "images" / f"{image_id}.jpg"), label_of[class_name]))
+            records.append(
+                ImageRecord(str(root / "data" / "images" / f"{image_id}.jpg"), label_of[class_name])
+            )
         if not records:
-            raise reid_dataset.DatasetLayoutError(f"Empty split: {str(root / split_file)!r} lists no image.")
+            raise reid_dataset.DatasetLayoutError(
+                f"Empty split: {str(root / split_file)!r} lists no image."
+            )
         splits.append(records)
     return splits[0], splits[1], class_names
 
@@ -273,7 +295,9 @@ def load_fgvc_aircraft(
         A `FineGrainedDataset`.
     """
     if not isinstance(remove_banner, bool):
-        raise ValueError(f"Expected a bool remove_banner. Received: remove_banner={remove_banner!r}.")
+        raise ValueError(
+            f"Expected a bool remove_banner. Received: remove_banner={remove_banner!r}."
+        )
     train_records, test_records, class_names = read_fgvc_aircraft(root, annotation=annotation)
 
     def decode(path):

@@ -74,7 +74,9 @@ def find_bad_images(paths, *, check="header"):
         A list of `BadImage(path, reason)` in the order of `paths`.
     """
     if check not in IMAGE_CHECKS:
-        raise ValueError(f"Unknown image check. Received: check={check!r}. Expected one of {IMAGE_CHECKS}.")
+        raise ValueError(
+            f"Unknown image check. Received: check={check!r}. Expected one of {IMAGE_CHECKS}."
+        )
     paths = [str(path) for path in paths]
     if check == "none":
         return []
@@ -137,6 +139,8 @@ def drop_bad_images(records, *, check="header", on_bad_image="raise"):
             f"{len(bad)} of {len(records)} image file(s) cannot be read:\n{listing}\n"
             "Fix or remove them, or pass on_bad_image='skip' to drop them."
         )
-    logger.warning("Skipping %d of %d unreadable image file(s):\n%s", len(bad), len(records), listing)
+    logger.warning(
+        "Skipping %d of %d unreadable image file(s):\n%s", len(bad), len(records), listing
+    )
     bad_paths = {item.path for item in bad}
     return [record for record in records if str(record[0]) not in bad_paths]

@@ -40,7 +40,9 @@ def read_list_file(list_path, image_dir):
             path = image_dir / fields[0]
             if not path.is_file():
                 missing.append(str(path))
-            records.append(reid_dataset.ReIDRecord(str(path), int(fields[1]), int(camera.group("camid")) - 1))
+            records.append(
+                reid_dataset.ReIDRecord(str(path), int(fields[1]), int(camera.group("camid")) - 1)
+            )
     if missing:
         raise ValueError(
             f"{len(missing)} image(s) listed in {str(list_path)!r} do not exist, e.g. {missing[:3]}."
@@ -85,8 +87,14 @@ def read_msmt17(root, *, include_val=True):
     if include_val:
         list_files.append("list_val.txt")
     root = pathlib.Path(root)
-    image_dirs = MSMT17_V2_IMAGE_DIRS if (root / MSMT17_V2_IMAGE_DIRS["train"]).is_dir() else MSMT17_IMAGE_DIRS
-    root = reid_dataset.check_dataset_root(root, list_files + list(image_dirs.values()), MSMT17_LAYOUT)
+    image_dirs = (
+        MSMT17_V2_IMAGE_DIRS
+        if (root / MSMT17_V2_IMAGE_DIRS["train"]).is_dir()
+        else MSMT17_IMAGE_DIRS
+    )
+    root = reid_dataset.check_dataset_root(
+        root, list_files + list(image_dirs.values()), MSMT17_LAYOUT
+    )
     train_dir = root / image_dirs["train"]
     test_dir = root / image_dirs["test"]
     train = read_list_file(root / "list_train.txt", train_dir)

@@ -104,14 +104,20 @@ class ImageTransform:
                 f"Expected one of {INTERPOLATIONS}."
             )
         if not isinstance(self.random_flip, bool):
-            raise ValueError(f"Expected a bool random_flip. Received: random_flip={self.random_flip!r}.")
+            raise ValueError(
+                f"Expected a bool random_flip. Received: random_flip={self.random_flip!r}."
+            )
         padding = self.random_crop_padding
         if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
             raise ValueError(
                 f"Expected a non-negative integer random_crop_padding. Received: random_crop_padding={padding!r}."
             )
         probability = self.random_erasing_probability
-        if not isinstance(probability, (int, float)) or isinstance(probability, bool) or not 0 <= probability <= 1:
+        if (
+            not isinstance(probability, (int, float))
+            or isinstance(probability, bool)
+            or not 0 <= probability <= 1
+        ):
             raise ValueError(
                 "Expected random_erasing_probability in [0, 1]. "
                 f"Received: random_erasing_probability={probability!r}."
@@ -129,7 +135,9 @@ class ImageTransform:
 
     def train_transform(self, image, seed):
         """Augments and normalises one resized image; `seed` is an int64 `[2]` tensor."""
-        flip_seed, crop_seed, erase_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        flip_seed, crop_seed, erase_seed = tf.unstack(
+            tf.random.experimental.stateless_split(seed, 3)
+        )
         if self.random_flip:
             image = tf.image.stateless_random_flip_left_right(image, flip_seed)
         if self.random_crop_padding:
@@ -145,7 +153,11 @@ class ImageTransform:
         """Sets a random rectangle of a normalised image to 0 with the erasing probability."""
         height, width = self.image_size
         apply, area_u, aspect_u, top_u, left_u = tf.unstack(tf.random.stateless_uniform([5], seed))
-        area = height * width * (RANDOM_ERASING_AREA[0] + area_u * (RANDOM_ERASING_AREA[1] - RANDOM_ERASING_AREA[0]))
+        area = (
+            height
+            * width
+            * (RANDOM_ERASING_AREA[0] + area_u * (RANDOM_ERASING_AREA[1] - RANDOM_ERASING_AREA[0]))
+        )
         log_low, log_high = math.log(RANDOM_ERASING_ASPECT[0]), math.log(RANDOM_ERASING_ASPECT[1])
         aspect = tf.exp(log_low + aspect_u * (log_high - log_low))
         box_h = tf.minimum(tf.round(tf.sqrt(area * aspect)), height)
@@ -171,7 +183,9 @@ def read_image(path):
 def check_batch_size(batch_size):
     """Raises `ValueError` echoing `batch_size` unless it is a positive int."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-        raise ValueError(f"Expected a positive integer batch_size. Received: batch_size={batch_size!r}.")
+        raise ValueError(
+            f"Expected a positive integer batch_size. Received: batch_size={batch_size!r}."
+        )
 
 
 def check_seed(seed):
@@ -202,7 +216,15 @@ def check_records(records, name):
 
 
 def make_image_label_batches(
-    dataset, transform, *, batch_size, seed, drop_remainder, num_parallel_calls, decode=None, randoms=None
+    dataset,
+    transform,
+    *,
+    batch_size,
+    seed,
+    drop_remainder,
+    num_parallel_calls,
+    decode=None,
+    randoms=None,
 ):
     """Turns a dataset of `(image or path, label)` pairs into `(images, labels)` batches.
 
@@ -262,7 +284,10 @@ def make_file_label_batches(
     `decode` (a path to a uint8 image) lets a dataset adapt the decoding, e.g. to crop.
     """
     if start_epoch is not None and (
-        isinstance(start_epoch, bool) or not isinstance(start_epoch, int) or start_epoch < 0 or seed is None
+        isinstance(start_epoch, bool)
+        or not isinstance(start_epoch, int)
+        or start_epoch < 0
+        or seed is None
     ):
         raise ValueError(
             "`start_epoch` must be an integer >= 0 and needs an integer `seed`. "
@@ -283,8 +308,16 @@ def make_file_label_batches(
     labels = tf.constant([record[1] for record in records], tf.int32)
     if start_epoch is not None:
         return _epoch_keyed_batches(
-            paths, labels, start_epoch, transform, batch_size=batch_size, shuffle=shuffle, seed=seed,
-            drop_remainder=drop_remainder, num_parallel_calls=num_parallel_calls, decode=decode,
+            paths,
+            labels,
+            start_epoch,
+            transform,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_remainder=drop_remainder,
+            num_parallel_calls=num_parallel_calls,
+            decode=decode,
         )
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     if shuffle:
@@ -308,10 +341,18 @@ def _epoch_keyed_batches(paths, labels, start_epoch, transform, *, shuffle, seed
 
     def one_epoch(epoch):
         order_seed, augment_seed = tf.unstack(
-            tf.random.experimental.stateless_split(tf.stack([tf.constant(seed, tf.int64), epoch]), 2)
+            tf.random.experimental.stateless_split(
+                tf.stack([tf.constant(seed, tf.int64), epoch]), 2
+            )
         )
-        order = tf.argsort(tf.random.stateless_uniform([size], order_seed)) if shuffle else tf.range(size)
-        randoms = tf.random.stateless_uniform([size], augment_seed, minval=None, maxval=None, dtype=tf.int64)
+        order = (
+            tf.argsort(tf.random.stateless_uniform([size], order_seed))
+            if shuffle
+            else tf.range(size)
+        )
+        randoms = tf.random.stateless_uniform(
+            [size], augment_seed, minval=None, maxval=None, dtype=tf.int64
+        )
         return make_image_label_batches(
             tf.data.Dataset.from_tensor_slices((tf.gather(paths, order), tf.gather(labels, order))),
             transform,
@@ -465,7 +506,9 @@ def make_eval_dataset(
         BadImageError: if a file is unreadable and `on_bad_image="raise"`.
         ValueError: if an argument is invalid or `records` is empty.
     """
-    transform = ImageTransform(image_size=image_size, preprocessing=preprocessing, interpolation=interpolation)
+    transform = ImageTransform(
+        image_size=image_size, preprocessing=preprocessing, interpolation=interpolation
+    )
     check_batch_size(batch_size)
     check_num_parallel_calls(num_parallel_calls)
     records = check_records(records, "records")

@@ -41,5 +41,7 @@ def read_reid_dataset(name, root, **kwargs):
         ValueError: if `name` is unknown.
     """
     if name not in READERS:
-        raise ValueError(f"Unknown ReID dataset. Received: name={name!r}. Expected one of {tuple(READERS)}.")
+        raise ValueError(
+            f"Unknown ReID dataset. Received: name={name!r}. Expected one of {tuple(READERS)}."
+        )
     return READERS[name](root, **kwargs)

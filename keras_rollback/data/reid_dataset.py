@@ -18,14 +18,19 @@ import logging
 import os
 import pathlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SPLITS = ("train", "query", "gallery")
-MARKET_SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+MARKET_SPLIT_DIRS = {
+    "train": "bounding_box_train",
+    "query": "query",
+    "gallery": "bounding_box_test",
+}
 
 
 class ReIDRecord(NamedTuple):
@@ -318,7 +323,9 @@ def read_reid_folders(
         raise ValueError(
             f"Expected an integer first_camera_index. Received: first_camera_index={first_camera_index!r}."
         )
-    layout = "\n".join(f"  {root}/{split_dirs[s]}/  ({s} images named like {pattern!r})" for s in SPLITS)
+    layout = "\n".join(
+        f"  {root}/{split_dirs[s]}/  ({s} images named like {pattern!r})" for s in SPLITS
+    )
     root = check_dataset_root(root, [split_dirs[s] for s in SPLITS], layout)
     splits = {
         split_name: drop_pids(

@@ -23,13 +23,23 @@ import tensorflow as tf
 # Clothing colours, RGB. Few enough that many identities share a colour.
 CLOTHING_PALETTE = np.array(
     [
-        (20, 20, 24), (235, 235, 230), (128, 128, 132), (160, 30, 35), (35, 60, 150),
-        (40, 110, 60), (220, 190, 60), (120, 80, 50), (200, 110, 160), (90, 170, 200),
+        (20, 20, 24),
+        (235, 235, 230),
+        (128, 128, 132),
+        (160, 30, 35),
+        (35, 60, 150),
+        (40, 110, 60),
+        (220, 190, 60),
+        (120, 80, 50),
+        (200, 110, 160),
+        (90, 170, 200),
     ],
     dtype=np.float32,
 )
 SKIN_TONES = np.array([(240, 200, 170), (200, 150, 110), (130, 90, 60)], dtype=np.float32)
-HAIR_COLOURS = np.array([(25, 20, 15), (90, 60, 30), (180, 150, 90), (150, 150, 150)], dtype=np.float32)
+HAIR_COLOURS = np.array(
+    [(25, 20, 15), (90, 60, 30), (180, 150, 90), (150, 150, 150)], dtype=np.float32
+)
 TEXTURES = ("plain", "horizontal_stripes", "vertical_stripes", "checks")
 ACCESSORIES = ("none", "backpack", "bag", "hat")
 MIN_IMAGE_SIZE = (32, 16)
@@ -68,12 +78,17 @@ def draw_camera(rng, image_size):
     height, width = image_size
     wall_top, wall_bottom, floor = rng.uniform(40, 220, size=(3, 3)).astype(np.float32)
     rows = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
-    scene = np.broadcast_to(wall_top + (wall_bottom - wall_top) * rows, (height, 2 * width, 3)).copy()
+    scene = np.broadcast_to(
+        wall_top + (wall_bottom - wall_top) * rows, (height, 2 * width, 3)
+    ).copy()
     horizon = int(height * rng.uniform(0.6, 0.8))
     scene[horizon:] = floor
     for _ in range(rng.integers(3, 7)):  # Pillars, windows, signs.
         y0, x0 = rng.integers(0, horizon), rng.integers(0, 2 * width)
-        y1, x1 = y0 + rng.integers(height // 8, height // 2), x0 + rng.integers(width // 8, width // 2)
+        y1, x1 = (
+            y0 + rng.integers(height // 8, height // 2),
+            x0 + rng.integers(width // 8, width // 2),
+        )
         scene[y0:y1, x0:x1] = rng.uniform(20, 240, size=3)
     return {
         "scene": scene,
@@ -113,8 +128,14 @@ def paint_person(canvas, person, rng, *, fragment=False):
         paint_box(canvas, y(0.16), y(0.30), arm_x - arm_w / 2, arm_x + arm_w / 2, person["upper"])
         paint_box(canvas, y(0.30), y(0.50), arm_x - arm_w / 2, arm_x + arm_w / 2, sleeve)
     if person["accessory"] == "backpack":
-        paint_box(canvas, y(0.17), y(0.46), centre - facing * half_w * 1.5, centre - facing * half_w * 0.2,
-                  person["accessory_colour"])
+        paint_box(
+            canvas,
+            y(0.17),
+            y(0.46),
+            centre - facing * half_w * 1.5,
+            centre - facing * half_w * 0.2,
+            person["accessory_colour"],
+        )
     paint_box(canvas, y(0.15), y(0.52), centre - half_w, centre + half_w, person["upper"])
     torso_rows = slice(max(0, int(y(0.15))), max(0, min(height, int(y(0.52)))))
     torso_cols = slice(max(0, int(centre - half_w)), max(0, min(width, int(centre + half_w))))
@@ -122,7 +143,9 @@ def paint_person(canvas, person, rng, *, fragment=False):
         period = max(2.0, person["stripe_period"] * body_h)
         rows = (np.arange(torso_rows.start, torso_rows.stop)[:, None] // period) % 2
         cols = (np.arange(torso_cols.start, torso_cols.stop)[None, :] // period) % 2
-        stripes = {"horizontal_stripes": rows, "vertical_stripes": cols, "checks": rows + cols}[person["texture"]]
+        stripes = {"horizontal_stripes": rows, "vertical_stripes": cols, "checks": rows + cols}[
+            person["texture"]
+        ]
         region = canvas[torso_rows, torso_cols]
         region[np.broadcast_to(stripes % 2 == 1, region.shape[:2])] = person["pattern"]
     if fragment:  # Junk: a cut-off upper body.
@@ -133,12 +156,26 @@ def paint_person(canvas, person, rng, *, fragment=False):
         leg_x = centre + side * (half_w * 0.5 + spread * side)
         paint_box(canvas, y(0.50), y(0.93), leg_x - leg_w / 2, leg_x + leg_w / 2, person["lower"])
         if person["shorts"]:
-            paint_box(canvas, y(0.68), y(0.93), leg_x - leg_w / 2, leg_x + leg_w / 2, person["skin"])
-        paint_box(canvas, y(0.93), y(1.0), leg_x - leg_w / 2, leg_x + leg_w / 2 + facing * leg_w * 0.3,
-                  person["shoes"])
+            paint_box(
+                canvas, y(0.68), y(0.93), leg_x - leg_w / 2, leg_x + leg_w / 2, person["skin"]
+            )
+        paint_box(
+            canvas,
+            y(0.93),
+            y(1.0),
+            leg_x - leg_w / 2,
+            leg_x + leg_w / 2 + facing * leg_w * 0.3,
+            person["shoes"],
+        )
     if person["accessory"] == "bag":
-        paint_box(canvas, y(0.44), y(0.60), centre + facing * half_w, centre + facing * half_w * 1.8,
-                  person["accessory_colour"])
+        paint_box(
+            canvas,
+            y(0.44),
+            y(0.60),
+            centre + facing * half_w,
+            centre + facing * half_w * 1.8,
+            person["accessory_colour"],
+        )
     head_y, head_ry, head_rx = y(0.075), body_h * 0.07, half_w * 0.6
     rows, cols = np.ogrid[:height, :width]
     head = ((rows - head_y) / head_ry) ** 2 + ((cols - centre) / head_rx) ** 2 <= 1.0
@@ -146,11 +183,23 @@ def paint_person(canvas, person, rng, *, fragment=False):
     hair_bottom = y(0.16) if person["long_hair"] else head_y - head_ry * 0.2
     canvas[head & (rows < hair_bottom)] = person["hair"]
     if person["long_hair"]:
-        paint_box(canvas, head_y, y(0.2), centre - facing * head_rx * 1.1, centre - facing * head_rx * 0.2,
-                  person["hair"])
+        paint_box(
+            canvas,
+            head_y,
+            y(0.2),
+            centre - facing * head_rx * 1.1,
+            centre - facing * head_rx * 0.2,
+            person["hair"],
+        )
     if person["accessory"] == "hat":
-        paint_box(canvas, head_y - head_ry * 1.15, head_y - head_ry * 0.4, centre - head_rx * 1.4,
-                  centre + head_rx * 1.4, person["accessory_colour"])
+        paint_box(
+            canvas,
+            head_y - head_ry * 1.15,
+            head_y - head_ry * 0.4,
+            centre - head_rx * 1.4,
+            centre + head_rx * 1.4,
+            person["accessory_colour"],
+        )
 
 
 def box_blur(image, radius):
@@ -160,15 +209,15 @@ def box_blur(image, radius):
     padded = np.pad(image, ((radius, radius), (radius, radius), (0, 0)), mode="edge")
     size = 2 * radius + 1
     height, width = image.shape[:2]
-    rows = sum(padded[dy:dy + height] for dy in range(size)) / size
-    return sum(rows[:, dx:dx + width] for dx in range(size)) / size
+    rows = sum(padded[dy : dy + height] for dy in range(size)) / size
+    return sum(rows[:, dx : dx + width] for dx in range(size)) / size
 
 
 def render(camera, person, rng, image_size, *, fragment=False):
     """Renders one uint8 image of `person` (or background only if `None`) under `camera`."""
     _, width = image_size
     shift = rng.integers(0, width)
-    canvas = camera["scene"][:, shift:shift + width].copy()
+    canvas = camera["scene"][:, shift : shift + width].copy()
     if person is not None:
         paint_person(canvas, person, rng, fragment=fragment)
     canvas = box_blur(canvas, camera["blur"])
@@ -245,7 +294,9 @@ def write_synthetic_market1501(
     check_positive_int("num_test_identities", num_test_identities)
     check_positive_int("num_cameras", num_cameras, minimum=2)
     if num_cameras > MAX_CAMERAS:
-        raise ValueError(f"Expected num_cameras <= {MAX_CAMERAS}. Received: num_cameras={num_cameras}.")
+        raise ValueError(
+            f"Expected num_cameras <= {MAX_CAMERAS}. Received: num_cameras={num_cameras}."
+        )
     check_positive_int("cameras_per_identity", cameras_per_identity, minimum=2)
     if cameras_per_identity > num_cameras:
         raise ValueError(

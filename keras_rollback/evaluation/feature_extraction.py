@@ -81,12 +81,19 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
         pids.append(_to_numpy(batch["pid"]).astype(np.int64).reshape(-1))
         camids.append(_to_numpy(batch["camid"]).astype(np.int64).reshape(-1))
         paths.append(
-            np.array([p.decode() if isinstance(p, bytes) else str(p) for p in _to_numpy(batch["path"]).ravel()])
+            np.array(
+                [
+                    p.decode() if isinstance(p, bytes) else str(p)
+                    for p in _to_numpy(batch["path"]).ravel()
+                ]
+            )
         )
         if progbar is not None:
             progbar.update(step + 1)
     if not features:
-        raise ValueError("`dataset` yielded no batch; there are no images to extract features from.")
+        raise ValueError(
+            "`dataset` yielded no batch; there are no images to extract features from."
+        )
     return {
         "features": np.concatenate(features),
         "pid": np.concatenate(pids),

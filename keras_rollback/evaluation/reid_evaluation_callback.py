@@ -4,8 +4,8 @@ import keras
 from absl import logging
 
 from keras_rollback.evaluation.feature_extraction import extract_features
-from keras_rollback.metrics import ranking
 from keras_rollback.metrics import distance
+from keras_rollback.metrics import ranking
 
 
 class ReIDEvaluationCallback(keras.callbacks.Callback):
@@ -63,17 +63,25 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
         verbose=0,
     ):
         super().__init__()
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+        if (
+            isinstance(every_n_epochs, bool)
+            or not isinstance(every_n_epochs, int)
+            or every_n_epochs < 1
+        ):
             raise ValueError(
                 f"Received: every_n_epochs={every_n_epochs!r}. Expected a positive integer."
             )
         ranks = tuple(ranks)
         if not ranks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ranks):
-            raise ValueError(f"Received: ranks={ranks!r}. Expected a non-empty tuple of positive integers.")
+            raise ValueError(
+                f"Received: ranks={ranks!r}. Expected a non-empty tuple of positive integers."
+            )
         if metric not in distance.METRICS:
             raise ValueError(f"Received: metric={metric!r}. Expected one of {distance.METRICS}.")
         if ap_method not in ranking.AP_METHODS:
-            raise ValueError(f"Received: ap_method={ap_method!r}. Expected one of {ranking.AP_METHODS}.")
+            raise ValueError(
+                f"Received: ap_method={ap_method!r}. Expected one of {ranking.AP_METHODS}."
+            )
         if not isinstance(rerank, bool):
             raise ValueError(f"Received: rerank={rerank!r}. Expected True or False.")
         if verbose not in (0, 1):

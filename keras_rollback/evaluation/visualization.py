@@ -119,9 +119,17 @@ def plot_ranked_list(
     gallery_pids = _validation.check_ids(gallery_pids, "gallery_pids")
     query_camids = _validation.check_ids(query_camids, "query_camids")
     gallery_camids = _validation.check_ids(gallery_camids, "gallery_camids")
-    for values, name in ((query_paths, "query_paths"), (query_pids, "query_pids"), (query_camids, "query_camids")):
+    for values, name in (
+        (query_paths, "query_paths"),
+        (query_pids, "query_pids"),
+        (query_camids, "query_camids"),
+    ):
         _validation.check_same_length(num_queries, values, name, "queries")
-    for values, name in ((gallery_paths, "gallery_paths"), (gallery_pids, "gallery_pids"), (gallery_camids, "gallery_camids")):
+    for values, name in (
+        (gallery_paths, "gallery_paths"),
+        (gallery_pids, "gallery_pids"),
+        (gallery_camids, "gallery_camids"),
+    ):
         _validation.check_same_length(num_gallery, values, name, "gallery items")
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"Received: top_k={top_k!r}. Expected a positive integer.")

@@ -35,16 +35,16 @@ def check_floating_matrix(values, name):
         raise ValueError(f"`{name}` must be 2-D. Received: {name}.shape={shape}.")
     dtype = str(getattr(values, "dtype", np.asarray(values).dtype))
     if "float" not in dtype:
-        raise ValueError(
-            f"`{name}` must have a floating dtype. Received: {name}.dtype={dtype}."
-        )
+        raise ValueError(f"`{name}` must have a floating dtype. Received: {name}.dtype={dtype}.")
     return shape
 
 
 def check_chunk_size(chunk_size):
     """Raises unless `chunk_size` is None or a positive integer."""
     if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
+        isinstance(chunk_size, bool)
+        or not isinstance(chunk_size, (int, np.integer))
+        or chunk_size < 1
     ):
         raise ValueError(
             f"Received: chunk_size={chunk_size!r}. Expected None (automatic) or a positive integer."

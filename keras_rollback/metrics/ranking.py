@@ -12,8 +12,8 @@ and the result is exact, ties included.
 
 import warnings
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 from keras_rollback.metrics import _validation
@@ -132,7 +132,13 @@ def _prepared_chunk(distances, protocol, start, stop, chunk_size):
     else:
         # mode="clip" skips the bounds check and the temporary buffer of the default mode;
         # the indices come from np.flatnonzero, so they are in range.
-        np.take(chunk, protocol.kept_columns, axis=1, out=padded[:rows, : protocol.num_kept], mode="clip")
+        np.take(
+            chunk,
+            protocol.kept_columns,
+            axis=1,
+            out=padded[:rows, : protocol.num_kept],
+            mode="clip",
+        )
     return ops.convert_to_tensor(padded)
 
 
@@ -252,7 +258,9 @@ def _per_query_scores(positions, goods_ahead, is_good, ap_method):
     else:
         terms = precision
     with np.errstate(invalid="ignore", divide="ignore"):
-        average_precision = np.where(valid, np.where(is_good, terms, 0.0).sum(axis=1) / num_good, np.nan)
+        average_precision = np.where(
+            valid, np.where(is_good, terms, 0.0).sum(axis=1) / num_good, np.nan
+        )
         last = np.where(is_good, positions, -1).max(axis=1)
         inverse_negative_penalty = np.where(valid, num_good / (last + 1.0), np.nan)
     first = np.where(is_good, positions, np.iinfo(np.int64).max).min(axis=1)
@@ -434,7 +442,9 @@ def ranking_scores(
     _check_options(max_rank, ap_method, chunk_size)
     distances = _validation.as_matrix(distances)
     num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
-    ids = _check_ids(num_queries, num_gallery, query_pids, gallery_pids, query_camids, gallery_camids)
+    ids = _check_ids(
+        num_queries, num_gallery, query_pids, gallery_pids, query_camids, gallery_camids
+    )
     protocol = _Protocol(*ids)
     chunk_size = _chunk_size(chunk_size, num_queries, protocol.num_kept)
     chunks = _matrix_chunks(distances, protocol, chunk_size)
@@ -528,7 +538,10 @@ def ranking_scores_from_features(
         chunk_size = _chunk_size(chunk_size, query_shape[0], protocol.num_kept)
         scores = _evaluate(
             _matrix_chunks(distances, protocol, chunk_size),
-            protocol, query_shape[0], max_rank, ap_method,
+            protocol,
+            query_shape[0],
+            max_rank,
+            ap_method,
         )
         _warn_skipped(scores, protocol.query_pids, stacklevel=2)
         return scores
@@ -615,7 +628,11 @@ def single_gallery_shot_cmc(
        Re-identification." CVPR 2014.
     """
     _check_options(max_rank, "trapezoidal", chunk_size)
-    if isinstance(num_repeats, bool) or not isinstance(num_repeats, (int, np.integer)) or num_repeats < 1:
+    if (
+        isinstance(num_repeats, bool)
+        or not isinstance(num_repeats, (int, np.integer))
+        or num_repeats < 1
+    ):
         raise ValueError(f"Received: num_repeats={num_repeats!r}. Expected a positive integer.")
     distances = _validation.as_matrix(distances)
     num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
@@ -646,7 +663,8 @@ def single_gallery_shot_cmc(
         for repeat_keys, representative in zip(keys, representatives, strict=True):
             # The query's own identity: its valid (other-camera) item with the largest key.
             own = slots[
-                np.arange(len(slots)), np.argmax(np.where(is_good, repeat_keys[slots], -1.0), axis=1)
+                np.arange(len(slots)),
+                np.argmax(np.where(is_good, repeat_keys[slots], -1.0), axis=1),
             ]
             columns = ops.convert_to_tensor(representative.astype(np.int32))
             represented = ops.convert_to_numpy(ops.take(chunk, columns, axis=1))[: stop - start]

@@ -35,9 +35,7 @@ def _check_rerank_options(k1, k2, lambda_value):
         or not isinstance(lambda_value, (int, float, np.integer, np.floating))
         or not 0.0 <= lambda_value <= 1.0
     ):
-        raise ValueError(
-            f"Received: lambda_value={lambda_value!r}. Expected a number in [0, 1]."
-        )
+        raise ValueError(f"Received: lambda_value={lambda_value!r}. Expected a number in [0, 1].")
 
 
 def _all_features(query_features, gallery_features):
@@ -154,9 +152,7 @@ def _member_distances(features, members, metric):
     for start in range(0, num_images, rows_per_chunk):
         stop = min(start + rows_per_chunk, num_images)
         columns = ops.convert_to_tensor(members[start:stop].astype(np.int32))
-        dots = ops.einsum(
-            "rd,rwd->rw", features[start:stop], ops.take(features, columns, axis=0)
-        )
+        dots = ops.einsum("rd,rwd->rw", features[start:stop], ops.take(features, columns, axis=0))
         if metric == "cosine":
             chunk = 1.0 - dots
         else:
@@ -371,9 +367,7 @@ def k_reciprocal_rerank(
     gathered = _member_distances(features, np.minimum(members, num_images - 1), metric)
     kernel = np.where(present, np.exp(-gathered / scale[:, None]), 0.0)
     values = kernel / np.maximum(kernel.sum(axis=1, keepdims=True), np.finfo(float).tiny)
-    weights = _SparseRows(
-        np.nonzero(present)[0], members[present], values[present], num_images
-    )
+    weights = _SparseRows(np.nonzero(present)[0], members[present], values[present], num_images)
     k2 = min(k2, num_images)
     if k2 > 1:
         weights = _query_expansion(weights, neighbors, k2)

@@ -1,20 +1,17 @@
 """Backbones, the paper's ReID / fine-grained classification model, and torchvision weights."""
 
-from keras_rollback.models.backbones import (
-    ARCHITECTURES,
-    backbone_preprocessing,
-    build_backbone,
-    keras_hub_resnet,
-    resolve_source,
-)
+from keras_rollback.models.backbones import ARCHITECTURES
+from keras_rollback.models.backbones import backbone_preprocessing
+from keras_rollback.models.backbones import build_backbone
+from keras_rollback.models.backbones import keras_hub_resnet
+from keras_rollback.models.backbones import resolve_source
 from keras_rollback.models.convert_torchvision import convert_torchvision_checkpoint
 from keras_rollback.models.keras_weights import load_weights_strict
-from keras_rollback.models.reid_model import build_feature_model, build_reid_model
-from keras_rollback.models.torchvision_weights import (
-    load_torchvision_weights,
-    read_state_dict,
-    torchvision_name_map,
-)
+from keras_rollback.models.reid_model import build_feature_model
+from keras_rollback.models.reid_model import build_reid_model
+from keras_rollback.models.torchvision_weights import load_torchvision_weights
+from keras_rollback.models.torchvision_weights import read_state_dict
+from keras_rollback.models.torchvision_weights import torchvision_name_map
 
 __all__ = [
     "ARCHITECTURES",

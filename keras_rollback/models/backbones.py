@@ -5,7 +5,8 @@ import os
 import keras
 
 from keras_rollback.models.keras_weights import load_weights_strict
-from keras_rollback.models.torchvision_weights import TORCH_CHECKPOINT_SUFFIXES, load_torchvision_weights
+from keras_rollback.models.torchvision_weights import TORCH_CHECKPOINT_SUFFIXES
+from keras_rollback.models.torchvision_weights import load_torchvision_weights
 
 # torchvision's ResNet v1.5 configurations: block type and blocks per stage.
 RESNET_CONFIGS = {
@@ -25,8 +26,12 @@ _KERAS_APPLICATIONS = {
     "resnet152": ("ResNet152", "caffe"),
     "inception_v3": ("InceptionV3", "tf"),
 }
-_KERAS_HUB_PRESETS = {"resnet18": "resnet_18_imagenet", "resnet50": "resnet_50_imagenet",
-                      "resnet101": "resnet_101_imagenet", "resnet152": "resnet_152_imagenet"}
+_KERAS_HUB_PRESETS = {
+    "resnet18": "resnet_18_imagenet",
+    "resnet50": "resnet_50_imagenet",
+    "resnet101": "resnet_101_imagenet",
+    "resnet152": "resnet_152_imagenet",
+}
 
 
 def resolve_source(arch, source=None):
@@ -51,11 +56,15 @@ def resolve_source(arch, source=None):
         The source name.
     """
     if arch not in ARCHITECTURES:
-        raise ValueError(f"Unknown backbone. Received: arch={arch!r}. Expected one of {list(ARCHITECTURES)}.")
+        raise ValueError(
+            f"Unknown backbone. Received: arch={arch!r}. Expected one of {list(ARCHITECTURES)}."
+        )
     if source is None:
         return "keras_applications" if arch == "inception_v3" else "keras_hub"
     if source not in SOURCES:
-        raise ValueError(f"Unknown backbone source. Received: source={source!r}. Expected one of {list(SOURCES)}.")
+        raise ValueError(
+            f"Unknown backbone source. Received: source={source!r}. Expected one of {list(SOURCES)}."
+        )
     if source == "keras_hub" and arch not in RESNET_CONFIGS:
         raise ValueError(
             f"keras-hub has no {arch}. Received: arch={arch!r}, source={source!r}; use source='keras_applications'."
@@ -88,7 +97,13 @@ def backbone_preprocessing(arch, source=None):
 
 
 def build_backbone(
-    arch="resnet50", *, weights=None, source=None, input_shape=(None, None, 3), last_stride=2, name=None
+    arch="resnet50",
+    *,
+    weights=None,
+    source=None,
+    input_shape=(None, None, 3),
+    last_stride=2,
+    name=None,
 ):
     """Builds a convolutional backbone (no pooling, no classifier) and loads its weights.
 
@@ -142,7 +157,9 @@ def build_backbone(
             f"source={source!r}, last_stride={last_stride}"
         )
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
-        raise ValueError(f"`input_shape` must be a tuple of 3 dimensions. Received: input_shape={input_shape!r}")
+        raise ValueError(
+            f"`input_shape` must be a tuple of 3 dimensions. Received: input_shape={input_shape!r}"
+        )
     input_shape = tuple(input_shape)
     name = name or f"{arch}_backbone"
     weight_file = _weight_file(weights, arch, source)
@@ -166,7 +183,15 @@ def build_backbone(
     return model
 
 
-def keras_hub_resnet(arch, *, input_shape=(None, None, 3), last_stride=2, widths=RESNET_WIDTHS, blocks=None, name=None):
+def keras_hub_resnet(
+    arch,
+    *,
+    input_shape=(None, None, 3),
+    last_stride=2,
+    widths=RESNET_WIDTHS,
+    blocks=None,
+    name=None,
+):
     """A randomly initialised keras-hub `ResNetBackbone` with torchvision's configuration.
 
     Args:
@@ -186,7 +211,9 @@ def keras_hub_resnet(arch, *, input_shape=(None, None, 3), last_stride=2, widths
         A `keras_hub.models.ResNetBackbone`.
     """
     if arch not in RESNET_CONFIGS:
-        raise ValueError(f"Unknown ResNet. Received: arch={arch!r}. Expected one of {list(RESNET_CONFIGS)}.")
+        raise ValueError(
+            f"Unknown ResNet. Received: arch={arch!r}. Expected one of {list(RESNET_CONFIGS)}."
+        )
     block_type, default_blocks = RESNET_CONFIGS[arch]
     blocks = default_blocks if blocks is None else tuple(blocks)
     for label, values in (("widths", widths), ("blocks", blocks)):
@@ -229,8 +256,7 @@ def _weight_file(weights, arch, source):
         return None
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(
-            "`weights` must be None, 'imagenet' or a file path. "
-            f"Received: weights={weights!r}"
+            f"`weights` must be None, 'imagenet' or a file path. Received: weights={weights!r}"
         )
     path = os.fspath(weights)
     if path.endswith(".weights.h5"):

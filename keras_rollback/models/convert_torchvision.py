@@ -13,9 +13,12 @@ The output loads with `build_backbone(arch, weights="resnet50.weights.h5")` or
 
 import os
 
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 
-from keras_rollback.models.backbones import RESNET_CONFIGS, keras_hub_resnet
+from keras_rollback.models.backbones import RESNET_CONFIGS
+from keras_rollback.models.backbones import keras_hub_resnet
 from keras_rollback.models.torchvision_weights import load_torchvision_weights
 
 
@@ -39,7 +42,9 @@ def convert_torchvision_checkpoint(arch, input_path, output_path, *, prefix=""):
     """
     output_path = os.fspath(output_path)
     if not output_path.endswith(".weights.h5"):
-        raise ValueError(f"The output must end in '.weights.h5'. Received: output_path={output_path!r}")
+        raise ValueError(
+            f"The output must end in '.weights.h5'. Received: output_path={output_path!r}"
+        )
     backbone = keras_hub_resnet(arch)
     load_torchvision_weights(backbone, input_path, prefix=prefix)
     backbone.save_weights(output_path)
@@ -49,10 +54,14 @@ def convert_torchvision_checkpoint(arch, input_path, output_path, *, prefix=""):
 
 def define_flags():
     """Defines the CLI's flags (only when run as a script: importing defines none)."""
-    flags.DEFINE_enum("arch", None, list(RESNET_CONFIGS), "torchvision ResNet architecture of the checkpoint.")
+    flags.DEFINE_enum(
+        "arch", None, list(RESNET_CONFIGS), "torchvision ResNet architecture of the checkpoint."
+    )
     flags.DEFINE_string("input", None, "torchvision state_dict: .pth, .pt, .bin or .safetensors.")
     flags.DEFINE_string("output", None, "Keras weights file to write; must end in .weights.h5.")
-    flags.DEFINE_string("prefix", "", "Prefix of the ResNet's entries in the state_dict, e.g. 'module.'.")
+    flags.DEFINE_string(
+        "prefix", "", "Prefix of the ResNet's entries in the state_dict, e.g. 'module.'."
+    )
     flags.mark_flags_as_required(["arch", "input", "output"])
 
 

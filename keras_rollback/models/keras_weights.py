@@ -41,7 +41,9 @@ def load_weights_strict(model, path):
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
     mismatched = [
-        f"{k}: file {found[k]} vs model {expected[k]}" for k in expected if k in found and found[k] != expected[k]
+        f"{k}: file {found[k]} vs model {expected[k]}"
+        for k in expected
+        if k in found and found[k] != expected[k]
     ]
     if missing or unexpected or mismatched:
         raise ValueError(

@@ -74,15 +74,23 @@ def build_reid_model(
         A functional `keras.Model` from images to `num_classes` logits.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer > 1. Received: num_classes={num_classes!r}")
-    if isinstance(bottleneck_units, bool) or not isinstance(bottleneck_units, int) or bottleneck_units < 1:
+        raise ValueError(
+            f"`num_classes` must be an integer > 1. Received: num_classes={num_classes!r}"
+        )
+    if (
+        isinstance(bottleneck_units, bool)
+        or not isinstance(bottleneck_units, int)
+        or bottleneck_units < 1
+    ):
         raise ValueError(
             f"`bottleneck_units` must be a positive integer. Received: bottleneck_units={bottleneck_units!r}"
         )
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}")
     if not isinstance(leaky_relu_alpha, (int, float)) or leaky_relu_alpha < 0:
-        raise ValueError(f"`leaky_relu_alpha` must be a float >= 0. Received: leaky_relu_alpha={leaky_relu_alpha!r}")
+        raise ValueError(
+            f"`leaky_relu_alpha` must be a float >= 0. Received: leaky_relu_alpha={leaky_relu_alpha!r}"
+        )
     if isinstance(backbone, keras.Model):
         if weights is not None or source is not None:
             raise ValueError(
@@ -93,18 +101,26 @@ def build_reid_model(
         label = backbone.name
     elif isinstance(backbone, str):
         backbone_model = build_backbone(
-            backbone, weights=weights, source=source, input_shape=input_shape, last_stride=last_stride
+            backbone,
+            weights=weights,
+            source=source,
+            input_shape=input_shape,
+            last_stride=last_stride,
         )
         label = backbone
     else:
-        raise ValueError(f"`backbone` must be an architecture name or a keras.Model. Received: backbone={backbone!r}")
+        raise ValueError(
+            f"`backbone` must be an architecture name or a keras.Model. Received: backbone={backbone!r}"
+        )
 
     images = keras.Input(shape=tuple(input_shape), name="images")
     feature_map = backbone_model(images)
     feature = keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURE)(feature_map)
     x = keras.layers.Dense(
         bottleneck_units,
-        kernel_initializer=keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal"),
+        kernel_initializer=keras.initializers.VarianceScaling(
+            2.0, mode="fan_out", distribution="untruncated_normal"
+        ),
         bias_initializer="zeros",
         name="bottleneck_fc",
     )(feature)

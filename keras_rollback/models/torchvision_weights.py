@@ -12,9 +12,20 @@ from absl import logging
 TORCH_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 # torch BatchNorm parameters and buffers -> Keras BatchNormalization variables.
-_BN_VARIABLES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
+_BN_VARIABLES = {
+    "gamma": "weight",
+    "beta": "bias",
+    "moving_mean": "running_mean",
+    "moving_variance": "running_var",
+}
 _TORCH_BN_EPSILON = 1e-5
-_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
+_SAFETENSORS_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+}
 _STEM = re.compile(r"conv1_(conv|bn)$")
 _BLOCK = re.compile(r"stack(\d+)_block(\d+)_(\d)_(conv|bn)$")
 
@@ -48,7 +59,9 @@ def read_state_dict(path):
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
         raise ValueError(f"{path!r} is not a state_dict (a mapping from names to tensors).")
     return {name: _to_numpy(tensor) for name, tensor in state.items()}
 
@@ -146,7 +159,7 @@ def load_torchvision_weights(backbone, checkpoint, *, prefix=""):
         source = repr(os.fspath(checkpoint))
     names = torchvision_name_map(backbone)
     _check_epsilons(backbone)
-    state = {name[len(prefix):]: value for name, value in state.items() if name.startswith(prefix)}
+    state = {name[len(prefix) :]: value for name, value in state.items() if name.startswith(prefix)}
     ignored = [n for n in state if n.startswith("fc.") or n.endswith("num_batches_tracked")]
     used = set(names.values())
     missing, mismatched, values = [], [], []
@@ -159,11 +172,15 @@ def load_torchvision_weights(backbone, checkpoint, *, prefix=""):
         if value.ndim == 4:
             value = np.transpose(value, (2, 3, 1, 0))
         if tuple(value.shape) != tuple(weight.shape):
-            mismatched.append(f"{name}: checkpoint {tuple(state[name].shape)} -> {tuple(value.shape)} "
-                              f"vs {weight.path} {tuple(weight.shape)}")
+            mismatched.append(
+                f"{name}: checkpoint {tuple(state[name].shape)} -> {tuple(value.shape)} "
+                f"vs {weight.path} {tuple(weight.shape)}"
+            )
             continue
         values.append((weight, value))
-    unexpected = [f"{n} {tuple(state[n].shape)}" for n in state if n not in used and n not in ignored]
+    unexpected = [
+        f"{n} {tuple(state[n].shape)}" for n in state if n not in used and n not in ignored
+    ]
     if missing or mismatched or unexpected:
         raise ValueError(
             f"Checkpoint {source} does not fit model {backbone.name!r} (another architecture or prefix? "
@@ -173,14 +190,24 @@ def load_torchvision_weights(backbone, checkpoint, *, prefix=""):
         )
     for weight, value in values:
         weight.assign(value.astype(weight.dtype))
-    logging.info("Loaded %d torchvision tensors from %s into %r; ignored %d (%s).", len(values), source,
-                 backbone.name, len(ignored), ", ".join(ignored[:4]))
+    logging.info(
+        "Loaded %d torchvision tensors from %s into %r; ignored %d (%s).",
+        len(values),
+        source,
+        backbone.name,
+        len(ignored),
+        ", ".join(ignored[:4]),
+    )
 
 
 def _check_epsilons(backbone):
-    wrong = [layer.name for layer in backbone.layers
-             if hasattr(layer, "epsilon") and hasattr(layer, "moving_variance") and
-             not np.isclose(layer.epsilon, _TORCH_BN_EPSILON, rtol=0, atol=1e-12)]
+    wrong = [
+        layer.name
+        for layer in backbone.layers
+        if hasattr(layer, "epsilon")
+        and hasattr(layer, "moving_variance")
+        and not np.isclose(layer.epsilon, _TORCH_BN_EPSILON, rtol=0, atol=1e-12)
+    ]
     if wrong:
         raise ValueError(
             f"Model {backbone.name!r} has BatchNormalization layers with an epsilon other than torch's "
@@ -206,10 +233,10 @@ def _read_safetensors(path):
         raise ValueError(f"{path!r} is not a safetensors file: it is {len(data)} bytes long.")
     (header_size,) = struct.unpack("<Q", data[:8])
     try:
-        header = json.loads(data[8:8 + header_size])
+        header = json.loads(data[8 : 8 + header_size])
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path!r} is not a safetensors file: unreadable header ({e}).") from None
-    body = memoryview(data)[8 + header_size:]
+    body = memoryview(data)[8 + header_size :]
     state = {}
     for name, entry in header.items():
         if name == "__metadata__":
@@ -220,9 +247,13 @@ def _read_safetensors(path):
             bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
             array = bits.view(np.float32)
         elif entry["dtype"] in _SAFETENSORS_DTYPES:
-            array = np.frombuffer(raw, dtype=np.dtype(_SAFETENSORS_DTYPES[entry["dtype"]]).newbyteorder("<"))
+            array = np.frombuffer(
+                raw, dtype=np.dtype(_SAFETENSORS_DTYPES[entry["dtype"]]).newbyteorder("<")
+            )
         else:
             raise ValueError(f"{path!r}: tensor {name!r} has unsupported dtype {entry['dtype']!r}.")
-        array = array.reshape(entry["shape"]).astype(np.float32 if array.dtype.kind == "f" else array.dtype)
+        array = array.reshape(entry["shape"]).astype(
+            np.float32 if array.dtype.kind == "f" else array.dtype
+        )
         state[name] = array
     return state
