@@ -102,7 +102,7 @@ class ResolutionBlocks:
         excluded = {
             id(layer) for name in exclude for layer in graph.layers_named(name, nested=True)
         }
-        layer_resolution = {}
+        layer_resolution: dict[int, tuple] = {}  # id(layer) -> (layer, largest size)
         after_feature_maps = []  # in the backbone, after its last feature map
         for index in sorted(backbone):
             layer = graph.nodes[index].layer
@@ -123,14 +123,14 @@ class ResolutionBlocks:
             )
         levels = _group_sizes({size for _, size in layer_resolution.values()})
         level_of = {size: i for i, level in enumerate(levels) for size in level}
-        members = [[] for _ in levels]
+        members: list[list] = [[] for _ in levels]
         for layer, size in layer_resolution.values():
             members[level_of[size]].append(layer)
         members[-1] += [
             layer for layer in _unique(after_feature_maps) if id(layer) not in layer_resolution
         ]
         levels, members = _merge_untrainable_levels(levels, members)
-        order = {}
+        order: dict[int, int] = {}
         for position, node in enumerate(graph.nodes):
             order.setdefault(id(node.layer), position)
         names = [f"B{i}" for i in range(1, len(levels) + 1)]
@@ -169,7 +169,7 @@ def layer_resolutions(model):
     if graph.graph is None:
         return []
     resolution = graph.effective_resolutions(set(range(len(graph.nodes))))
-    rows = {}
+    rows: dict = {}
     for index, node in enumerate(graph.nodes):
         if _weights(node.layer):
             size = resolution[index]
@@ -313,7 +313,7 @@ class _LayerGraph:
 
     def effective_resolutions(self, within):
         """Per node index in `within`: the largest resolution reached downstream inside `within`."""
-        resolution = {}
+        resolution: dict[int, tuple | None] = {}
         for index in sorted(within, reverse=True):
             node = self.nodes[index]
             counts = bool(_weights(node.layer)) or len(node.inputs) > 1
@@ -371,7 +371,7 @@ def _area(size):
 
 def _group_sizes(sizes):
     """Distinct sizes, largest first, grouped into resolutions (lists, largest first)."""
-    levels = []
+    levels: list[list] = []
     for size in sorted(sizes, key=_area, reverse=True):
         anchor = levels[-1][0] if levels else None
         if anchor is not None and all(
@@ -427,7 +427,9 @@ def _apply_merge(merge, levels, members, names):
                     f"Block {names[position]!r} appears in several `merge` lists: {merge!r}."
                 )
             merged_into[position] = positions[0]
-    new_levels, new_members, new_names = [], [], []
+    new_levels: list = []
+    new_members: list = []
+    new_names: list = []
     for position, (level, layers) in enumerate(zip(levels, members)):
         if merged_into.get(position, position) != position:
             new_levels[-1] = new_levels[-1] + level

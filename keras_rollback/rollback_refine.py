@@ -9,6 +9,7 @@ from keras.src.utils import io_utils
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.layerwise_sgd import LayerwiseSGD
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
+from keras_rollback.refine_plan import Period
 from keras_rollback.refine_plan import RefinePlan
 
 
@@ -103,8 +104,8 @@ class RollbackRefine(keras.callbacks.Callback):
             else os.fspath(snapshot)
         )
         self.snapshot = snapshot if isinstance(snapshot, PretrainedSnapshot) else None
-        self.periods = ()
-        self.epoch_records = []
+        self.periods: tuple[Period, ...] = ()
+        self.epoch_records: list[dict] = []
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -127,13 +128,15 @@ class RollbackRefine(keras.callbacks.Callback):
         period = self._period_at(epoch)
         optimizer = _layerwise_optimizer(model)
         if self.snapshot is None:
-            self._capture_snapshot(model, epoch)
-        elif epoch == 0 and self._snapshot_loaded:
-            self._check_snapshot_is_current(model)
+            snapshot = self._capture_snapshot(model, epoch)
+        else:
+            snapshot = self.snapshot
+            if epoch == 0 and self._snapshot_loaded:
+                self._check_snapshot_is_current(model, snapshot)
         started = epoch == period.start_epoch
         resumed = not self.epoch_records and epoch > 0
         if started and epoch > 0:
-            self.snapshot.restore(model, self.partition, period.rolled_back)
+            snapshot.restore(model, self.partition, period.rolled_back)
             optimizer.reset_momentum()
         rates = period.learning_rates(epoch)
         self._set_learning_rates(model, optimizer, rates)
@@ -189,13 +192,11 @@ class RollbackRefine(keras.callbacks.Callback):
             {w.path: rates[self.partition.group_of(w.path)] / peak for w in model.trainable_weights}
         )
 
-    def _check_snapshot_is_current(self, model):
+    def _check_snapshot_is_current(self, model, snapshot):
         # A fresh start (epoch 0) with an old snapshot file: the workdir belongs to a run
         # from other pre-trained weights, and rollbacks would restore those.
         current = PretrainedSnapshot.capture(model, self.partition).arrays
-        changed = sorted(
-            p for p, a in current.items() if not np.array_equal(a, self.snapshot.arrays[p])
-        )
+        changed = sorted(p for p, a in current.items() if not np.array_equal(a, snapshot.arrays[p]))
         if changed:
             raise ValueError(
                 f"Training starts at epoch 0 but the pre-trained snapshot {self._snapshot_path!r} "
@@ -213,9 +214,11 @@ class RollbackRefine(keras.callbacks.Callback):
                 "given: the model's weights are no longer the pre-trained ones. Pass "
                 "`snapshot=` the snapshot (or file) saved by the run that started at epoch 0."
             )
-        self.snapshot = PretrainedSnapshot.capture(model, self.partition)
+        snapshot = PretrainedSnapshot.capture(model, self.partition)
         if self._snapshot_path:
-            self.snapshot.save(self._snapshot_path)
+            snapshot.save(self._snapshot_path)
+        self.snapshot = snapshot
+        return snapshot
 
 
 def _layerwise_optimizer(model):
