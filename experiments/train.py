@@ -17,12 +17,11 @@ from keras_rollback import LayerwiseSGD
 from keras_rollback import RollbackRefine
 from keras_rollback import data as reid_data
 from keras_rollback.backend_utils import device_name
-from keras_rollback.evaluation import extract_features
+from keras_rollback.evaluation import ReIDEvaluationCallback
 from keras_rollback.evaluation import plot_cmc_curve
 from keras_rollback.evaluation import plot_ranked_list
 from keras_rollback.metrics import k_reciprocal_rerank
 from keras_rollback.metrics import pairwise_distance
-from keras_rollback.metrics import ranking_scores_from_features
 from keras_rollback.models import backbone_preprocessing
 from keras_rollback.models import build_feature_model
 from keras_rollback.models import build_reid_model
@@ -147,50 +146,42 @@ class ReIDTask:
         return dataset, reid_data.steps_per_epoch(len(self.dataset.train), self.config.batch_size)
 
     def evaluator(self, model):
-        return ReIDEvaluator(
-            self.config, self.dataset, build_feature_model(model), self.preprocessing
-        )
+        return ReIDEvaluator(self.config, self.dataset, model, self.preprocessing)
 
 
 class ReIDEvaluator:
-    """Query-vs-gallery evaluation of a feature model with the paper's protocol."""
+    """Query-vs-gallery evaluation of the model's pooled features with the paper's protocol."""
 
-    def __init__(self, config, dataset, feature_model, preprocessing):
+    def __init__(self, config, dataset, model, preprocessing):
         self.config = config
-        self.feature_model = feature_model
-        self.datasets = [
+        query, gallery = (
             reid_data.make_eval_dataset(
                 records, image_size=tuple(config.image_size), preprocessing=preprocessing
             )
             for records in (dataset.query, dataset.gallery)
-        ]
+        )
+        self.evaluation = ReIDEvaluationCallback(
+            query,
+            gallery,
+            feature_model=build_feature_model(model),
+            max_rank=50,
+            ap_method=config.evaluation.ap_method,
+            flip=config.evaluation.flip,
+            rerank=config.evaluation.rerank,
+        )
+        self.evaluation.set_model(model)
         self.last_scores = None
-        self.last_features = None
 
     def __call__(self):
-        query, gallery = (
-            extract_features(self.feature_model, d, flip=self.config.evaluation.flip, verbose=0)
-            for d in self.datasets
-        )
-        self.last_features = (query, gallery)
-        self.last_scores = ranking_scores_from_features(
-            query["features"],
-            gallery["features"],
-            query["pid"],
-            gallery["pid"],
-            query["camid"],
-            gallery["camid"],
-            ap_method=self.config.evaluation.ap_method,
-            rerank=self.config.evaluation.rerank,
-        )
-        return self.last_scores.as_logs(ranks=(1, 5, 10))
+        self.last_scores = self.evaluation.evaluate()
+        return self.last_scores.as_logs(ranks=self.evaluation.ranks)
 
     def write_pictures(self, workdir, title):
         """`cmc.png` and `ranked_list.png` (first queries and their top 10) of the last evaluation."""
         plot_cmc_curve(
             self.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})"
         )
-        query, gallery = self.last_features
+        query, gallery = self.evaluation.last_features
         rank_by = k_reciprocal_rerank if self.config.evaluation.rerank else pairwise_distance
         plot_ranked_list(
             rank_by(query["features"], gallery["features"]),

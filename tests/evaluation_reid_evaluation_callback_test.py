@@ -138,6 +138,7 @@ def test_state_resets_on_train_begin():
         (dict(ap_method="11-point"), "ap_method='11-point'"),
         (dict(verbose=2), "verbose=2"),
         (dict(rerank="yes"), "rerank='yes'"),
+        (dict(ranks=(1, 5), max_rank=3), "max_rank=3"),
         (dict(feature_model="resnet"), "feature_model='resnet'"),
     ],
 )

@@ -4,6 +4,7 @@ import json
 
 from experiments import train
 from experiments.configs import smoke
+from keras_rollback.metrics import ranking
 
 
 def test_smoke_run_writes_every_result_file(tmp_path):
@@ -61,9 +62,9 @@ def test_rerank_option_scores_and_draws_the_reranked_ranking(tmp_path, monkeypat
         train, "k_reciprocal_rerank", recording(train.k_reciprocal_rerank, "picture")
     )
     monkeypatch.setattr(
-        train,
+        ranking,
         "ranking_scores_from_features",
-        recording(train.ranking_scores_from_features, "scores"),
+        recording(ranking.ranking_scores_from_features, "scores"),
     )
     rows = train.run_experiment(config, str(tmp_path))
     evaluated = [r for r in rows if r["mAP"] is not None]

@@ -36,6 +36,8 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
             embedding. `None` uses the trained model's own output. Defaults to `None`.
         every_n_epochs: Int. Evaluate after epochs `n, 2n, ...` (1-based). Defaults to `1`.
         ranks: Tuple of ints. CMC ranks logged as `rank{k}`. Defaults to `(1, 5, 10)`.
+        max_rank: Int. Length of the CMC curve of the returned `RankingScores`, at least
+            `max(ranks)`. `None` means `max(ranks)`. Defaults to `None`.
         metric: String, `"euclidean"` (squared L2) or `"cosine"`. Defaults to `"euclidean"`.
         ap_method: String, `"trapezoidal"` (official Market-1501 code) or
             `"non_interpolated"` (torchreid, sklearn). Defaults to `"trapezoidal"`.
@@ -55,6 +57,7 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
         feature_model=None,
         every_n_epochs=1,
         ranks=(1, 5, 10),
+        max_rank=None,
         metric="euclidean",
         ap_method="trapezoidal",
         flip=True,
@@ -76,6 +79,13 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"Received: ranks={ranks!r}. Expected a non-empty tuple of positive integers."
             )
+        if max_rank is None:
+            max_rank = max(ranks)
+        if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < max(ranks):
+            raise ValueError(
+                f"Received: max_rank={max_rank!r}. Expected an integer >= max(ranks) = "
+                f"{max(ranks)}."
+            )
         if metric not in distance.METRICS:
             raise ValueError(f"Received: metric={metric!r}. Expected one of {distance.METRICS}.")
         if ap_method not in ranking.AP_METHODS:
@@ -95,6 +105,7 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
         self.feature_model = feature_model
         self.every_n_epochs = every_n_epochs
         self.ranks = ranks
+        self.max_rank = max_rank
         self.metric = metric
         self.ap_method = ap_method
         self.flip = flip
@@ -102,18 +113,21 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
         self.prefix = prefix
         self.verbose = verbose
         self.history = {}
+        # The (query, gallery) features of the last evaluation, from `extract_features`.
+        self.last_features = None
 
     def on_train_begin(self, logs=None):
         self.history = {}
 
     def evaluate(self):
-        """Runs one evaluation now; returns the `RankingScores`."""
+        """Runs one evaluation now; returns the `RankingScores` (features in `last_features`)."""
         # Reading `self.model` first syncs the weights on JAX (they live outside the
         # variables during an epoch); a feature model sharing them then sees them too.
         trained_model = self.model
         feature_model = self.feature_model if self.feature_model is not None else trained_model
         query = extract_features(feature_model, self.query_data, flip=self.flip, verbose=0)
         gallery = extract_features(feature_model, self.gallery_data, flip=self.flip, verbose=0)
+        self.last_features = (query, gallery)
         return ranking.ranking_scores_from_features(
             query["features"],
             gallery["features"],
@@ -122,7 +136,7 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
             query["camid"],
             gallery["camid"],
             metric=self.metric,
-            max_rank=max(self.ranks),
+            max_rank=self.max_rank,
             ap_method=self.ap_method,
             rerank=self.rerank,
         )
