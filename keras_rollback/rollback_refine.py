@@ -33,6 +33,13 @@ class RollbackRefine(keras.callbacks.Callback):
     with per-variable learning-rate multipliers). The callback owns the
     learning rate: each epoch it sets the optimizer's `learning_rate` to the
     largest group rate and each variable's multiplier to its group's share.
+    A block whose learning rate is 0 in a period (the backbone during an FC
+    warm-up) is frozen for real: its BatchNorm layers run in inference mode
+    (normalising with, and keeping, their moving statistics, like
+    torchreid's "fixbase"), so every one of its variables stays
+    bit-identical; the callback rebuilds the train function when the set of
+    frozen blocks changes, and unfreezes them when training ends.
+
     It adds `period` and `lr_<group>` for every group to the epoch logs (so
     `CSVLogger` and `TensorBoard` record them), and keeps one record per
     epoch in `self.epoch_records`.
@@ -106,10 +113,12 @@ class RollbackRefine(keras.callbacks.Callback):
         self.snapshot = snapshot if isinstance(snapshot, PretrainedSnapshot) else None
         self.periods: tuple[Period, ...] = ()
         self.epoch_records: list[dict] = []
+        self._frozen_layers: list = []
 
     def on_train_begin(self, logs=None):
         model = self.model
         self.epoch_records = []
+        self._frozen_layers = []
         self.periods = self.plan.resolve(
             self.partition.block_names, self.partition.head_name, epochs=self.params.get("epochs")
         )
@@ -140,6 +149,7 @@ class RollbackRefine(keras.callbacks.Callback):
             optimizer.reset_momentum()
         rates = period.learning_rates(epoch)
         self._set_learning_rates(model, optimizer, rates)
+        self._freeze_blocks(model, [b for b in self.partition.block_names if rates[b] == 0])
         self.epoch_records.append(
             {
                 "epoch": epoch,
@@ -173,6 +183,39 @@ class RollbackRefine(keras.callbacks.Callback):
         logs["period"] = record["period"]
         for group, rate in record["learning_rates"].items():
             logs[f"lr_{group}"] = rate
+
+    def on_train_end(self, logs=None):
+        self._freeze_blocks(self.model, [])
+
+    def _freeze_blocks(self, model, blocks):
+        """Puts the BatchNorm layers of `blocks` (and only those) in inference mode."""
+        frozen_ids = {id(layer) for layer in self._frozen_layers}
+        wanted = [
+            layer
+            for layer in _batch_normalization_layers(model)
+            # A layer the user made non-trainable stays as it is.
+            if (layer.trainable or id(layer) in frozen_ids)
+            and self.partition.group_of(layer.moving_mean.path) in blocks
+        ]
+        wanted_ids = {id(layer) for layer in wanted}
+        if wanted_ids == frozen_ids:
+            return
+        for layer in self._frozen_layers:
+            if id(layer) not in wanted_ids:
+                layer.trainable = True
+        for layer in wanted:
+            if id(layer) not in frozen_ids:
+                # A non-trainable layer normalises with its moving statistics and never
+                # updates them. Its variables stay trainable (at rate 0), so the model's
+                # list of trainable variables, which the optimizer and JAX's compiled
+                # step are built on, does not change.
+                trainable = [v for v in layer.weights if v.trainable]
+                layer.trainable = False
+                for variable in trainable:
+                    variable.trainable = True
+        self._frozen_layers = wanted
+        # BatchNorm's mode is read when the step is traced (TensorFlow, JAX).
+        model.make_train_function(force=True)
 
     def _period_at(self, epoch):
         for period in self.periods:
@@ -219,6 +262,19 @@ class RollbackRefine(keras.callbacks.Callback):
             snapshot.save(self._snapshot_path)
         self.snapshot = snapshot
         return snapshot
+
+
+def _batch_normalization_layers(model):
+    """The model's BatchNormalization layers, nested models included."""
+    found = []
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif hasattr(layer, "layers"):
+            stack.extend(layer.layers)
+    return found
 
 
 def _layerwise_optimizer(model):
