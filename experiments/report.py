@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 
 from experiments import paper_results
+from keras_rollback.block_diagnostics import plot_block_drift
 
 COLUMNS = (
     "method",
@@ -99,6 +100,25 @@ def plot_curves(rows, workdir):
     figure.tight_layout()
     figure.savefig(os.path.join(workdir, "curves.png"), dpi=120)
     plt.close(figure)
+
+
+def plot_drift(config, workdir, path=None):
+    """`drift.png`: each block's drift from the pre-trained weights (and gradient norm) per
+    epoch, one panel per method, from the methods' `epochs.jsonl`."""
+    runs = {}
+    for method in config.methods:
+        with open(os.path.join(workdir, method.replace(":", "_"), "epochs.jsonl")) as f:
+            epochs = {}
+            for line in f:
+                record = json.loads(line)
+                epochs[record["epoch"]] = record
+        runs[method] = [epochs[e] for e in sorted(epochs)]
+    plot_block_drift(
+        runs,
+        path or os.path.join(workdir, "drift.png"),
+        title=f"{config.model.backbone} on {config.dataset.name}: drift from the pre-trained "
+        "weights per block (dashed: period starts)",
+    )
 
 
 def comparison_table(rows, config):

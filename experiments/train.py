@@ -12,6 +12,7 @@ from keras.src.utils import io_utils
 from experiments import methods
 from experiments import pretrain
 from experiments import report
+from keras_rollback import BlockDiagnostics
 from keras_rollback import BlockPartition
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RollbackRefine
@@ -66,6 +67,7 @@ def run_experiment(config, workdir):
         rows.extend(method_rows)
     report.write_results(rows, workdir)
     report.plot_curves(rows, workdir)
+    report.plot_drift(config, workdir)
     table = report.comparison_table(rows, config)
     with open(os.path.join(workdir, "comparison.md"), "w") as f:
         f.write(table + "\n")
@@ -96,6 +98,7 @@ def train_and_evaluate(config, method, task, weights, workdir):
     checkpoint = RunCheckpoint(os.path.join(workdir, "checkpoints"), verbose=1)
     newest = checkpoint.newest()
     train_data, steps = task.make_train(start_epoch=newest["epoch"] if newest else 0)
+    snapshot = os.path.join(workdir, "pretrained.npz")
     logging.info("Method %s: %s", method, plan)
     model.fit(
         train_data,
@@ -105,7 +108,13 @@ def train_and_evaluate(config, method, task, weights, workdir):
         callbacks=[
             # Order matters: logs written by earlier callbacks reach the later ones, and an
             # epoch is checkpointed only once its evaluation is recorded.
-            RollbackRefine(partition, plan=plan, snapshot=os.path.join(workdir, "pretrained.npz")),
+            RollbackRefine(partition, plan=plan, snapshot=snapshot),
+            BlockDiagnostics(
+                partition,
+                gradient_batch=next(iter(train_data)),
+                every_n_steps=config.diagnostics.every_n_steps or None,
+                snapshot=snapshot,
+            ),
             NanGuard(checkpoint),
             EvaluateAndRecord(
                 evaluator,

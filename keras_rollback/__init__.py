@@ -1,5 +1,6 @@
 """keras-rollback: rolling-back refine-tuning (Ro et al., AAAI 2019) for Keras 3."""
 
+from keras_rollback.block_diagnostics import BlockDiagnostics
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.distribution import batch_size_scale
 from keras_rollback.distribution import scale_plan_for_batch_size
@@ -12,6 +13,7 @@ from keras_rollback.rollback_refine import RollbackRefine
 from keras_rollback.version import __version__
 
 __all__ = [
+    "BlockDiagnostics",
     "BlockPartition",
     "LayerwiseSGD",
     "Period",

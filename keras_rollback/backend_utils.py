@@ -1,6 +1,7 @@
 """Backend-specific code paths: the only module that branches on the Keras backend."""
 
 import keras
+import numpy as np
 
 
 def multi_tensor_sgd_update():
@@ -100,3 +101,75 @@ def device_name():
 
         return str(get_device())
     return str(keras.distribution.list_devices()[0])
+
+
+def squared_gradient_norms_function(model, loss_fn):
+    """A function giving each trainable variable's squared gradient norm on one batch.
+
+    The gradient of `loss_fn(y, model(x, training=True))` with respect to
+    `model.trainable_variables`, computed through `model.stateless_call`: the
+    model's variables (BatchNorm statistics, dropout seeds) are read, never
+    written, so training continues exactly as without the probe. On JAX the
+    function is compiled once (`jax.jit`) and reused; TensorFlow and torch
+    run it eagerly.
+
+    Args:
+        model: A built Keras model. Pass a callback's `self.model` (on JAX
+            that syncs the trainer's state into the variables first).
+        loss_fn: Callable `loss_fn(y_true, y_pred)` returning a scalar.
+
+    Returns:
+        A callable `norms(x, y)` returning a float64 numpy array of shape
+        `(len(model.trainable_variables),)`.
+    """
+    backend = keras.backend.backend()
+
+    def loss_of(trainable, non_trainable, x, y):
+        y_pred, _ = model.stateless_call(trainable, non_trainable, x, training=True)
+        return loss_fn(y, y_pred)
+
+    def values():
+        return (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+        )
+
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        @jax.jit
+        def jax_norms(trainable, non_trainable, x, y):
+            grads = jax.grad(loss_of)(trainable, non_trainable, x, y)
+            return jnp.stack([jnp.sum(jnp.square(g.astype("float32"))) for g in grads])
+
+        def norms(x, y):
+            return np.asarray(jax_norms(*values(), x, y), dtype=np.float64)
+
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        def norms(x, y):
+            trainable, non_trainable = values()
+            trainable = [tf.identity(t) for t in trainable]
+            with tf.GradientTape() as tape:
+                tape.watch(trainable)
+                loss = loss_of(trainable, non_trainable, x, y)
+            grads = tape.gradient(loss, trainable)
+            return np.array([float(tf.reduce_sum(tf.square(g))) for g in grads])
+
+    elif backend == "torch":
+        import torch
+
+        def norms(x, y):
+            trainable, non_trainable = values()
+            trainable = [t.detach().requires_grad_(True) for t in trainable]
+            loss = loss_of(trainable, non_trainable, x, y)
+            grads = torch.autograd.grad(loss, trainable, allow_unused=True)
+            return np.array(
+                [0.0 if g is None else float(torch.sum(torch.square(g))) for g in grads]
+            )
+
+    else:
+        raise ValueError(f"Gradient norms are not implemented for the {backend!r} backend.")
+    return norms

@@ -11,13 +11,24 @@ def test_smoke_run_writes_every_result_file(tmp_path):
     config = smoke.get_config()
     rows = train.run_experiment(config, str(tmp_path))
 
-    for name in ("config.json", "results.csv", "results.json", "curves.png", "comparison.md"):
+    for name in (
+        "config.json",
+        "results.csv",
+        "results.json",
+        "curves.png",
+        "drift.png",
+        "comparison.md",
+    ):
         assert (tmp_path / name).is_file(), name
     for method in config.methods:
         folder = tmp_path / method
         for name in ("pretrained.npz", "epochs.jsonl", "cmc.png", "ranked_list.png"):
             assert (folder / name).is_file(), f"{method}/{name}"
         assert any((folder / "tensorboard").rglob("events.out.tfevents*"))
+        last_epoch = (folder / "epochs.jsonl").read_text().splitlines()[-1]
+        assert {"drift_conv2_x", "grad_norm_conv2_x", "grad_norm_head"} <= set(
+            json.loads(last_epoch)
+        )
     assert json.loads((tmp_path / "config.json").read_text())["plan"]["periods"] == 2
     evaluated = [r for r in rows if r["mAP"] is not None]
     assert [(r["method"], r["period"]) for r in evaluated] == [

@@ -66,6 +66,11 @@ def get_config():
     config.plan.decay_factor = 0.1
     config.plan.warmup_epochs = 20  # fc_warmup only.
 
+    # keras_rollback.BlockDiagnostics: per-block drift every epoch; gradient norms on one
+    # training batch every `every_n_steps` steps (0: once per epoch, after its last step).
+    config.diagnostics = ml_collections.ConfigDict()
+    config.diagnostics.every_n_steps = 0
+
     config.evaluation = ml_collections.ConfigDict()
     config.evaluation.flip = True
     config.evaluation.ap_method = "trapezoidal"
