@@ -1,5 +1,6 @@
 """`BlockDiagnostics`: how far each block moved from its pre-trained weights, and how hard it is pulled."""
 
+import itertools
 import os
 
 import keras
@@ -91,11 +92,12 @@ class BlockDiagnostics(keras.callbacks.Callback):
         self.every_n_steps = every_n_steps
         self._snapshot_arg = snapshot
         self.epoch_records: list[dict] = []
+        self._reference: dict = {}
 
     def on_train_begin(self, logs=None):
         self.partition.check_model(self.model)
         self.epoch_records = []
-        self._reference = None
+        self._reference = {}
         self._steps = 0
         self._samples: list = []
         self._norms = None
@@ -107,7 +109,7 @@ class BlockDiagnostics(keras.callbacks.Callback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._reference is None:
+        if not self._reference:
             self._reference = self._load_reference(epoch)
         self._samples = []
 
@@ -224,7 +226,7 @@ def plot_block_drift(runs, path, title=None):
 def _period_starts(records):
     """Epochs (1-based) after which a new period began."""
     starts = []
-    for previous, record in zip(records, records[1:]):
+    for previous, record in itertools.pairwise(records):
         if "period" in record and record["period"] != previous.get("period"):
             starts.append(previous["epoch"] + 1)
     return starts
