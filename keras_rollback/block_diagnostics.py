@@ -116,12 +116,12 @@ class BlockDiagnostics(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self._steps += 1
         if self._norms is not None and self.every_n_steps and self._steps % self.every_n_steps == 0:
-            self._sample_gradient()
+            self._sample_gradient(self._norms)
 
     def on_epoch_end(self, epoch, logs=None):
         model = self.model  # On JAX, this syncs the trainer's state first.
         if self._norms is not None and not self._samples:
-            self._sample_gradient()
+            self._sample_gradient(self._norms)
         record = {f"drift_{b}": d for b, d in self._drift(model).items()}
         if self._samples:
             for group, norm in zip(self.partition.group_names, np.mean(self._samples, axis=0)):
@@ -130,9 +130,9 @@ class BlockDiagnostics(keras.callbacks.Callback):
         if logs is not None:
             logs.update(record)
 
-    def _sample_gradient(self):
+    def _sample_gradient(self, norms):
         model = self.model
-        squared = self._norms(*self._batch)
+        squared = norms(*self._batch)
         by_group = dict.fromkeys(self.partition.group_names, 0.0)
         for variable, value in zip(model.trainable_variables, squared):
             by_group[self.partition.group_of(variable.path)] += value
