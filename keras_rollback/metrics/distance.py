@@ -37,39 +37,62 @@ def _check_features(query_features, gallery_features, metric):
     return query_shape, gallery_shape
 
 
-def iter_distance_chunks(query_features, gallery_features, *, metric="euclidean", chunk_size=None):
-    """Yields `(start, stop, distances[start:stop])` as backend tensors of shape (stop-start, G).
+def _dtype_name(values):
+    return str(getattr(values, "dtype", np.asarray(values).dtype))
 
-    The gallery is moved to the device and prepared once; each chunk costs one matmul.
+
+def _computation(query_features, gallery_features):
+    """`(dtype, array module)` of the distances: float32 on the backend, or float64 in numpy
+    when either input is float64. Keras' ops do not keep float64 on every backend (JAX
+    without x64 holds float32 only; torch's `ops.matmul` returns float32): numpy does."""
+    if "float64" in (_dtype_name(query_features), _dtype_name(gallery_features)):
+        return "float64", np
+    return "float32", ops
+
+
+def _as_array(values, dtype, xp):
+    if xp is np:
+        return _validation.to_numpy(values).astype(dtype, copy=False)
+    return ops.convert_to_tensor(values, dtype=dtype)
+
+
+def iter_distance_chunks(query_features, gallery_features, *, metric="euclidean", chunk_size=None):
+    """Yields `(start, stop, distances[start:stop])` of shape (stop-start, G).
+
+    Backend tensors in float32, or numpy float64 arrays when either input is float64.
+    The gallery is moved to the device and
+    prepared once; each chunk costs one matmul.
     """
     query_shape, gallery_shape = _check_features(query_features, gallery_features, metric)
     _validation.check_chunk_size(chunk_size)
     num_queries, num_gallery = query_shape[0], gallery_shape[0]
     if chunk_size is None:
         chunk_size = automatic_chunk_size(num_queries, num_gallery)
-    gallery = ops.convert_to_tensor(_validation.as_matrix(gallery_features), dtype="float32")
+    dtype, xp = _computation(query_features, gallery_features)
+    gallery = _as_array(_validation.as_matrix(gallery_features), dtype, xp)
     if metric == "cosine":
-        gallery = _l2_normalize(gallery)
+        gallery = _l2_normalize(gallery, xp)
     else:
-        gallery_sq_norms = ops.sum(ops.square(gallery), axis=1)
-    gallery_t = ops.transpose(gallery)
+        gallery_sq_norms = xp.sum(xp.square(gallery), axis=1)
+    gallery_t = xp.transpose(gallery)
+    del gallery  # only the transposed copy is kept
     queries = _validation.as_matrix(query_features)
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
-        chunk = ops.convert_to_tensor(queries[start:stop], dtype="float32")
+        chunk = _as_array(queries[start:stop], dtype, xp)
         if metric == "cosine":
-            distances = 1.0 - ops.matmul(_l2_normalize(chunk), gallery_t)
+            distances = 1.0 - xp.matmul(_l2_normalize(chunk, xp), gallery_t)
         else:
             # ||q - g||^2 = ||q||^2 + ||g||^2 - 2 q.g; rounding can make it slightly negative.
-            query_sq_norms = ops.sum(ops.square(chunk), axis=1, keepdims=True)
-            distances = ops.maximum(
-                query_sq_norms + gallery_sq_norms[None, :] - 2.0 * ops.matmul(chunk, gallery_t), 0.0
+            query_sq_norms = xp.sum(xp.square(chunk), axis=1, keepdims=True)
+            distances = xp.maximum(
+                query_sq_norms + gallery_sq_norms[None, :] - 2.0 * xp.matmul(chunk, gallery_t), 0.0
             )
         yield start, stop, distances
 
 
-def _l2_normalize(x):
-    return x / ops.maximum(ops.sqrt(ops.sum(ops.square(x), axis=1, keepdims=True)), 1e-12)
+def _l2_normalize(x, xp):
+    return x / xp.maximum(xp.sqrt(xp.sum(xp.square(x), axis=1, keepdims=True)), 1e-12)
 
 
 def pairwise_distance(query_features, gallery_features, *, metric="euclidean", chunk_size=None):
@@ -90,7 +113,7 @@ def pairwise_distance(query_features, gallery_features, *, metric="euclidean", c
 
     Returns
     -------
-    distances : ndarray of shape (n_queries, n_gallery), float32
+    distances : ndarray of shape (n_queries, n_gallery), float32 (float64 if either input is)
         Smaller means more similar.
 
     Raises
@@ -107,7 +130,8 @@ def pairwise_distance(query_features, gallery_features, *, metric="euclidean", c
            [2., 0.]], dtype=float32)
     """
     query_shape, gallery_shape = _check_features(query_features, gallery_features, metric)
-    distances = np.empty((query_shape[0], gallery_shape[0]), dtype=np.float32)
+    dtype, _ = _computation(query_features, gallery_features)
+    distances = np.empty((query_shape[0], gallery_shape[0]), dtype=dtype)
     for start, stop, chunk in iter_distance_chunks(
         query_features, gallery_features, metric=metric, chunk_size=chunk_size
     ):

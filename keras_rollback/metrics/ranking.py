@@ -1,354 +1,210 @@
-"""CMC, mAP and mINP for person re-identification, computed chunk by chunk with `keras.ops`.
+"""CMC, mAP and mINP for person re-identification: an exact engine that never sorts a row.
 
-How the fast path avoids sorting: CMC and AP only need, for every true match of a query,
-its 0-based position among the query's valid gallery items. For each query the distances of
-its own identity's gallery images (a few dozen) are gathered; every gallery distance of the
-row is then dropped into one of ~G/8 bins laid over the range of the true matches' distances,
-a per-row histogram and its cumulative sum count the items in lower bins, and only the few
-items sharing a bin with a true match are compared exactly (distance, then gallery index).
-That is a handful of elementwise passes over the distance matrix instead of a sort per row,
-and the result is exact, ties included.
+CMC, AP and INP only need, for every true match of a query, its 0-based position among
+the query's valid gallery items: the number of valid items ranked before it. The engine
+counts exactly that, one query row at a time, in numpy on the host, in the distances'
+own dtype (float64 stays float64 on every backend):
+
+- the query's identity items (its true matches and its junk: a few dozen, or thousands
+  for a vehicle or a tracklet) are put in ranking order (distance, then gallery index)
+  with one `lexsort` per chunk: O(P log P) for P identity items;
+- one pass over the row keeps the items no farther than the last true match, and a
+  `searchsorted` of those into the row's sorted true-match distances gives each item the
+  number of true matches at most as far; a histogram of that and its cumulative sum is,
+  for every true match, the number of items strictly closer;
+- the identity's own items closer than a true match are known from the first step and
+  subtracted (junk is never counted); an item at exactly a true match's distance is ranked
+  before it when its gallery index is lower: such ties with other identities are rare and
+  counted exactly where they occur.
+
+The cost is O(n_queries x n_gallery) for the pass, plus O(P log P) for the identity items,
+whatever the sizes of the identities: no sort of a row, no pairwise comparison within an
+identity. Only one chunk of rows is read at a time, so distances computed from features
+are never held in full.
 """
-
-import warnings
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_rollback.metrics import _protocol
 from keras_rollback.metrics import _validation
 from keras_rollback.metrics import distance as distance_lib
 from keras_rollback.metrics import reranking
-from keras_rollback.metrics.ranking_scores import RankingScores
 
-AP_METHODS = ("non_interpolated", "trapezoidal")
-JUNK_PID = -1
-# Items sharing a bin with a true match, compared exactly with the row's slots at once.
-_CANDIDATE_BLOCK = 2**14
-_INT32_LIMIT = 2**31 - 1
-# Average gallery items per histogram bin: fewer bins make the histogram cheaper, more make
-# fewer items share a bin with a true match (those are compared exactly).
-_ITEMS_PER_BIN = 8
-_COLUMN_MULTIPLE = 128
-
-
-class _Protocol:
-    """Host-side bookkeeping of the Market-1501 protocol: junk columns and identity groups."""
-
-    def __init__(self, query_pids, gallery_pids, query_camids, gallery_camids):
-        self.query_pids = query_pids
-        self.query_camids = query_camids
-        keep = gallery_pids != JUNK_PID
-        # Identity -1 is junk for every query: its columns are dropped once, up front.
-        self.kept_columns = None if keep.all() else np.flatnonzero(keep)
-        if not keep.any():
-            raise ValueError("The gallery holds only junk (id -1) items; there is nothing to rank.")
-        self.gallery_pids = gallery_pids[keep]
-        self.gallery_camids = gallery_camids[keep]
-        self._order = np.argsort(self.gallery_pids, kind="stable")
-        self._sorted_pids = self.gallery_pids[self._order]
-
-    @property
-    def num_kept(self):
-        return len(self.gallery_pids)
-
-    def identity_slots(self, start, stop):
-        """Gallery columns of each query's identity, padded, with their good/junk status.
-
-        Returns `slots` (int32, padding points at column 0), `is_good` (same identity, other
-        camera) and `is_junk` (same identity, same camera), all of shape (stop-start, M).
-        """
-        pids = self.query_pids[start:stop]
-        cams = self.query_camids[start:stop]
-        first = np.searchsorted(self._sorted_pids, pids, side="left")
-        sizes = np.searchsorted(self._sorted_pids, pids, side="right") - first
-        # A power of two, so that backends compiling per shape (JAX) see few shapes.
-        width = _next_power_of_two(max(int(sizes.max(initial=0)), 8))
-        offsets = np.arange(width)
-        present = offsets[None, :] < sizes[:, None]
-        positions = np.minimum(first[:, None] + offsets[None, :], self.num_kept - 1)
-        slots = np.where(present, self._order[positions], 0)
-        same_camera = self.gallery_camids[slots] == cams[:, None]
-        return slots.astype(np.int32), present & ~same_camera, present & same_camera
-
-
-def _next_power_of_two(n):
-    return 1 << max(int(n) - 1, 0).bit_length()
-
-
-def _padded_shape(rows, columns, chunk_size):
-    """Few distinct shapes, so that backends compiling per shape (JAX) reuse their kernels:
-    a short last chunk grows towards the chunk size, columns to a multiple of 128."""
-    num_rows = max(rows, min(chunk_size, _next_power_of_two(max(rows, 8))))
-    return num_rows, -(-columns // _COLUMN_MULTIPLE) * _COLUMN_MULTIPLE
+AP_METHODS = _protocol.AP_METHODS
+# Above this many distances a call shows a progress bar unless verbose=0.
+_PROGRESS_BAR_DISTANCES = 2**28
 
 
 def _check_finite(chunk, name, start):
-    """Raises unless every distance of the chunk (rows from `start`) is finite."""
-    rows = int(ops.shape(chunk)[0])
-    finite = (
-        np.isfinite(chunk).all()
-        if isinstance(chunk, np.ndarray)
-        else bool(ops.convert_to_numpy(ops.all(ops.isfinite(chunk))))
-    )
-    if not finite:
+    """Raises unless every distance of the numpy chunk (rows from `start`) is finite."""
+    if not np.isfinite(chunk).all():
         raise ValueError(
             f"`{name}` contains non-finite values (NaN or inf) in rows "
-            f"[{start}, {start + rows}). Distances must be finite."
+            f"[{start}, {start + len(chunk)}). Distances must be finite."
         )
 
 
-def _padded_chunk(chunk, chunk_size):
-    """Pads a backend tensor of distances with +inf (farther than every true match)."""
-    rows, columns = (int(n) for n in ops.shape(chunk))
-    num_rows, num_columns = _padded_shape(rows, columns, chunk_size)
-    return ops.pad(
-        chunk,
-        [(0, num_rows - rows), (0, num_columns - columns)],
-        constant_values=np.inf,
-    )
+def _runs(rows, values):
+    """For sorted `(rows, values)`: the index of the first item of each item's row and of
+    its run of equal (row, value), and the run number of each item."""
+    index = np.arange(len(rows))
+    new_row = np.ones(len(rows), dtype=bool)
+    new_row[1:] = rows[1:] != rows[:-1]
+    new_run = new_row.copy()
+    new_run[1:] |= values[1:] != values[:-1]
+    row_first = np.maximum.accumulate(np.where(new_row, index, 0))
+    run_first = np.maximum.accumulate(np.where(new_run, index, 0))
+    return row_first, run_first, np.cumsum(new_run) - 1
 
 
-def _prepared_chunk(distances, protocol, start, stop, chunk_size):
-    """Rows [start, stop) of `distances`, checked, junk (-1) columns dropped, padded with +inf.
-
-    A numpy matrix is gathered straight into the padded buffer (one host copy per chunk:
-    the copies of a separate gather and pad took a third of the evaluation time); a backend
-    tensor is gathered and padded on its device.
-    """
-    chunk = distances[start:stop]
-    _check_finite(chunk, "distances", start)
-    if not isinstance(chunk, np.ndarray):
-        if protocol.kept_columns is not None:
-            chunk = ops.take(chunk, protocol.kept_columns, axis=1)
-        return _padded_chunk(chunk, chunk_size)
-    rows = stop - start
-    num_rows, num_columns = _padded_shape(rows, protocol.num_kept, chunk_size)
-    padded = np.empty((num_rows, num_columns), dtype=chunk.dtype)
-    padded[rows:] = np.inf
-    padded[:rows, protocol.num_kept :] = np.inf
-    if protocol.kept_columns is None:
-        padded[:rows, : protocol.num_kept] = chunk
-    else:
-        # mode="clip" skips the bounds check and the temporary buffer of the default mode;
-        # the indices come from np.flatnonzero, so they are in range.
-        np.take(
-            chunk,
-            protocol.kept_columns,
-            axis=1,
-            out=padded[:rows, : protocol.num_kept],
-            mode="clip",
-        )
-    return ops.convert_to_tensor(padded)
+def _other_identities_tied_ahead(tied_columns, tied_values, identity_columns, values, columns):
+    """For true matches at (`values`, `columns`), sorted: how many items of other identities
+    at exactly the same distance have a lower gallery index (ranked before them)."""
+    other = ~np.isin(tied_columns, identity_columns)
+    all_values = np.concatenate([tied_values[other], values])
+    all_columns = np.concatenate([tied_columns[other], columns])
+    is_other = np.arange(len(all_values)) < int(other.sum())
+    order = np.lexsort((all_columns, all_values))
+    is_other = is_other[order]
+    others_before = np.cumsum(is_other) - is_other
+    _, run_first, _ = _runs(np.zeros(len(order)), all_values[order])
+    return (others_before - others_before[run_first])[~is_other]
 
 
-def _is_ahead(distance_a, index_a, distance_b, index_b):
-    """Whether item a is ranked before item b: closer, or equally close with a lower index."""
-    return (distance_a < distance_b) | ((distance_a == distance_b) & (index_a < index_b))
-
-
-def _true_match_positions(distances, slots, is_good, is_junk):
-    """Positions of the identity's items among the valid items of each row.
-
-    The passes over the whole chunk run on the backend (`keras.ops`); everything of the
-    size of an identity group runs on the host in numpy.
+def _true_match_positions(chunk, protocol, start):
+    """Ranks the true matches of the queries in a chunk of rows of distances.
 
     Args:
-        distances: float tensor from `_prepared_chunk`, junk identity -1 already removed.
-        slots, is_good, is_junk: numpy arrays (rows, M) from `_Protocol.identity_slots`
-            for the chunk's real rows.
+        chunk: numpy array (rows, n_gallery), finite, rows [start, start + rows) of the
+            query x gallery distances.
+        protocol: the problem's `_protocol.Protocol`.
+        start: index of the chunk's first query.
 
     Returns:
-        `(positions, goods_ahead)` int numpy arrays (rows, M): the 0-based position of each
-        slot's item among the row's valid items, and how many true matches precede it.
+        `(rows, positions, goods_ahead)`, int64 arrays with one entry per true match,
+        grouped by row in ranking order: the match's row in the chunk, its 0-based position
+        among the row's valid items, and the number of true matches ranked before it.
     """
-    rows = len(slots)
-    num_rows, num_gallery = (int(n) for n in ops.shape(distances))
-    if num_rows > rows:
-        extra_rows = [(0, num_rows - rows), (0, 0)]
-        slots, is_good, is_junk = (np.pad(a, extra_rows) for a in (slots, is_good, is_junk))
-    row_starts = np.arange(num_rows, dtype=np.int32)[:, None] * num_gallery
-    slot_flat = ops.convert_to_tensor(slots + row_starts)
-    flat_distances = ops.reshape(distances, [-1])
-    slot_distances = ops.convert_to_numpy(ops.take(flat_distances, slot_flat))
+    num_rows = len(chunk)
+    rows, columns, is_good = protocol.identity_items(start, start + num_rows)
+    values = chunk[rows, columns]
+    order = np.lexsort((columns, values, rows))  # the ranking order within each row
+    rows, columns, is_good, values = rows[order], columns[order], is_good[order], values[order]
+    row_first, run_first, run = _runs(rows, values)
+    # Items of the query's own identity strictly closer than each item, junk included.
+    identity_closer = run_first - row_first
+    # Items of the identity at exactly a true match's distance (in a run with a true match).
+    run_has_good = np.bincount(run, weights=is_good) > 0
+    identity_tied = np.bincount(rows, weights=run_has_good[run], minlength=num_rows)
+    identity_bounds = np.searchsorted(rows, np.arange(num_rows + 1))
 
-    # Within the identity group (small): who is ahead of whom.
-    ahead = _is_ahead(
-        slot_distances[:, :, None], slots[:, :, None], slot_distances[:, None, :], slots[:, None, :]
-    )
-    goods_ahead = (ahead & is_good[:, :, None]).sum(axis=1)
-    junk_ahead = (ahead & is_junk[:, :, None]).sum(axis=1)
-
-    # Bins: a monotone map of each distance onto a grid of `num_bins` cells spanning the
-    # row's true matches, clipped to [0, num_bins + 1]. Being monotone, an item in a lower
-    # bin is strictly closer than a true match in a higher one; only the items sharing a
-    # bin with a true match need an exact comparison. Any grid is exact; this one is fast.
-    has_good = is_good.any(axis=1)
-    good_distances = slot_distances.astype(np.float64)
-    lowest = np.where(has_good, np.where(is_good, good_distances, np.inf).min(axis=1), 0.0)
-    highest = np.where(has_good, np.where(is_good, good_distances, -np.inf).max(axis=1), 0.0)
-    with np.errstate(over="ignore"):
-        width = np.where(
-            highest > lowest, highest - lowest, np.where(lowest != 0, np.abs(lowest), 1.0)
-        )
-        num_bins = max(num_gallery // _ITEMS_PER_BIN, 2)
-        limits = np.finfo(np.float32)
-        # Finite and positive, so that no product below is 0 * inf (NaN).
-        scale = np.clip((num_bins - 1) / width, limits.tiny, limits.max)
-        origin = np.clip(lowest - width / (num_bins - 1), limits.min, limits.max)
-    dtype = keras.backend.standardize_dtype(distances.dtype)
-    scaled = ops.clip(
-        (distances - ops.convert_to_tensor(origin[:, None], dtype))
-        * ops.convert_to_tensor(scale[:, None], dtype),
-        0.0,
-        float(num_bins + 1),
-    )
-    bins_per_row = num_bins + 2
-    row_offsets = ops.convert_to_tensor(np.arange(num_rows, dtype=np.int32)[:, None] * bins_per_row)
-    flat_bins = ops.reshape(ops.cast(scaled, "int32") + row_offsets, [-1])
-    slot_bins = ops.convert_to_numpy(ops.take(flat_bins, slot_flat))
-
-    histogram = ops.reshape(
-        ops.bincount(flat_bins, minlength=num_rows * bins_per_row), (num_rows, bins_per_row)
-    )
-    items_below = ops.reshape(ops.cumsum(histogram, axis=1) - histogram, [-1])
-    ahead_all = ops.convert_to_numpy(ops.take(items_below, ops.convert_to_tensor(slot_bins)))
-    ahead_all = ahead_all.astype(np.int64)
-
-    # Items sharing a bin with a true match: compare them exactly with the row's slots.
-    # They are found on the host: a device `nonzero` has a data-dependent shape (JAX would
-    # compile it anew for every count), and the bins' lookup in the table of marked bins
-    # took TensorFlow and torch 2-6x longer as a device gather than bringing the bins over.
-    marked = np.zeros(num_rows * bins_per_row, dtype=bool)
-    marked[slot_bins[is_good]] = True
-    host_bins = ops.convert_to_numpy(flat_bins)
-    candidates = np.flatnonzero(marked[host_bins]).astype(np.int32)
-    for begin in range(0, len(candidates), _CANDIDATE_BLOCK):
-        block = candidates[begin : begin + _CANDIDATE_BLOCK]
-        # Gathered in blocks of one fixed size (one shape to compile); the padding is dropped.
-        padded = ops.convert_to_tensor(np.pad(block, (0, _CANDIDATE_BLOCK - len(block))))
-        block_distances = ops.convert_to_numpy(ops.take(flat_distances, padded))[: len(block)]
-        block_bins = host_bins[block]
-        row = block // num_gallery
-        hit = (block_bins[:, None] == slot_bins[row]) & _is_ahead(
-            block_distances[:, None],
-            (block - row * num_gallery)[:, None],
-            slot_distances[row],
-            slots[row],
-        )
-        np.add.at(ahead_all, row, hit.astype(np.int64))
-
-    positions = ahead_all - junk_ahead
-    return positions[:rows], goods_ahead[:rows]
+    good_rows, good_columns, good_values = rows[is_good], columns[is_good], values[is_good]
+    bounds = np.searchsorted(good_rows, np.arange(num_rows + 1))
+    goods_ahead = np.arange(len(good_rows)) - bounds[good_rows]
+    closer = np.zeros(len(good_rows), dtype=np.int64)
+    keep = np.empty(chunk.shape[1], dtype=bool)
+    for row in np.flatnonzero(np.diff(bounds)):
+        first, last = bounds[row], bounds[row + 1]
+        thresholds = good_values[first:last]
+        distances = chunk[row]
+        np.less_equal(distances, thresholds[-1], out=keep)
+        if protocol.is_kept is not None:
+            keep &= protocol.is_kept
+        candidates = distances[keep]
+        # How many true matches are at most as far as each candidate.
+        bucket = np.searchsorted(thresholds, candidates, side="right")
+        histogram = np.bincount(bucket, minlength=last - first + 1)[: last - first]
+        closer[first:last] = np.cumsum(histogram)
+        # bucket 0 reads thresholds[-1], which no such candidate equals (it is < thresholds[0]).
+        tied = thresholds[bucket - 1] == candidates
+        if np.count_nonzero(tied) != identity_tied[row]:
+            closer[first:last] += _other_identities_tied_ahead(
+                np.flatnonzero(keep)[tied],
+                candidates[tied],
+                columns[identity_bounds[row] : identity_bounds[row + 1]],
+                thresholds,
+                good_columns[first:last],
+            )
+    positions = closer - identity_closer[is_good] + goods_ahead
+    return good_rows, positions, goods_ahead
 
 
-def _per_query_scores(positions, goods_ahead, is_good, ap_method):
-    """AP, INP and first-match position per query from the true matches' positions."""
-    positions = positions.astype(np.int64)
-    num_good = is_good.sum(axis=1)
+def _per_query_scores(rows, positions, goods_ahead, num_rows, ap_method):
+    """AP, INP and first-match position per query from its true matches' positions."""
+    num_good = np.bincount(rows, minlength=num_rows)
     valid = num_good > 0
-    # Only the true matches' entries matter; the others may hold any value.
-    position = np.where(is_good, positions, 0).astype(np.float64)
+    position = positions.astype(np.float64)
     rank_among_good = goods_ahead.astype(np.float64)
     precision = (rank_among_good + 1.0) / (position + 1.0)
     if ap_method == "trapezoidal":
         previous_precision = np.where(
             position > 0, rank_among_good / np.maximum(position, 1.0), 1.0
         )
-        terms = (previous_precision + precision) / 2.0
-    else:
-        terms = precision
-    with np.errstate(invalid="ignore", divide="ignore"):
-        average_precision = np.where(
-            valid, np.where(is_good, terms, 0.0).sum(axis=1) / num_good, np.nan
-        )
-        last = np.where(is_good, positions, -1).max(axis=1)
-        inverse_negative_penalty = np.where(valid, num_good / (last + 1.0), np.nan)
-    first = np.where(is_good, positions, np.iinfo(np.int64).max).min(axis=1)
-    first = np.where(valid, first, -1).astype(np.int64)
-    return average_precision, inverse_negative_penalty, first
+        precision = (previous_precision + precision) / 2.0
+    average_precision = np.full(num_rows, np.nan)
+    inverse_negative_penalty = np.full(num_rows, np.nan)
+    first_match_rank = np.full(num_rows, -1, dtype=np.int64)
+    # The matches of a row are in ranking order: its first and last entries.
+    last = np.cumsum(num_good)[valid] - 1
+    first = last - num_good[valid] + 1
+    average_precision[valid] = (
+        np.bincount(rows, weights=precision, minlength=num_rows)[valid] / num_good[valid]
+    )
+    inverse_negative_penalty[valid] = num_good[valid] / (positions[last] + 1.0)
+    first_match_rank[valid] = positions[first]
+    return average_precision, inverse_negative_penalty, first_match_rank
 
 
-def _check_options(max_rank, ap_method, chunk_size):
-    if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or max_rank < 1:
-        raise ValueError(f"Received: max_rank={max_rank!r}. Expected a positive integer.")
-    if ap_method not in AP_METHODS:
-        raise ValueError(f"Received: ap_method={ap_method!r}. Expected one of {AP_METHODS}.")
-    _validation.check_chunk_size(chunk_size)
-
-
-def _check_ids(num_queries, num_gallery, query_pids, gallery_pids, query_camids, gallery_camids):
-    query_pids = _validation.check_ids(query_pids, "query_pids")
-    gallery_pids = _validation.check_ids(gallery_pids, "gallery_pids")
-    query_camids = _validation.check_ids(query_camids, "query_camids")
-    gallery_camids = _validation.check_ids(gallery_camids, "gallery_camids")
-    _validation.check_same_length(num_queries, query_pids, "query_pids", "queries")
-    _validation.check_same_length(num_queries, query_camids, "query_camids", "queries")
-    _validation.check_same_length(num_gallery, gallery_pids, "gallery_pids", "gallery items")
-    _validation.check_same_length(num_gallery, gallery_camids, "gallery_camids", "gallery items")
-    if num_gallery == 0:
-        raise ValueError("The gallery is empty (0 items); there is nothing to rank.")
-    return query_pids, gallery_pids, query_camids, gallery_camids
-
-
-def _evaluate(chunks, protocol, num_queries, max_rank, ap_method):
-    """Runs the ranking on `(start, stop, distances)` chunks and aggregates the scores."""
+def _evaluate(chunks, protocol, *, max_rank, ap_method, verbose):
+    """Scores `(start, stop, numpy distances)` chunks; returns `RankingScores`."""
+    num_queries = protocol.num_queries
     average_precision = np.full(num_queries, np.nan)
     inverse_negative_penalty = np.full(num_queries, np.nan)
     first_match_rank = np.full(num_queries, -1, dtype=np.int64)
+    progress = keras.utils.Progbar(num_queries, unit_name="query") if verbose else None
     for start, stop, chunk in chunks:
-        slots, is_good, is_junk = protocol.identity_slots(start, stop)
-        positions, goods_ahead = _true_match_positions(chunk, slots, is_good, is_junk)
+        matches = _true_match_positions(chunk, protocol, start)
         (
             average_precision[start:stop],
             inverse_negative_penalty[start:stop],
             first_match_rank[start:stop],
-        ) = _per_query_scores(positions, goods_ahead, is_good, ap_method)
-    valid = first_match_rank >= 0
-    num_valid = int(valid.sum())
-    if num_valid:
-        cmc = (first_match_rank[valid, None] < np.arange(1, max_rank + 1)[None, :]).mean(axis=0)
-        mean_ap = float(average_precision[valid].mean())
-        mean_inp = float(inverse_negative_penalty[valid].mean())
-    else:
-        cmc = np.full(max_rank, np.nan)
-        mean_ap = mean_inp = float("nan")
-    return RankingScores(
-        cmc=cmc,
-        mean_average_precision=mean_ap,
-        mean_inverse_negative_penalty=mean_inp,
-        average_precision=average_precision,
-        inverse_negative_penalty=inverse_negative_penalty,
-        first_match_rank=first_match_rank,
-        num_valid_queries=num_valid,
+        ) = _per_query_scores(*matches, stop - start, ap_method)
+        if progress is not None:
+            progress.update(stop)
+    return _protocol.aggregate(
+        average_precision,
+        inverse_negative_penalty,
+        first_match_rank,
+        protocol.query_pids,
+        max_rank=max_rank,
         ap_method=ap_method,
+        stacklevel=4,
     )
 
 
-def _warn_skipped(scores, query_pids, stacklevel):
-    if scores.num_valid_queries == 0:
-        raise ValueError(
-            "No query has a valid match in the gallery (an image of the same identity from "
-            f"another camera), so CMC and mAP are undefined. Query ids: {sorted(set(np.asarray(query_pids).tolist()))[:10]}"
-            ". Check that query and gallery come from the same split of the dataset."
-        )
-    if scores.num_skipped_queries:
-        warnings.warn(
-            f"{scores.num_skipped_queries} of {len(scores.first_match_rank)} queries have no "
-            "valid match in the gallery (no image of the same identity from another camera); "
-            "they are skipped and the scores average the other queries.",
-            stacklevel=stacklevel + 1,
-        )
+def _show_progress(verbose, num_queries, num_gallery):
+    if verbose not in ("auto", 0, 1) or isinstance(verbose, bool):
+        raise ValueError(f"Received: verbose={verbose!r}. Expected 'auto', 0 or 1.")
+    if verbose == "auto":
+        return num_queries * num_gallery > _PROGRESS_BAR_DISTANCES
+    return bool(verbose)
+
+
+def _matrix_chunks(distances, chunk_size):
+    """Yields `(start, stop, numpy rows)` of a distance matrix (array or tensor), checked."""
+    num_queries = int(ops.shape(distances)[0])
+    for start in range(0, num_queries, chunk_size):
+        stop = min(start + chunk_size, num_queries)
+        chunk = _validation.to_numpy(distances[start:stop])
+        _check_finite(chunk, "distances", start)
+        yield start, stop, chunk
 
 
 def _chunk_size(chunk_size, num_queries, num_gallery):
     if chunk_size is None:
         return distance_lib.automatic_chunk_size(num_queries, num_gallery)
-    if chunk_size * (num_gallery + 2) > _INT32_LIMIT:
-        raise ValueError(
-            f"Received: chunk_size={chunk_size}. With {num_gallery} gallery items a chunk must "
-            f"hold fewer than 2**31 distances; use chunk_size <= {_INT32_LIMIT // (num_gallery + 2)}."
-        )
     return chunk_size
 
 
@@ -361,26 +217,38 @@ def ranking_scores(
     *,
     max_rank=50,
     ap_method="trapezoidal",
+    query_gallery_indices=None,
     chunk_size=None,
+    verbose="auto",
 ):
     """CMC, mAP and mINP of a query x gallery distance matrix under the Market-1501 protocol.
 
     Parameters
     ----------
     distances : array-like or tensor of shape (n_queries, n_gallery)
-        Floating, finite distances; smaller is more similar. A backend tensor stays on its
-        device; a numpy array is moved there one chunk at a time.
+        Floating, finite distances; smaller is more similar. Ranked in their own dtype:
+        float64 stays float64 on every backend. A backend tensor is read one chunk of rows
+        at a time.
     query_pids, gallery_pids : array-like of int, shapes (n_queries,) and (n_gallery,)
         Person ids. Gallery id -1 is junk; id 0 (distractors) is an ordinary negative.
-    query_camids, gallery_camids : array-like of int, shapes (n_queries,) and (n_gallery,)
-        Camera ids.
+    query_camids, gallery_camids : array-like of int, shapes (n_queries,) and (n_gallery,), or None
+        Camera ids. ``None`` for both: the dataset has no cameras, and only id -1 and the
+        query image itself (`query_gallery_indices`) are junk.
     max_rank : int, default=50
         Length of the returned CMC curve.
     ap_method : {"trapezoidal", "non_interpolated"}, default="trapezoidal"
         How AP integrates the precision-recall curve; see Notes.
+    query_gallery_indices : array-like of int, shape (n_queries,), default=None
+        The gallery position of each query image, -1 for a query that is not in the
+        gallery; that gallery item is junk for its query. For retrieval benchmarks whose
+        queries are gallery images (e.g. every image queries all the others:
+        ``query_gallery_indices=np.arange(n)``). Each must point to an item of the query's
+        identity. ``None``: no query is in the gallery.
     chunk_size : int or None, default=None
-        Queries evaluated at once; ``None`` picks about 4M distances per chunk, which keeps
-        the peak memory near 200 MB whatever the gallery size.
+        Queries evaluated at once; ``None`` picks about 4M distances per chunk, which
+        bounds the memory whatever the gallery size.
+    verbose : {"auto", 0, 1}, default="auto"
+        1 shows a progress bar over the queries; ``"auto"`` shows it above 2**28 distances.
 
     Returns
     -------
@@ -391,24 +259,31 @@ def ranking_scores(
     Raises
     ------
     ValueError
-        If lengths do not match the distance matrix, ids are not integers, distances are
-        not floating or not finite, the gallery is empty, or an option is out of range.
+        If lengths do not match the distance matrix, ids are not integers, only one of the
+        camera id arrays is given, a query index is out of range or points to another
+        identity, distances are not floating or not finite, the gallery is empty, no query
+        has a valid match, or an option is out of range.
 
     Warns
     -----
     UserWarning
         When some queries have no valid match; they are skipped and counted.
 
+    See Also
+    --------
+    reference_ranking_scores : the same protocol, one query at a time, as a plain loop.
+
     Notes
     -----
     The protocol is the official Market-1501 one (Zheng et al., ICCV 2015), also used for
     DukeMTMC-reID, CUHK03 (767/700 split) and MSMT17. For a query with id ``p`` and camera
-    ``c`` the gallery is ranked by increasing distance (ties by gallery order) after
-    removing the *junk*: every item with id -1 and every item with id ``p`` and camera
-    ``c``. The *true matches* are the remaining items with id ``p`` (other cameras);
-    everything else, id-0 distractors included, is a negative. A query with no true match
-    is skipped. With the true matches at 0-based positions ``r_0 < r_1 < ...`` of the
-    cleaned list (``n`` of them):
+    ``c`` the gallery is ranked by increasing distance, ties by gallery index (a stable
+    sort), after removing the *junk*: every item with id -1, every item with id ``p`` and
+    camera ``c``, and the query image itself when `query_gallery_indices` gives it. The
+    *true matches* are the remaining items with id ``p``; everything else, id-0
+    distractors included, is a negative. A query with no true match is skipped. With the
+    true matches at 0-based positions ``r_0 < r_1 < ...`` of the cleaned list (``n`` of
+    them):
 
     - CMC: ``cmc[k] = mean over queries of [r_0 <= k]``.
     - ``ap_method="non_interpolated"``: ``AP = mean_i (i + 1) / (r_i + 1)``, the area under
@@ -425,6 +300,10 @@ def ranking_scores(
       (Ye et al., "Deep Learning for Person Re-identification: A Survey and Outlook",
       TPAMI 2021).
 
+    The engine counts, for each true match, the valid items ranked before it (see the
+    module docstring): its cost is linear in the gallery whatever the identity sizes, and
+    the result is exact, ties included.
+
     References
     ----------
     .. [1] L. Zheng et al. "Scalable Person Re-identification: A Benchmark." ICCV 2015.
@@ -439,27 +318,30 @@ def ranking_scores(
     ...                         ap_method="non_interpolated")
     >>> scores.cmc.tolist(), scores.mean_average_precision
     ([1.0, 1.0, 1.0], 0.8333333333333333)
+
+    Without cameras, every image querying all the others:
+
+    >>> pids = [1, 1, 2]
+    >>> distances = np.array([[0.0, 0.2, 0.1], [0.2, 0.0, 0.3]])
+    >>> ranking_scores(distances, pids[:2], pids, None, None, max_rank=1,
+    ...                query_gallery_indices=[0, 1]).cmc.tolist()
+    [0.5]
     """
-    _check_options(max_rank, ap_method, chunk_size)
+    _protocol.check_options(max_rank, ap_method, chunk_size)
     distances = _validation.as_matrix(distances)
     num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
-    ids = _check_ids(
-        num_queries, num_gallery, query_pids, gallery_pids, query_camids, gallery_camids
+    protocol = _protocol.setup(
+        num_queries,
+        num_gallery,
+        query_pids,
+        gallery_pids,
+        query_camids,
+        gallery_camids,
+        query_gallery_indices,
     )
-    protocol = _Protocol(*ids)
-    chunk_size = _chunk_size(chunk_size, num_queries, protocol.num_kept)
-    chunks = _matrix_chunks(distances, protocol, chunk_size)
-    scores = _evaluate(chunks, protocol, num_queries, max_rank, ap_method)
-    _warn_skipped(scores, protocol.query_pids, stacklevel=2)
-    return scores
-
-
-def _matrix_chunks(distances, protocol, chunk_size):
-    """Yields `(start, stop, chunk)` of a distance matrix, checked, junk dropped, padded."""
-    num_queries = int(ops.shape(distances)[0])
-    for start in range(0, num_queries, chunk_size):
-        stop = min(start + chunk_size, num_queries)
-        yield start, stop, _prepared_chunk(distances, protocol, start, stop, chunk_size)
+    verbose = _show_progress(verbose, num_queries, num_gallery)
+    chunks = _matrix_chunks(distances, _chunk_size(chunk_size, num_queries, num_gallery))
+    return _evaluate(chunks, protocol, max_rank=max_rank, ap_method=ap_method, verbose=verbose)
 
 
 def ranking_scores_from_features(
@@ -473,23 +355,26 @@ def ranking_scores_from_features(
     metric="euclidean",
     max_rank=50,
     ap_method="trapezoidal",
+    query_gallery_indices=None,
     chunk_size=None,
     rerank=False,
+    verbose="auto",
 ):
     """CMC, mAP and mINP from query and gallery features under the Market-1501 protocol.
 
     The distances are computed chunk by chunk on the active backend and never held in
-    full, so a large benchmark (MSMT17: 11,659 x 82,161) needs no 4 GB distance matrix.
+    full: a large benchmark (MSMT17: 11,659 x 82,161) needs no 4 GB distance matrix, and
+    the memory above the features is about one copy of the gallery plus a few chunks.
 
     Parameters
     ----------
     query_features : array-like or tensor of shape (n_queries, n_features)
     gallery_features : array-like or tensor of shape (n_gallery, n_features)
     query_pids, gallery_pids, query_camids, gallery_camids : array-like of int
-        As in `ranking_scores`.
+        As in `ranking_scores` (camera ids may be None).
     metric : {"euclidean", "cosine"}, default="euclidean"
         Squared L2 distance or ``1 - cosine similarity`` (see `pairwise_distance`).
-    max_rank, ap_method, chunk_size
+    max_rank, ap_method, query_gallery_indices, chunk_size, verbose
         As in `ranking_scores`.
     rerank : bool, default=False
         Rank by the k-reciprocal re-ranked distance (`k_reciprocal_rerank` with the paper's
@@ -508,9 +393,11 @@ def ranking_scores_from_features(
 
     Notes
     -----
-    Same protocol and AP definitions as `ranking_scores`. The rolling-back authors score by
-    the dot product of L2-normalised features, which ranks exactly like both metrics here.
-    With ``rerank=True`` every gallery image, junk (id -1) included, takes part in the
+    Same protocol and AP definitions as `ranking_scores`. The distances are computed in
+    float64 in numpy when either features are float64 (Keras' ops do not keep float64 on
+    every backend), in float32 on the backend otherwise. The rolling-back authors score by the dot product of
+    L2-normalised features, which ranks exactly like both metrics here. With
+    ``rerank=True`` every gallery image, junk (id -1) included, takes part in the
     re-ranking (as in the authors' and torchreid's evaluation) before the junk is dropped
     from the ranking, and the query x gallery matrix is held in full (float32).
 
@@ -522,7 +409,7 @@ def ranking_scores_from_features(
     >>> ranking_scores_from_features(q, g, [3], [3, 4], [0], [1, 1], max_rank=1).cmc
     array([1.])
     """
-    _check_options(max_rank, ap_method, chunk_size)
+    _protocol.check_options(max_rank, ap_method, chunk_size)
     if not isinstance(rerank, (bool, np.bool_)):
         raise ValueError(f"Received: rerank={rerank!r}. Expected True or False.")
     query_features = _validation.as_matrix(query_features)
@@ -530,40 +417,46 @@ def ranking_scores_from_features(
     query_shape, gallery_shape = distance_lib._check_features(
         query_features, gallery_features, metric
     )
-    ids = _check_ids(
-        query_shape[0], gallery_shape[0], query_pids, gallery_pids, query_camids, gallery_camids
+    protocol = _protocol.setup(
+        query_shape[0],
+        gallery_shape[0],
+        query_pids,
+        gallery_pids,
+        query_camids,
+        gallery_camids,
+        query_gallery_indices,
     )
-    protocol = _Protocol(*ids)
+    verbose = _show_progress(verbose, query_shape[0], gallery_shape[0])
     if rerank:
         distances = reranking.k_reciprocal_rerank(query_features, gallery_features, metric=metric)
-        chunk_size = _chunk_size(chunk_size, query_shape[0], protocol.num_kept)
-        scores = _evaluate(
-            _matrix_chunks(distances, protocol, chunk_size),
-            protocol,
-            query_shape[0],
-            max_rank,
-            ap_method,
+        chunks = _matrix_chunks(
+            distances, _chunk_size(chunk_size, query_shape[0], gallery_shape[0])
         )
-        _warn_skipped(scores, protocol.query_pids, stacklevel=2)
-        return scores
-    if protocol.kept_columns is not None:
+        return _evaluate(chunks, protocol, max_rank=max_rank, ap_method=ap_method, verbose=verbose)
+    # The junk (id -1) never needs a distance.
+    kept_columns, protocol = protocol.without_junk_columns()
+    if kept_columns is not None:
         gallery_features = (
-            gallery_features[protocol.kept_columns]
+            gallery_features[kept_columns]
             if isinstance(gallery_features, np.ndarray)
-            else ops.take(gallery_features, protocol.kept_columns, axis=0)
+            else ops.take(gallery_features, kept_columns, axis=0)
         )
-    chunk_size = _chunk_size(chunk_size, query_shape[0], protocol.num_kept)
+    chunk_size = _chunk_size(chunk_size, query_shape[0], len(protocol.gallery_pids))
 
     def chunks():
         for start, stop, chunk in distance_lib.iter_distance_chunks(
             query_features, gallery_features, metric=metric, chunk_size=chunk_size
         ):
+            chunk = _validation.to_numpy(chunk)
             _check_finite(chunk, "distances from the features", start)
-            yield start, stop, _padded_chunk(chunk, chunk_size)
+            yield start, stop, chunk
 
-    scores = _evaluate(chunks(), protocol, query_shape[0], max_rank, ap_method)
-    _warn_skipped(scores, protocol.query_pids, stacklevel=2)
-    return scores
+    return _evaluate(chunks(), protocol, max_rank=max_rank, ap_method=ap_method, verbose=verbose)
+
+
+def _is_ahead(distance_a, index_a, distance_b, index_b):
+    """Whether item a is ranked before item b: closer, or equally close with a lower index."""
+    return (distance_a < distance_b) | ((distance_a == distance_b) & (index_a < index_b))
 
 
 def single_gallery_shot_cmc(
@@ -628,7 +521,7 @@ def single_gallery_shot_cmc(
     .. [1] W. Li et al. "DeepReID: Deep Filter Pairing Neural Network for Person
        Re-identification." CVPR 2014.
     """
-    _check_options(max_rank, "trapezoidal", chunk_size)
+    _protocol.check_options(max_rank, "trapezoidal", chunk_size)
     if (
         isinstance(num_repeats, bool)
         or not isinstance(num_repeats, (int, np.integer))
@@ -637,13 +530,13 @@ def single_gallery_shot_cmc(
         raise ValueError(f"Received: num_repeats={num_repeats!r}. Expected a positive integer.")
     distances = _validation.as_matrix(distances)
     num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
-    query_pids, gallery_pids, query_camids, gallery_camids = _check_ids(
-        num_queries, num_gallery, query_pids, gallery_pids, query_camids, gallery_camids
+    protocol = _protocol.setup(
+        num_queries, num_gallery, query_pids, gallery_pids, query_camids, gallery_camids, None
     )
-    protocol = _Protocol(query_pids, gallery_pids, query_camids, gallery_camids)
     keys = np.random.default_rng(seed).random((num_repeats, num_gallery))
-    if protocol.kept_columns is not None:
-        keys = keys[:, protocol.kept_columns]
+    kept_columns, protocol = protocol.without_junk_columns()
+    if kept_columns is not None:
+        keys = keys[:, kept_columns]
     identities = np.unique(protocol.gallery_pids)
     # Each identity's representative in each draw: its item with the largest key.
     representatives = []
@@ -651,39 +544,38 @@ def single_gallery_shot_cmc(
         by_identity_then_key = np.lexsort((repeat_keys, protocol.gallery_pids))
         last = np.searchsorted(protocol.gallery_pids[by_identity_then_key], identities, "right") - 1
         representatives.append(by_identity_then_key[last])
-    chunk_size = _chunk_size(chunk_size, num_queries, protocol.num_kept)
     hits = np.zeros(max_rank)
-    num_valid = 0
-    for start in range(0, num_queries, chunk_size):
-        stop = min(start + chunk_size, num_queries)
-        chunk = _prepared_chunk(distances, protocol, start, stop, chunk_size)
-        slots, is_good, _ = protocol.identity_slots(start, stop)
-        valid = is_good.any(axis=1)
-        num_valid += int(valid.sum())
-        own_identity = query_pids[start:stop, None] == identities[None, :]
+    first_match_rank = np.full(num_queries, -1, dtype=np.int64)
+    chunk_size = _chunk_size(chunk_size, num_queries, num_gallery)
+    for start, stop, chunk in _matrix_chunks(distances, chunk_size):
+        if kept_columns is not None:
+            chunk = chunk[:, kept_columns]
+        rows, columns, is_good = protocol.identity_items(start, stop)
+        valid = np.bincount(rows[is_good], minlength=stop - start) > 0
+        if not valid.any():
+            continue
+        first_match_rank[start:stop][valid] = 0
+        own_identity = protocol.query_pids[start:stop, None] == identities[None, :]
         for repeat_keys, representative in zip(keys, representatives, strict=True):
-            # The query's own identity: its valid (other-camera) item with the largest key.
-            own = slots[
-                np.arange(len(slots)),
-                np.argmax(np.where(is_good, repeat_keys[slots], -1.0), axis=1),
-            ]
-            columns = ops.convert_to_tensor(representative.astype(np.int32))
-            represented = ops.convert_to_numpy(ops.take(chunk, columns, axis=1))[: stop - start]
-            own_flat = np.arange(stop - start) * int(ops.shape(chunk)[1]) + own
-            own_distance = ops.convert_to_numpy(
-                ops.take(ops.reshape(chunk, [-1]), ops.convert_to_tensor(own_flat.astype(np.int32)))
-            )[:, None]
-
-            ahead = _is_ahead(represented, representative[None, :], own_distance, own[:, None])
+            # The query's own identity: its true match with the largest key (last by key).
+            by_row_then_key = np.lexsort((np.where(is_good, repeat_keys[columns], -1.0), rows))
+            last = np.searchsorted(rows[by_row_then_key], np.arange(stop - start), "right") - 1
+            own = columns[by_row_then_key[np.maximum(last, 0)]]
+            own_distance = chunk[np.arange(stop - start), own][:, None]
+            ahead = _is_ahead(
+                chunk[:, representative], representative[None, :], own_distance, own[:, None]
+            )
             rank = (ahead & ~own_identity).sum(axis=1)
             hits += (rank[valid, None] < np.arange(1, max_rank + 1)[None, :]).sum(axis=0)
-    skipped = num_queries - num_valid
-    if skipped:
-        warnings.warn(
-            f"{skipped} of {num_queries} queries have no valid match in the gallery (no image "
-            "of the same identity from another camera); they are skipped.",
-            stacklevel=2,
-        )
-    if not num_valid:
-        return np.full(max_rank, np.nan)
-    return hits / (num_valid * num_repeats)
+    # Only to raise or warn like the other functions; the scores are the CMC below.
+    nothing = np.zeros(num_queries)
+    _protocol.aggregate(
+        nothing,
+        nothing,
+        first_match_rank,
+        protocol.query_pids,
+        max_rank=max_rank,
+        ap_method="trapezoidal",
+        stacklevel=3,
+    )
+    return hits / (int((first_match_rank >= 0).sum()) * num_repeats)

@@ -144,7 +144,7 @@ def _member_distances(features, members, metric):
     """
     features = ops.convert_to_tensor(features, dtype="float32")
     if metric == "cosine":
-        features = distance_lib._l2_normalize(features)
+        features = distance_lib._l2_normalize(features, ops)
     squared_norms = ops.sum(ops.square(features), axis=1)
     num_images, num_members = members.shape
     rows_per_chunk = max(1, _GATHERED_PER_CHUNK // (num_members * int(ops.shape(features)[1])))
