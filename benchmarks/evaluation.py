@@ -1,47 +1,79 @@
-"""Benchmark: Market-1501-scale evaluation, ours vs a numpy argsort-per-row implementation.
+"""Benchmark: re-identification evaluation, ours on every backend vs torchreid's Cython.
 
-Prints, on the active Keras backend (set KERAS_BACKEND), the median of 5 runs and the peak
-extra resident memory of:
-  (a) features -> CMC + mAP (`ranking_scores_from_features`, distances never held in full),
-  (b) distance matrix -> CMC + mAP (`ranking_scores`),
-  (c) the same protocol in plain numpy, argsort of each query's row (as torchreid's
-      `eval_market1501` does), with a stable sort so that ties are broken like ours,
-  (d) fast-reid's `evaluate_rank_py` layout: one argsort of the whole matrix and a matrix of
-      matches, then a loop over queries (quicker per row, but about 1.3 GB more memory),
-and checks that (b), (c) and (d) agree (per-query AP to 1e-9, CMC identical).
+`--task compare` (default) prints one Markdown table from one run, at Market-1501 size
+(3,368 x 15,913, 2048-D features) and CUHK03 size (1,400 x 5,332), medians of `--repeats`
+runs and the peak extra resident memory of each:
+  - torchreid's `eval_market1501` with its Cython extension (`rank_cy.evaluate_cy`), the
+    reference torchreid and fast-reid users run; it is given the distance matrix without
+    the id -1 columns, as torchreid's datasets drop those images;
+  - ours from the distance matrix (`ranking_scores`) and from the features
+    (`ranking_scores_from_features`), in one process per Keras backend, beside the
+    matmul alone (the same chunks of distances, converted to numpy, nothing ranked);
+  - the same protocol in plain numpy: an argsort of every row (a stable sort, so that
+    ties are broken like ours), and fast-reid's `evaluate_rank_py` layout (one argsort of
+    the whole matrix);
+and checks that every row agrees with the numpy argsort reference (CMC identical,
+per-query AP to 1e-9; torchreid's float32 mAP to 1e-5).
 
-Usage: KERAS_BACKEND=jax python benchmarks/evaluation.py [--queries 3368 --gallery 15913]
+`--task identity_probe`: 256 queries x 16,000 gallery, one query whose identity has K
+gallery images, K = 0, 1,000, 2,000, 10,000 (time and peak memory).
+`--task scale`: MSMT17 size (11,659 x 82,161, 2048-D synthetic features) from features,
+with the progress bar; `--task distractors`: Market-1501's queries against its gallery
+plus 500,000 distractors. Both print the time and the peak memory above the features.
+
+torchreid's Cython row needs Cython (the `benchmark` extra) and torchreid's
+`rank_cy.pyx`: from an installed torchreid built from its sources, or from a checkout
+given by `--torchreid_source` (or $TORCHREID_SOURCE), compiled once into
+`~/.cache/keras_rollback/rank_cy`. Without them the row says why it is missing.
+
+Usage:
+    python benchmarks/evaluation.py [--backends tensorflow jax torch] [--repeats 3]
+    python benchmarks/evaluation.py --torchreid_source ~/src/deep-person-reid
+    KERAS_BACKEND=torch python benchmarks/evaluation.py --task scale
 """
 
 import argparse
+import hashlib
+import importlib
+import importlib.util
+import json
 import os
+import pathlib
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
-import keras
 import numpy as np
 
-from keras_rollback.metrics import pairwise_distance
-from keras_rollback.metrics import ranking_scores
-from keras_rollback.metrics import ranking_scores_from_features
+SIZES = {  # name: queries, gallery, identities, cameras, junk share, distractor share
+    "Market-1501": (3368, 15913, 750, 6, 0.24, 0.18),
+    "CUHK03": (1400, 5332, 700, 2, 0.0, 0.0),
+}
+BACKENDS = ("tensorflow", "jax", "torch")
+RANK_CY_CACHE = pathlib.Path.home() / ".cache" / "keras_rollback" / "rank_cy"
 
 
-def market_like_split(num_queries, num_gallery, num_ids, num_cameras, dim, seed=0):
-    """Random features with identity structure and Market-1501's junk/distractor shares."""
+def reid_split(num_queries, num_gallery, num_ids, num_cameras, junk, distractors, dim, seed=0):
+    """Random unit features with identity structure and the given junk/distractor shares."""
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(num_ids + 1, dim)).astype(np.float32)
     q_pids = rng.integers(1, num_ids + 1, num_queries)
-    # Market-1501's gallery: ~24% junk (-1), ~18% distractors (0), the rest test identities.
-    g_pids = rng.choice([-1, 0, 1], size=num_gallery, p=[0.24, 0.18, 0.58])
+    g_pids = rng.choice([-1, 0, 1], size=num_gallery, p=[junk, distractors, 1 - junk - distractors])
     g_pids[g_pids == 1] = rng.integers(1, num_ids + 1, int((g_pids == 1).sum()))
     q_cams = rng.integers(1, num_cameras + 1, num_queries)
     g_cams = rng.integers(1, num_cameras + 1, num_gallery)
 
     def features(pids):
-        x = centers[np.maximum(pids, 0)] * 0.25 + rng.normal(size=(len(pids), dim)).astype(
-            np.float32
-        )
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+        # In blocks, in place: a 500k-image gallery takes no temporary of its own size.
+        x = np.empty((len(pids), dim), dtype=np.float32)
+        for start in range(0, len(pids), 2**16):
+            block = x[start : start + 2**16]
+            rng.standard_normal(out=block, dtype=np.float32)
+            block += centers[np.maximum(pids[start : start + 2**16], 0)] * 0.25
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+        return x
 
     return features(q_pids), features(g_pids), q_pids, g_pids, q_cams, g_cams
 
@@ -50,25 +82,20 @@ def numpy_argsort_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank):
     """The common open-source evaluation: argsort every row, then walk the ranked list."""
     num_queries = len(q_pids)
     cmc_hits = np.zeros(max_rank)
-    aps, traps, inps = [], [], []
+    aps = np.full(num_queries, np.nan)
     for q in range(num_queries):
         order = np.argsort(distances[q], kind="stable")
         keep = ~(
             (g_pids[order] == -1) | ((g_pids[order] == q_pids[q]) & (g_cams[order] == q_cams[q]))
         )
-        matches = (g_pids[order][keep] == q_pids[q]).astype(np.float64)
+        matches = g_pids[order][keep] == q_pids[q]
         if not matches.any():
             continue
         positions = np.flatnonzero(matches)
-        i = np.arange(len(positions), dtype=np.float64)
-        precision = (i + 1) / (positions + 1)
-        previous = np.where(positions > 0, i / np.maximum(positions, 1), 1.0)
-        aps.append(precision.mean())
-        traps.append(((previous + precision) / 2).mean())
-        inps.append(len(positions) / (positions[-1] + 1))
+        aps[q] = ((np.arange(len(positions)) + 1) / (positions + 1)).mean()
         if positions[0] < max_rank:
             cmc_hits[positions[0] :] += 1
-    return cmc_hits / len(aps), np.array(aps), np.array(traps), np.array(inps)
+    return cmc_hits / np.isfinite(aps).sum(), aps
 
 
 def numpy_whole_matrix_argsort_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank):
@@ -76,7 +103,7 @@ def numpy_whole_matrix_argsort_scores(distances, q_pids, g_pids, q_cams, g_cams,
     order = np.argsort(distances, axis=1, kind="stable")
     matches = g_pids[order] == q_pids[:, None]
     cmc_hits = np.zeros(max_rank)
-    aps = []
+    aps = np.full(len(q_pids), np.nan)
     for q in range(len(q_pids)):
         junk = (g_pids[order[q]] == -1) | (
             (g_pids[order[q]] == q_pids[q]) & (g_cams[order[q]] == q_cams[q])
@@ -85,11 +112,70 @@ def numpy_whole_matrix_argsort_scores(distances, q_pids, g_pids, q_cams, g_cams,
         if not raw_cmc.any():
             continue
         hits = raw_cmc.cumsum()
-        aps.append((hits / np.arange(1, len(hits) + 1) * raw_cmc).sum() / raw_cmc.sum())
+        aps[q] = (hits / np.arange(1, len(hits) + 1) * raw_cmc).sum() / raw_cmc.sum()
         first = np.argmax(raw_cmc)
         if first < max_rank:
             cmc_hits[first:] += 1
-    return cmc_hits / len(aps), np.array(aps)
+    return cmc_hits / np.isfinite(aps).sum(), aps
+
+
+def _rank_cy_pyx(source):
+    """Path of torchreid's rank_cy.pyx in a checkout, an installed torchreid, or None."""
+    candidates = []
+    if source:
+        source = pathlib.Path(source).expanduser()
+        candidates += [source, *source.glob("**/rank_cylib/rank_cy.pyx")]
+    try:
+        spec = importlib.util.find_spec("torchreid")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidates += list(pathlib.Path(location).glob("**/rank_cylib/rank_cy.pyx"))
+    return next((p for p in candidates if p.is_file() and p.name == "rank_cy.pyx"), None)
+
+
+def load_torchreid_cython(source):
+    """`(evaluate_cy, description)` of torchreid's Cython evaluation, or `(None, reason)`."""
+    for module in (
+        "torchreid.metrics.rank_cylib.rank_cy",  # torchreid built from its sources
+        "torchreid.reid.metrics.rank_cylib.rank_cy",  # the layout of torchreid >= 0.2.4
+    ):
+        try:
+            return importlib.import_module(module).evaluate_cy, f"installed {module}"
+        except ImportError:
+            pass
+    pyx = _rank_cy_pyx(source)
+    if pyx is None:
+        return None, (
+            "not built: no torchreid with a compiled rank_cy and no rank_cy.pyx (the pip "
+            "package ships without it); pass --torchreid_source=<deep-person-reid checkout>"
+        )
+    try:
+        import Cython  # noqa: F401
+    except ImportError:
+        return None, "not built: Cython is missing (pip install -e '.[benchmark]')"
+    build = RANK_CY_CACHE / hashlib.sha256(pyx.read_bytes()).hexdigest()[:16]
+    if not list(build.glob("rank_cy*.so")):
+        build.mkdir(parents=True, exist_ok=True)
+        (build / "rank_cy.pyx").write_bytes(pyx.read_bytes())
+        # torchreid's own build: one Extension, numpy's headers, default compiler flags.
+        (build / "setup.py").write_text(
+            "import numpy\nfrom setuptools import Extension, setup\n"
+            "from Cython.Build import cythonize\n"
+            "setup(ext_modules=cythonize([Extension('rank_cy', ['rank_cy.pyx'], "
+            "include_dirs=[numpy.get_include()])], quiet=True))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "setup.py", "build_ext", "--inplace"],
+            cwd=build,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode:
+            return None, f"not built: compiling {pyx} failed: {done.stderr.strip()[-300:]}"
+    sys.path.insert(0, str(build))
+    return importlib.import_module("rank_cy").evaluate_cy, f"compiled from {pyx}"
 
 
 def _rss_bytes(field):
@@ -113,7 +199,8 @@ class PeakMemory:
         self.peak = _rss_bytes("VmHWM") - self.start
 
 
-def measure(name, function, repeats):
+def measure(function, repeats):
+    """`(median seconds, peak MiB, result)` of `repeats` calls."""
     times, peaks, result = [], [], None
     for _ in range(repeats):
         with PeakMemory() as memory:
@@ -121,85 +208,248 @@ def measure(name, function, repeats):
             result = function()
             times.append(time.perf_counter() - start)
         peaks.append(memory.peak)
-    print(
-        f"{name:<44s} median {statistics.median(times):7.3f} s "
-        f"(min {min(times):.3f}, max {max(times):.3f})   peak +{max(peaks) / 2**20:7.1f} MiB",
-        flush=True,
+    return statistics.median(times), max(peaks) / 2**20, result
+
+
+def _data_path(directory, size):
+    return pathlib.Path(directory) / f"{size.replace('-', '')}.npz"
+
+
+def _make_data(directory, dim):
+    """Features, ids and the float32 distance matrix of every size, saved for the workers."""
+    for size, shape in SIZES.items():
+        q_feat, g_feat, *ids = reid_split(*shape, dim)
+        distances = np.maximum(2.0 - 2.0 * q_feat @ g_feat.T, 0.0).astype(np.float32)
+        np.savez(
+            _data_path(directory, size),
+            q_feat=q_feat,
+            g_feat=g_feat,
+            distances=distances,
+            q_pids=ids[0],
+            g_pids=ids[1],
+            q_cams=ids[2],
+            g_cams=ids[3],
+        )
+
+
+def _worker(directory, repeats, max_rank):
+    """Ours on the active backend: one row dict per (size, input)."""
+    import keras
+
+    from keras_rollback.metrics import distance as distance_lib
+    from keras_rollback.metrics import ranking
+    from keras_rollback.metrics import ranking_scores
+    from keras_rollback.metrics import ranking_scores_from_features
+
+    rows = []
+    for size in SIZES:
+        data = dict(np.load(_data_path(directory, size)))
+        ids = (data["q_pids"], data["g_pids"], data["q_cams"], data["g_cams"])
+        options = dict(max_rank=max_rank, ap_method="non_interpolated", verbose=0)
+        kept_gallery = data["g_feat"][data["g_pids"] != -1]
+        chunk_size = ranking._chunk_size(None, len(data["q_pids"]), len(kept_gallery))
+
+        def matmul_alone(kept_gallery=kept_gallery, chunk_size=chunk_size, data=data):
+            for _, _, chunk in distance_lib.iter_distance_chunks(
+                data["q_feat"], kept_gallery, chunk_size=chunk_size
+            ):
+                keras.ops.convert_to_numpy(chunk)
+
+        jobs = {
+            "distances": lambda data=data, ids=ids, options=options: ranking_scores(
+                data["distances"], *ids, **options
+            ),
+            "features": lambda data=data, ids=ids, options=options: ranking_scores_from_features(
+                data["q_feat"], data["g_feat"], *ids, **options
+            ),
+            "matmul alone": matmul_alone,
+        }
+        for name, job in jobs.items():
+            job()  # warm-up: kernel compilation on JAX and TensorFlow
+            seconds, peak, result = measure(job, repeats)
+            row = {"size": size, "input": name, "seconds": seconds, "peak_mib": peak}
+            if result is not None:
+                row["cmc"] = result.cmc.tolist()
+                row["ap"] = np.nan_to_num(result.average_precision, nan=-1).tolist()
+            rows.append(row)
+    return rows
+
+
+def compare(args):
+    with tempfile.TemporaryDirectory() as directory:
+        print(f"Making the data ({', '.join(SIZES)}; {args.dim}-D features)...", flush=True)
+        _make_data(directory, args.dim)
+        rows = []
+        for backend in args.backends:
+            print(f"Ours on {backend}...", flush=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--task=worker",
+                    f"--data={directory}",
+                    f"--repeats={args.repeats}",
+                    f"--max_rank={args.max_rank}",
+                ],
+                env={**os.environ, "KERAS_BACKEND": backend},
+                capture_output=True,
+                text=True,
+            )
+            if done.returncode:
+                print(f"{backend} failed:\n{done.stderr[-2000:]}")
+                continue
+            for row in json.loads(done.stdout.strip().splitlines()[-1]):
+                rows.append({**row, "method": f"ours, {backend}"})
+        evaluate_cy, description = load_torchreid_cython(args.torchreid_source)
+        print(f"torchreid Cython: {description}", flush=True)
+        lines = [
+            "| size | method | input | median s | peak MiB | torchreid / this | exact |",
+            "|---|---|---|---:|---:|---:|---|",
+        ]
+        for size in SIZES:
+            data = dict(np.load(_data_path(directory, size)))
+            distances = data["distances"]
+            ids = (data["q_pids"], data["g_pids"], data["q_cams"], data["g_cams"])
+            kept = data["g_pids"] != -1
+            kept_ids = (ids[0], ids[1][kept], ids[2], ids[3][kept])
+            kept_distances = np.ascontiguousarray(distances[:, kept])
+            seconds, peak, (cmc, aps) = measure(
+                lambda d=distances, ids=ids: numpy_argsort_scores(d, *ids, args.max_rank),
+                args.repeats,
+            )
+            valid = np.isfinite(aps)
+            size_rows = [
+                {
+                    "method": "numpy, argsort per row",
+                    "input": "distances",
+                    "seconds": seconds,
+                    "peak_mib": peak,
+                    "cmc": cmc,
+                    "ap": aps,
+                },
+            ]
+            seconds, peak, (whole_cmc, whole_aps) = measure(
+                lambda d=distances, ids=ids: numpy_whole_matrix_argsort_scores(
+                    d, *ids, args.max_rank
+                ),
+                args.repeats,
+            )
+            size_rows.append(
+                {
+                    "method": "numpy, whole-matrix argsort (fast-reid)",
+                    "input": "distances",
+                    "seconds": seconds,
+                    "peak_mib": peak,
+                    "cmc": whole_cmc,
+                    "ap": whole_aps,
+                }
+            )
+            torchreid_seconds = None
+            if evaluate_cy is not None:
+                seconds, peak, (cy_cmc, cy_map) = measure(
+                    lambda d=kept_distances, ids=kept_ids: evaluate_cy(d, *ids, args.max_rank),
+                    args.repeats,
+                )
+                torchreid_seconds = seconds
+                exact = bool(
+                    np.allclose(cy_cmc, cmc, atol=1e-6) and abs(cy_map - aps[valid].mean()) < 1e-5
+                )
+                lines.append(
+                    f"| {size} | torchreid Cython `evaluate_cy` | distances without id -1 | "
+                    f"{seconds:.3f} | {peak:.0f} | 1.0 | {exact} |"
+                )
+            else:
+                lines.append(f"| {size} | torchreid Cython | {description} | | | | |")
+            size_rows += [row for row in rows if row["size"] == size]
+            for row in size_rows:
+                exact = ""
+                if "cmc" in row:
+                    exact = bool(
+                        np.array_equal(np.asarray(row["cmc"]), cmc)
+                        and np.allclose(np.asarray(row["ap"])[valid], aps[valid], rtol=0, atol=1e-9)
+                    )
+                ratio = f"{torchreid_seconds / row['seconds']:.1f}" if torchreid_seconds else "n/a"
+                lines.append(
+                    f"| {size} | {row['method']} | {row['input']} | {row['seconds']:.3f} | "
+                    f"{row['peak_mib']:.0f} | {ratio} | {exact} |"
+                )
+        print("\n".join(lines))
+
+
+def identity_probe(args):
+    """One query whose identity has K gallery images, among 255 ordinary ones."""
+    from keras_rollback.metrics import ranking_scores
+
+    rng = np.random.default_rng(0)
+    num_queries, num_gallery = 256, 16000
+    print("| K (gallery images of one query's identity) | median s | peak MiB |")
+    print("|---:|---:|---:|")
+    for size in (0, 1000, 2000, 10000):
+        g_pids = rng.integers(2, 700, num_gallery)
+        g_pids[rng.choice(num_gallery, size, replace=False)] = 1
+        q_pids = rng.integers(2, 700, num_queries)
+        q_pids[0] = 1
+        distances = rng.random((num_queries, num_gallery), dtype=np.float32)
+        ids = (q_pids, g_pids, rng.integers(0, 6, num_queries), rng.integers(0, 6, num_gallery))
+        seconds, peak, _ = measure(lambda d=distances, ids=ids: ranking_scores(d, *ids), 3)
+        print(f"| {size:,} | {seconds:.3f} | {peak:.0f} |", flush=True)
+
+
+def large_gallery(args, num_queries, num_gallery, num_ids, distractors, label):
+    """From features at a large size, with the progress bar: time and peak memory.
+
+    No junk (id -1): dropping it from the gallery would copy the gallery's features once.
+    """
+    import keras
+
+    from keras_rollback.metrics import ranking_scores_from_features
+
+    q_feat, g_feat, *ids = reid_split(
+        num_queries, num_gallery, num_ids, 15, 0.0, distractors, args.dim
     )
-    return statistics.median(times), result
+    with PeakMemory() as memory:
+        start = time.perf_counter()
+        scores = ranking_scores_from_features(q_feat, g_feat, *ids, verbose=1)
+        seconds = time.perf_counter() - start
+    features_mib = (q_feat.nbytes + g_feat.nbytes) / 2**20
+    print(
+        f"| {label} ({num_queries:,} x {num_gallery:,}, {args.dim}-D) | "
+        f"{keras.backend.backend()} | {seconds:.1f} s | +{memory.peak / 2**20:.0f} MiB above "
+        f"the {features_mib:.0f} MiB of features | rank-1 {scores.cmc[0]:.4f}, "
+        f"mAP {scores.mean_average_precision:.4f} |"
+    )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=3368)
-    parser.add_argument("--gallery", type=int, default=15913)
-    parser.add_argument("--ids", type=int, default=750)
-    parser.add_argument("--cameras", type=int, default=6)
+    parser.add_argument(
+        "--task",
+        default="compare",
+        choices=["compare", "identity_probe", "scale", "distractors", "worker"],
+    )
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--dim", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--max-rank", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max_rank", type=int, default=50)
+    parser.add_argument(
+        "--torchreid_source",
+        default=os.environ.get("TORCHREID_SOURCE"),
+        help="A deep-person-reid checkout (or its rank_cy.pyx) for torchreid's Cython row.",
+    )
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    print(
-        f"backend={keras.backend.backend()} "
-        f"cpus={os.cpu_count()} queries={args.queries} gallery={args.gallery} dim={args.dim}"
-    )
-    q_feat, g_feat, q_pids, g_pids, q_cams, g_cams = market_like_split(
-        args.queries, args.gallery, args.ids, args.cameras, args.dim
-    )
-    ids = (q_pids, g_pids, q_cams, g_cams)
-    distances = pairwise_distance(q_feat, g_feat)
-    # Warm-up (kernel compilation on JAX/TF) is excluded from the timings.
-    ranking_scores(distances, *ids, max_rank=args.max_rank)
-    ranking_scores_from_features(q_feat, g_feat, *ids, max_rank=args.max_rank)
-
-    time_a, _ = measure(
-        "(a) features -> CMC+mAP (ours)",
-        lambda: ranking_scores_from_features(q_feat, g_feat, *ids, max_rank=args.max_rank),
-        args.repeats,
-    )
-    measure(
-        "    of which: distance matrix alone",
-        lambda: pairwise_distance(q_feat, g_feat),
-        args.repeats,
-    )
-    time_b, ours = measure(
-        "(b) distances -> CMC+mAP (ours)",
-        lambda: ranking_scores(
-            distances, *ids, max_rank=args.max_rank, ap_method="non_interpolated"
-        ),
-        args.repeats,
-    )
-    time_c, reference = measure(
-        "(c) distances -> CMC+mAP (numpy argsort per row)",
-        lambda: numpy_argsort_scores(distances, *ids, args.max_rank),
-        args.repeats,
-    )
-    time_d, whole_matrix = measure(
-        "(d) distances -> CMC+mAP (numpy, whole-matrix argsort)",
-        lambda: numpy_whole_matrix_argsort_scores(distances, *ids, args.max_rank),
-        args.repeats,
-    )
-    trapezoidal = ranking_scores(distances, *ids, max_rank=args.max_rank, ap_method="trapezoidal")
-    valid = ours.first_match_rank >= 0
-    exact = (
-        np.array_equal(ours.cmc, reference[0])
-        and np.allclose(ours.average_precision[valid], reference[1], rtol=0, atol=1e-9)
-        and np.allclose(trapezoidal.average_precision[valid], reference[2], rtol=0, atol=1e-9)
-        and np.allclose(ours.inverse_negative_penalty[valid], reference[3], rtol=0, atol=1e-9)
-        and np.array_equal(ours.cmc, whole_matrix[0])
-        and np.allclose(ours.average_precision[valid], whole_matrix[1], rtol=0, atol=1e-9)
-    )
-    print(
-        f"rank-1 {ours.cmc[0]:.4f}  mAP {ours.mean_average_precision:.4f} (trapezoidal "
-        f"{trapezoidal.mean_average_precision:.4f})  mINP {ours.mean_inverse_negative_penalty:.4f}  "
-        f"valid queries {ours.num_valid_queries}"
-    )
-    print(
-        f"(b) vs (c): {time_c / time_b:.1f}x faster, vs (d): {time_d / time_b:.1f}x faster; "
-        f"identical results: {exact}"
-    )
-    print(f"(a) vs (b): distance computation adds {time_a - time_b:.3f} s")
+    if args.task == "worker":
+        print(json.dumps(_worker(args.data, args.repeats, args.max_rank)))
+    elif args.task == "compare":
+        compare(args)
+    elif args.task == "identity_probe":
+        identity_probe(args)
+    elif args.task == "scale":
+        large_gallery(args, 11659, 82161, 3060, 0.0, "MSMT17 size")
+    else:
+        num_gallery = 15913 + 500_000
+        distractors = (2793 + 500_000) / num_gallery  # Market-1501's own 2,793 and 500k
+        large_gallery(args, 3368, num_gallery, 750, distractors, "Market-1501 + 500k distractors")
 
 
 if __name__ == "__main__":

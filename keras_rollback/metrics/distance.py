@@ -12,12 +12,13 @@ METRICS = ("euclidean", "cosine")
 _ELEMENTS_PER_CHUNK = 2**22
 
 
-def automatic_chunk_size(num_queries, num_gallery):
-    """Query rows processed at once: a power of two, so that a chunk holds at most 4M distances.
+def automatic_chunk_size(num_queries, num_gallery, elements=_ELEMENTS_PER_CHUNK):
+    """Query rows processed at once: a power of two, so that a chunk holds at most
+    `elements` distances (4M by default).
 
     Powers of two keep the number of distinct shapes small for backends that compile per shape.
     """
-    rows = max(1, _ELEMENTS_PER_CHUNK // max(num_gallery, 1))
+    rows = max(1, elements // max(num_gallery, 1))
     return int(min(1 << (rows.bit_length() - 1), 1 << max(num_queries - 1, 0).bit_length()))
 
 

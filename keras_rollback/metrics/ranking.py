@@ -33,6 +33,10 @@ from keras_rollback.metrics import distance as distance_lib
 from keras_rollback.metrics import reranking
 
 AP_METHODS = _protocol.AP_METHODS
+# About 32M distances per chunk (128 MB in float32): each matmul of a chunk against the
+# gallery reads the whole gallery, so larger chunks read it fewer times; the engine's
+# temporaries are a fraction of a chunk.
+_DISTANCES_PER_CHUNK = 2**25
 # Above this many distances a call shows a progress bar unless verbose=0.
 _PROGRESS_BAR_DISTANCES = 2**28
 
@@ -68,7 +72,7 @@ def _other_identities_tied_ahead(tied_columns, tied_values, identity_columns, va
     is_other = np.arange(len(all_values)) < int(other.sum())
     order = np.lexsort((all_columns, all_values))
     is_other = is_other[order]
-    others_before = np.cumsum(is_other) - is_other
+    others_before: np.ndarray = np.cumsum(is_other) - is_other
     _, run_first, _ = _runs(np.zeros(len(order)), all_values[order])
     return (others_before - others_before[run_first])[~is_other]
 
@@ -165,12 +169,12 @@ def _evaluate(chunks, protocol, *, max_rank, ap_method, verbose):
     first_match_rank = np.full(num_queries, -1, dtype=np.int64)
     progress = keras.utils.Progbar(num_queries, unit_name="query") if verbose else None
     for start, stop, chunk in chunks:
-        matches = _true_match_positions(chunk, protocol, start)
+        rows, positions, goods_ahead = _true_match_positions(chunk, protocol, start)
         (
             average_precision[start:stop],
             inverse_negative_penalty[start:stop],
             first_match_rank[start:stop],
-        ) = _per_query_scores(*matches, stop - start, ap_method)
+        ) = _per_query_scores(rows, positions, goods_ahead, stop - start, ap_method)
         if progress is not None:
             progress.update(stop)
     return _protocol.aggregate(
@@ -204,7 +208,9 @@ def _matrix_chunks(distances, chunk_size):
 
 def _chunk_size(chunk_size, num_queries, num_gallery):
     if chunk_size is None:
-        return distance_lib.automatic_chunk_size(num_queries, num_gallery)
+        return distance_lib.automatic_chunk_size(
+            num_queries, num_gallery, elements=_DISTANCES_PER_CHUNK
+        )
     return chunk_size
 
 
@@ -245,8 +251,8 @@ def ranking_scores(
         ``query_gallery_indices=np.arange(n)``). Each must point to an item of the query's
         identity. ``None``: no query is in the gallery.
     chunk_size : int or None, default=None
-        Queries evaluated at once; ``None`` picks about 4M distances per chunk, which
-        bounds the memory whatever the gallery size.
+        Queries evaluated at once; ``None`` picks about 32M distances per chunk (128 MB
+        in float32), which bounds the memory whatever the number of queries.
     verbose : {"auto", 0, 1}, default="auto"
         1 shows a progress bar over the queries; ``"auto"`` shows it above 2**28 distances.
 
@@ -429,10 +435,12 @@ def ranking_scores_from_features(
     verbose = _show_progress(verbose, query_shape[0], gallery_shape[0])
     if rerank:
         distances = reranking.k_reciprocal_rerank(query_features, gallery_features, metric=metric)
-        chunks = _matrix_chunks(
+        reranked = _matrix_chunks(
             distances, _chunk_size(chunk_size, query_shape[0], gallery_shape[0])
         )
-        return _evaluate(chunks, protocol, max_rank=max_rank, ap_method=ap_method, verbose=verbose)
+        return _evaluate(
+            reranked, protocol, max_rank=max_rank, ap_method=ap_method, verbose=verbose
+        )
     # The junk (id -1) never needs a distance.
     kept_columns, protocol = protocol.without_junk_columns()
     if kept_columns is not None:
