@@ -34,7 +34,8 @@ def run_experiment(config, workdir):
     """Trains and evaluates each method of `config.methods`, then compares them.
 
     Writes into `workdir`: `config.json` (the resolved config), one folder per method
-    (its `pretrained.npz` snapshot, `checkpoints/` for resuming, `epochs.jsonl` (every epoch's
+    (its `pretrained.npz` snapshot, `model.keras` (the trained model, for
+    `keras-rollback-export-features`), `checkpoints/` for resuming, `epochs.jsonl` (every epoch's
     logs), `tensorboard/`, `cmc.png`, `ranked_list.png`), and `results.csv` / `results.json`
     (one row per method and evaluated epoch: period, epoch, loss, rank-1/5/10, mAP, mINP,
     wall time, backend, device), `curves.png` (loss and mAP per epoch, like the paper's
@@ -127,6 +128,7 @@ def train_and_evaluate(config, method, task, weights, workdir):
         ],
     )
     evaluator.write_pictures(workdir, title=method)
+    model.save(os.path.join(workdir, "model.keras"))  # For keras-rollback-export-features.
     return report.read_history(
         os.path.join(workdir, "epochs.jsonl"), method, periods, device_name()
     )
@@ -301,12 +303,23 @@ def _read_task(config, workdir):
             raise ValueError(
                 f"dataset.name={name!r} needs --config.dataset.root=<the dataset's folder>."
             )
+        if name == "folder":
+            return ReIDTask(config, _read_folder(config.dataset))
         return ReIDTask(config, reid_data.read_reid_dataset(name, root))
     root = os.path.join(workdir, "synthetic-market1501")
     if not os.path.isdir(os.path.join(root, "query")):
         logging.info("Writing a synthetic Market-1501-layout dataset to %s", root)
         reid_data.write_synthetic_market1501(root, seed=config.seed, **config.synthetic)
     return ReIDTask(config, reid_data.read_market1501(root))
+
+
+def _read_folder(dataset_config):
+    return reid_data.read_folder_dataset(
+        dataset_config.root,
+        pattern=dataset_config.pattern,
+        split_dirs=dict(dataset_config.split_dirs),
+        skip_unparseable=dataset_config.skip_unparseable,
+    )
 
 
 def _backbone_weights(config, workdir):

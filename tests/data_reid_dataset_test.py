@@ -143,7 +143,7 @@ def test_split_with_only_junk_is_an_error(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"pattern": r"(\d+)_cam(\d+)"}, r"named groups `pid` and `camid`"),
+        ({"pattern": r"(\d+)_cam(\d+)"}, r"named group `pid`"),
         ({"split_dirs": {"train": "tr", "query": "q"}}, r"Received: split_dirs="),
         ({"first_camera_index": 1.0}, r"Received: first_camera_index=1.0"),
     ],

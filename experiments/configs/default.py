@@ -21,6 +21,14 @@ def get_config():
     # Classification: caltech_birds2011, fgvc_aircraft, food101 (TensorFlow Datasets).
     config.dataset.name = "market1501"
     config.dataset.root = ""
+    # name="folder": your own dataset (keras_rollback.data.read_folder_dataset): one folder per
+    # split below root; `pattern` parses each image's path below its split folder, with a named
+    # group `pid` and an optional `camid` (none: evaluation without camera ids).
+    config.dataset.pattern = ""
+    config.dataset.split_dirs = ml_collections.ConfigDict(
+        {"train": "train", "query": "query", "gallery": "gallery"}
+    )
+    config.dataset.skip_unparseable = False  # Skip (and log) names `pattern` does not match.
 
     config.synthetic = ml_collections.ConfigDict()
     config.synthetic.num_train_identities = 32

@@ -7,6 +7,7 @@ from keras_rollback.data.fine_grained import ImageRecord
 from keras_rollback.data.fine_grained import load_fgvc_aircraft
 from keras_rollback.data.fine_grained import load_tfds_fine_grained
 from keras_rollback.data.fine_grained import read_fgvc_aircraft
+from keras_rollback.data.folder import read_folder_dataset
 from keras_rollback.data.image_files import BadImage
 from keras_rollback.data.image_files import BadImageError
 from keras_rollback.data.image_files import drop_bad_images

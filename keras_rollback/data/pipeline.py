@@ -25,6 +25,8 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 RANDOM_ERASING_AREA = (0.02, 0.4)
 RANDOM_ERASING_ASPECT = (0.3, 1 / 0.3)
 DEFAULT_IMAGE_SIZE = (288, 144)
+# The `camid` of evaluation batches from a dataset without camera ids (records' `None`).
+NO_CAMERA = -1
 
 
 def normalize_images(images, preprocessing="torch"):
@@ -477,7 +479,8 @@ def make_eval_dataset(
     """Builds an evaluation `tf.data.Dataset` of dict batches, in the order of `records`.
 
     Each batch is `{"image": float32 [B, H, W, 3], "pid": int32 [B], "camid": int32 [B],
-    "path": string [B]}`: the images are resized and normalised like the training ones,
+    "path": string [B]}` (`camid` is `NO_CAMERA`, -1, for records without a camera id): the
+    images are resized and normalised like the training ones,
     without augmentation, and the ids and paths travel with them for the metrics and for
     visualising ranked lists. The last batch may be partial.
 
@@ -517,7 +520,10 @@ def make_eval_dataset(
         {
             "path": [str(record.path) for record in records],
             "pid": tf.constant([record.pid for record in records], tf.int32),
-            "camid": tf.constant([record.camid for record in records], tf.int32),
+            "camid": tf.constant(
+                [NO_CAMERA if record.camid is None else record.camid for record in records],
+                tf.int32,
+            ),
         }
     )
 

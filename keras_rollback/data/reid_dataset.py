@@ -22,9 +22,13 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+UNPARSEABLE_ACTIONS = ("raise", "skip")
+UNPARSEABLE_EXAMPLES = 5
 SPLITS = ("train", "query", "gallery")
 MARKET_SPLIT_DIRS = {
     "train": "bounding_box_train",
@@ -40,12 +44,12 @@ class ReIDRecord(NamedTuple):
         path: str. Path of the image file.
         pid: int. Person id: relabelled `0..L-1` in the training split, the dataset's own id
             in the query and gallery splits (0 marks a distractor).
-        camid: int. 0-based camera id.
+        camid: int or `None`. 0-based camera id; `None` for datasets without cameras.
     """
 
     path: str
     pid: int
-    camid: int
+    camid: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,32 @@ class ReIDDataset:
         """Number of training identities `L` (training labels are `0..L-1`)."""
         return len({record.pid for record in self.train})
 
+    @property
+    def has_camera_ids(self):
+        """Whether the records carry camera ids (`False`: every `camid` is `None`)."""
+        return any(record.camid is not None for record in self.query + self.gallery)
+
+    def query_gallery_indices(self):
+        """Index in `gallery` of each query image when the query images are in the gallery.
+
+        Evaluation without camera ids excludes only the query image itself from its ranked
+        list; that needs its place in the gallery. Returns `None` when no query image is a
+        gallery image (separate query and gallery folders), else an int array
+        `(len(query),)`; raises `ValueError` if only some queries are in the gallery.
+        """
+        position = {os.path.realpath(r.path): i for i, r in enumerate(self.gallery)}
+        indices = [position.get(os.path.realpath(r.path)) for r in self.query]
+        if all(index is None for index in indices):
+            return None
+        if any(index is None for index in indices):
+            missing = next(r.path for r, i in zip(self.query, indices) if i is None)
+            raise ValueError(
+                f"{self.name}: some query images are gallery images and some are not "
+                f"(e.g. {missing!r} is not in the gallery); use separate query and gallery "
+                "folders, or the same folder for both."
+            )
+        return np.asarray(indices, dtype=np.int64)
+
     def split(self, name):
         """Returns the records of split `name` (`"train"`, `"query"` or `"gallery"`)."""
         if name not in SPLITS:
@@ -99,7 +129,7 @@ class ReIDDataset:
             name: {
                 "images": len(records),
                 "ids": len({record.pid for record in records}),
-                "cameras": len({record.camid for record in records}),
+                "cameras": len({record.camid for record in records} - {None}),
             }
             for name, records in ((name, self.split(name)) for name in SPLITS)
         }
@@ -184,54 +214,88 @@ def check_dataset_root(root, expected_entries, layout):
     )
 
 
-def parse_file_names(folder, pattern, *, first_camera_index, extensions=IMAGE_EXTENSIONS):
+def parse_file_names(
+    folder,
+    pattern,
+    *,
+    first_camera_index,
+    extensions=IMAGE_EXTENSIONS,
+    on_unparseable="raise",
+    recursive=False,
+):
     """Parses `(path, pid, camid)` from the image file names of one split folder.
 
     Args:
         folder: path-like. The split folder. Files whose extension is not in `extensions`
             (such as the `Thumbs.db` files shipped with Market-1501) are ignored.
-        pattern: str or compiled regex with named groups `pid` and `camid`, matched with
-            `re.match` against each file name.
+        pattern: str or compiled regex with a named group `pid` and optionally `camid`,
+            matched with `re.match` against each file name (with `recursive`, against the
+            path below `folder` with `/` separators, e.g. `0001/cam2_07.jpg`). Without a
+            `camid` group every record's camera id is `None`.
         first_camera_index: int. Camera number of the first camera in the file names,
             subtracted to make camera ids 0-based.
         extensions: tuple of str. Lower-case image extensions. Defaults to
             `(".jpg", ".jpeg", ".png")`.
+        on_unparseable: str. `"raise"` stops at the first file whose name does not match;
+            `"skip"` leaves such files out and logs a warning with their count and the first
+            few names. Defaults to `"raise"`.
+        recursive: bool. Read the images of sub-folders too. Defaults to `False`.
 
     Returns:
-        A list of `ReIDRecord` sorted by file name, with the original person ids.
+        A list of `ReIDRecord` sorted by path, with the original person ids.
 
     Raises:
         DatasetLayoutError: if the folder is missing or holds no image.
-        ValueError: if a file name does not match `pattern`.
+        ValueError: if a file name does not match `pattern` and `on_unparseable="raise"`.
     """
     folder = pathlib.Path(folder)
     regex = re.compile(pattern)
-    if not {"pid", "camid"} <= set(regex.groupindex):
+    if "pid" not in regex.groupindex:
         raise ValueError(
-            "The file name pattern needs named groups `pid` and `camid`. "
-            f"Received: pattern={regex.pattern!r}."
+            "The file name pattern needs a named group `pid` (and optionally `camid`), "
+            f"e.g. r'(?P<pid>\\d+)_c(?P<camid>\\d+)'. Received: pattern={regex.pattern!r}."
+        )
+    if on_unparseable not in UNPARSEABLE_ACTIONS:
+        raise ValueError(
+            f"Received: on_unparseable={on_unparseable!r}. Expected one of {UNPARSEABLE_ACTIONS}."
         )
     if not folder.is_dir():
         raise DatasetLayoutError(f"Split folder not found: {str(folder)!r}.")
-    names = sorted(name for name in os.listdir(folder) if name.lower().endswith(extensions))
+    if recursive:
+        names = sorted(
+            path.relative_to(folder).as_posix()
+            for path in folder.rglob("*")
+            if path.name.lower().endswith(extensions) and path.is_file()
+        )
+    else:
+        names = sorted(name for name in os.listdir(folder) if name.lower().endswith(extensions))
     if not names:
         raise DatasetLayoutError(
             f"Empty split: no {'/'.join(extensions)} image in {str(folder)!r}."
         )
-    records = []
+    has_camera = "camid" in regex.groupindex
+    records, unparseable = [], []
     for name in names:
         match = regex.match(name)
         if match is None:
-            raise ValueError(
-                f"Cannot parse the person and camera ids of {str(folder / name)!r}: the file "
-                f"name does not match the pattern {regex.pattern!r}."
-            )
-        records.append(
-            ReIDRecord(
-                str(folder / name),
-                int(match.group("pid")),
-                int(match.group("camid")) - first_camera_index,
-            )
+            if on_unparseable == "raise":
+                raise ValueError(
+                    f"Cannot parse the person and camera ids of {str(folder / name)!r}: the "
+                    f"file name does not match the pattern {regex.pattern!r}. Pass "
+                    "on_unparseable='skip' to leave such files out."
+                )
+            unparseable.append(name)
+            continue
+        camid = int(match.group("camid")) - first_camera_index if has_camera else None
+        records.append(ReIDRecord(str(folder / name), int(match.group("pid")), camid))
+    if unparseable:
+        logger.warning(
+            "Skipped %d of %d images in %s whose names do not match %r, e.g. %s.",
+            len(unparseable),
+            len(names),
+            folder,
+            regex.pattern,
+            ", ".join(unparseable[:UNPARSEABLE_EXAMPLES]),
         )
     return records
 
@@ -274,6 +338,8 @@ def read_reid_folders(
     extensions=IMAGE_EXTENSIONS,
     name=None,
     published=None,
+    on_unparseable="raise",
+    recursive=False,
 ):
     """Reads a ReID dataset stored as one folder per split with ids in the file names.
 
@@ -293,8 +359,9 @@ def read_reid_folders(
 
     Args:
         root: path-like. Folder holding the split folders.
-        pattern: str. Regular expression with named groups `pid` and `camid`, matched at the
-            start of each file name.
+        pattern: str. Regular expression with a named group `pid` and optionally `camid`
+            (without it the camera ids are `None`), matched at the start of each file name
+            (see `parse_file_names`).
         split_dirs: mapping or `None`. Folder of each split `"train"`, `"query"`,
             `"gallery"`, relative to `root`. Defaults to the Market-1501 folders
             (`bounding_box_train`, `query`, `bounding_box_test`).
@@ -306,6 +373,10 @@ def read_reid_folders(
         name: str or `None`. Dataset name for the summary. Defaults to the folder name.
         published: mapping or `None`. Published statistics, see `ReIDDataset`. Defaults to
             `None`.
+        on_unparseable: str. `"raise"` or `"skip"` (logged with a count and examples), see
+            `parse_file_names`. Defaults to `"raise"`.
+        recursive: bool. Read the sub-folders of each split folder too (the pattern then
+            sees the path below the split folder). Defaults to `False`.
 
     Returns:
         A `ReIDDataset`. Its summary is logged.
@@ -334,6 +405,8 @@ def read_reid_folders(
                 pattern,
                 first_camera_index=first_camera_index,
                 extensions=extensions,
+                on_unparseable=on_unparseable,
+                recursive=recursive,
             ),
             junk_pids,
         )
