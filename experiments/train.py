@@ -7,7 +7,6 @@ import time
 
 import keras
 from absl import logging
-from keras.src.utils import io_utils
 
 from experiments import methods
 from experiments import pretrain
@@ -16,6 +15,7 @@ from keras_rollback import BlockDiagnostics
 from keras_rollback import BlockPartition
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RollbackRefine
+from keras_rollback import compat
 from keras_rollback import data as reid_data
 from keras_rollback.backend_utils import device_name
 from keras_rollback.evaluation import ReIDEvaluationCallback
@@ -56,9 +56,7 @@ def run_experiment(config, workdir):
         method_dir = os.path.join(workdir, _folder(method))
         finished = os.path.join(method_dir, "finished.json")
         if os.path.exists(finished):
-            io_utils.print_msg(
-                f"{method}: finished in an earlier run, results read from {finished}."
-            )
+            compat.print_msg(f"{method}: finished in an earlier run, results read from {finished}.")
             with open(finished) as f:
                 rows.extend(json.load(f))
             continue
@@ -72,7 +70,7 @@ def run_experiment(config, workdir):
     table = report.comparison_table(rows, config)
     with open(os.path.join(workdir, "comparison.md"), "w") as f:
         f.write(table + "\n")
-    io_utils.print_msg(table)
+    compat.print_msg(table)
     return rows
 
 
@@ -260,7 +258,7 @@ class EvaluateAndRecord(keras.callbacks.Callback):
             logs.update(scores)
             period = next(p for p in self.periods if p.start_epoch <= epoch < p.end_epoch)
             summary = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
-            io_utils.print_msg(
+            compat.print_msg(
                 f"Epoch {epoch + 1}, end of period {period.number}: loss={logs['loss']:.4f}, {summary}"
             )
         with open(self.path, "a") as f:

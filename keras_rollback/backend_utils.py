@@ -9,103 +9,36 @@ import sys
 import keras
 import numpy as np
 
+from keras_rollback import compat
 
-def multi_tensor_sgd_update():
-    """The multi-tensor `LayerwiseSGD` update of the active backend, or None.
 
-    On TensorFlow and JAX the optimizer's per-variable `update_step` is
-    traced into one compiled train step, so a variable-by-variable update
-    costs nothing extra there and None is returned. The torch backend runs
-    eagerly: Keras gives its own `SGD` class (and no subclass) a
-    `torch._foreach_*` update, and without one `LayerwiseSGD` pays a dozen
-    dispatched ops per variable and step. The torch function returned here
-    updates all variables with the same formula in a few `_foreach` calls.
+def fused_optimizer_class(optimizer_class):
+    """The active backend's fused subclass of a keras-rollback optimizer, or the class itself.
+
+    Keras' optimizers on the torch backend are subclasses with a multi-tensor
+    update (`keras.optimizers.SGD(...)` returns one there); `LayerwiseSGD`
+    does the same through this function. On TensorFlow and JAX the
+    per-variable `update_step` is traced into one compiled train step, so a
+    variable-by-variable update costs nothing extra and no subclass is used.
+
+    Args:
+        optimizer_class: A keras-rollback optimizer class.
 
     Returns:
-        None, or a callable `update(optimizer, grads, variables, learning_rate)`
-        that applies one `LayerwiseSGD` step to `variables`.
+        The class to instantiate.
     """
     if keras.backend.backend() == "torch":
-        return _torch_multi_tensor_sgd_update
-    return None
+        from keras_rollback.torch_layerwise_sgd import TorchLayerwiseSGD
 
-
-def _torch_multi_tensor_sgd_update(optimizer, grads, variables, learning_rate):
-    """`torch.optim.SGD`'s multi-tensor update, with one learning rate per variable.
-
-    The same operations in the same order as torch's, so the same rounding. torch computes
-    the decayed (and Nesterov) gradient into tensors allocated anew at every step; on the
-    CPU that allocation cost as much as the rest of the update (35 ms of ResNet-50's
-    ~60 ms, measured here), so those go into scratch tensors kept on the optimizer and
-    reused: one per variable, as much memory as the trainable weights, which the
-    allocating form also takes at every step.
-    """
-    import torch
-
-    with torch.no_grad():
-        params = [v.value for v in variables]
-        indices = [optimizer._get_variable_index(v) for v in variables]
-        buffers = [optimizer.momentums[i].value for i in indices]
-        grads = [keras.ops.convert_to_tensor(g, dtype=p.dtype) for g, p in zip(grads, params)]
-        multipliers = optimizer.learning_rate_multipliers.value
-        # Rates as Python floats, like torch's param-group rates (and like the `alpha` of
-        # Keras' own fused SGD, which reads its learning rate back to the host too).
-        rates = (
-            keras.ops.convert_to_tensor(learning_rate, dtype=multipliers.dtype) * multipliers
-        ).tolist()
-        steps: list = grads
-        if optimizer.l2_weight_decay:
-            steps = _scratch_tensors(optimizer, indices, params)
-            for step, grad, param in zip(steps, grads, params):
-                torch.add(grad, param, alpha=optimizer.l2_weight_decay, out=step)
-        torch._foreach_mul_(buffers, optimizer.momentum)
-        torch._foreach_add_(buffers, steps)
-        if optimizer.nesterov:
-            if steps is grads:  # Never change the caller's gradients in place.
-                steps = _scratch_tensors(optimizer, indices, params)
-                for step, grad, buffer in zip(steps, grads, buffers):
-                    torch.add(grad, buffer, alpha=optimizer.momentum, out=step)
-            else:
-                torch._foreach_add_(steps, buffers, alpha=optimizer.momentum)
-        else:
-            steps = buffers
-        # One `_foreach` call per distinct rate (typically a handful of groups).
-        groups: dict[float, tuple[list, list]] = {}
-        for param, step, index in zip(params, steps, indices):
-            group = groups.setdefault(rates[index], ([], []))
-            group[0].append(param)
-            group[1].append(step)
-        for rate, (group_params, group_steps) in groups.items():
-            if rate:
-                torch._foreach_add_(group_params, group_steps, alpha=-rate)
-
-
-def _scratch_tensors(optimizer, indices, params):
-    """The optimizer's reusable scratch tensor of each variable (made on first use)."""
-    import torch
-
-    # Through `__dict__`: plain torch tensors, kept out of Keras' attribute tracking (they
-    # are no optimizer state: every step overwrites them before reading).
-    scratch = optimizer.__dict__.setdefault("_torch_scratch_tensors", {})
-    tensors = []
-    for index, param in zip(indices, params):
-        tensor = scratch.get(index)
-        if tensor is None or (tensor.shape, tensor.dtype, tensor.device) != (
-            param.shape,
-            param.dtype,
-            param.device,
-        ):
-            tensor = scratch[index] = torch.empty_like(param)
-        tensors.append(tensor)
-    return tensors
+        if optimizer_class in TorchLayerwiseSGD.__mro__:
+            return TorchLayerwiseSGD
+    return optimizer_class
 
 
 def device_name():
     """The device the active backend trains on, e.g. `"cpu:0"` or `"cuda:0"`."""
     if keras.backend.backend() == "torch":
-        from keras.src.backend.torch.core import get_device
-
-        return str(get_device())
+        return str(compat.torch_device())
     return str(keras.distribution.list_devices()[0])
 
 

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_rollback import backend_utils
+from keras_rollback import compat
 
 
 @keras.saving.register_keras_serializable(package="keras_rollback")
@@ -61,6 +62,12 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
             (`clipnorm`, `global_clipnorm`, `name`, ...).
     """
 
+    def __new__(cls, *args, **kwargs):
+        # On torch, the subclass with one fused update of all variables (as Keras' SGD).
+        if cls is LayerwiseSGD:
+            cls = backend_utils.fused_optimizer_class(cls)
+        return super().__new__(cls)
+
     def __init__(
         self,
         learning_rate=0.01,
@@ -102,17 +109,8 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
             name="learning_rate_multipliers",
         )
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
-        # Keras gives a fused update only to its own optimizer classes; on the
-        # eager torch backend the per-variable `update_step` costs several
-        # times more than the same formula applied to all variables at once.
-        update = backend_utils.multi_tensor_sgd_update()
-        if update is None:
-            return super()._backend_update_step(grads, trainable_variables, learning_rate)
-        update(self, grads, trainable_variables, learning_rate)
-
     def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+        index = compat.optimizer_variable_index(self, variable)
         multiplier = self.learning_rate_multipliers[index]
         learning_rate = ops.cast(ops.multiply(learning_rate, multiplier), variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
@@ -140,7 +138,9 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
                 "`multipliers` must map variable paths to floats. "
                 f"Received: {type(multipliers).__name__}"
             )
-        index_of_path = {v.path: i for i, v in enumerate(self._trainable_variables)}
+        index_of_path = {
+            v.path: i for i, v in enumerate(compat.optimizer_trainable_variables(self))
+        }
         unknown = [p for p in multipliers if p not in index_of_path]
         if unknown:
             raise ValueError(
@@ -159,7 +159,9 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
         """Mapping from trainable variable path to its current multiplier."""
         self._check_built("get_learning_rate_multipliers")
         values = ops.convert_to_numpy(self.learning_rate_multipliers)
-        return {v.path: float(m) for v, m in zip(self._trainable_variables, values)}
+        return {
+            v.path: float(m) for v, m in zip(compat.optimizer_trainable_variables(self), values)
+        }
 
     def reset_momentum(self):
         """Zeroes every momentum buffer, like a freshly created PyTorch SGD."""

@@ -6,6 +6,8 @@ import difflib
 
 import keras
 
+from keras_rollback import compat
+
 # Feature maps whose sides differ by less than this factor have the same resolution: a valid
 # 3x3 convolution (149 -> 147) does not start a block, a stride-2 layer (7 -> 4, 3 -> 2) does.
 SAME_RESOLUTION_RATIO = 1.5
@@ -201,7 +203,7 @@ class _LayerGraph:
         self.consumers = collections.defaultdict(list)
         self.calls = collections.defaultdict(list)  # layer name -> output tensor ids per call
         self._tensors = []  # keeps the walk's tensors alive, so their ids stay unique
-        self.graph = _graph_of(model)
+        self.graph = compat.functional_graph(model)
         if self.graph is not None:
             self._run(self.graph, [self._tensor(t.shape, t.dtype) for t in self.graph.inputs])
 
@@ -212,14 +214,14 @@ class _LayerGraph:
 
     def _run(self, graph, inputs):
         values = {id(ref): tensor for ref, tensor in zip(graph.inputs, inputs)}
-        for depth in sorted(graph._nodes_by_depth, reverse=True):
-            for node in graph._nodes_by_depth[depth]:
+        for depth in sorted(compat.nodes_by_depth(graph), reverse=True):
+            for node in compat.nodes_by_depth(graph)[depth]:
                 if node.is_input or node.operation is None:
                     continue
                 if any(id(t) not in values for t in node.input_tensors):
                     continue  # Not computable from the inputs.
                 args = [values[id(t)] for t in node.input_tensors]
-                inner = _graph_of(node.operation)
+                inner = compat.functional_graph(node.operation)
                 if inner is not None and len(inner.inputs) == len(args):
                     outputs = self._run(inner, args)
                 else:
@@ -234,7 +236,7 @@ class _LayerGraph:
         if all(values[id(t)].shape == t.shape for t in node.input_tensors):
             recorded = node.outputs
         else:
-            args, kwargs = node.arguments.fill_in(values)
+            args, kwargs = compat.fill_in_arguments(node, values)
             recorded = keras.tree.flatten(node.operation.compute_output_spec(*args, **kwargs))
         return [self._tensor(t.shape, t.dtype) for t in recorded]
 
@@ -328,22 +330,13 @@ class _LayerGraph:
         return resolution
 
 
-def _graph_of(layer):
-    """The functional graph of a functional or built Sequential model, else None."""
-    if isinstance(layer, keras.Sequential):
-        layer = layer._functional
-    if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth"):
-        return layer
-    return None
-
-
 def _weights(operation):
     """A layer's weights; none for a `keras.ops` operation in the graph."""
     return getattr(operation, "weights", ())
 
 
 def _is_graph_model(layer):
-    return _graph_of(layer) is not None
+    return compat.functional_graph(layer) is not None
 
 
 def _all_layers(model):

@@ -4,8 +4,8 @@ import os
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
+from keras_rollback import compat
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.layerwise_sgd import LayerwiseSGD
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
@@ -160,7 +160,7 @@ class RollbackRefine(keras.callbacks.Callback):
         )
         if resumed and not started and self.verbose:
             rate_text = ", ".join(f"{g}={r:g}" for g, r in rates.items())
-            io_utils.print_msg(
+            compat.print_msg(
                 f"\nEpoch {epoch + 1}: RollbackRefine resumed in period {period.number} with the "
                 f"pre-trained snapshot {self._snapshot_path or 'given'}. Learning rates: {rate_text}."
             )
@@ -172,7 +172,7 @@ class RollbackRefine(keras.callbacks.Callback):
                 else ("momentum reset" if epoch > 0 else "fine-tuning from pre-trained weights")
             )
             rate_text = ", ".join(f"{g}={r:g}" for g, r in rates.items())
-            io_utils.print_msg(
+            compat.print_msg(
                 f"\nEpoch {epoch + 1}: RollbackRefine {name}: {action}. Learning rates: {rate_text}."
             )
 

@@ -9,9 +9,9 @@ import warnings
 
 import keras
 import numpy as np
-from keras.src.utils import io_utils
 
 from keras_rollback import _atomic_files
+from keras_rollback import compat
 
 _FORMAT = "keras_rollback.RunCheckpoint/1"
 _MANIFEST = re.compile(r"^epoch-(\d{6})\.json$")
@@ -129,10 +129,10 @@ class RunCheckpoint(keras.callbacks.Callback):
             random_states = json.load(f).get("random_states", [])
         for variable, state in zip(_random_state_variables(model), random_states):
             variable.assign(np.asarray(state, dtype=variable.dtype))
-        model._initial_epoch = checkpoint["epoch"]
+        compat.set_fit_initial_epoch(model, checkpoint["epoch"])
         self._set_initial_epoch = True
         self.last_saved = checkpoint
-        io_utils.print_msg(
+        compat.print_msg(
             f"RunCheckpoint: resumed from {checkpoint['weights']} after {checkpoint['epoch']} "
             f"finished epochs; training continues at epoch {checkpoint['epoch'] + 1}."
         )
@@ -149,9 +149,9 @@ class RunCheckpoint(keras.callbacks.Callback):
         self._save(epoch + 1)
 
     def on_train_end(self, logs=None):
-        # `fit` keeps `_initial_epoch`; a later `fit` on this model must not inherit it.
+        # `fit` keeps the initial epoch set on the model; a later `fit` on this model must not inherit it.
         if self._set_initial_epoch:
-            self.model._initial_epoch = None
+            compat.set_fit_initial_epoch(self.model, None)
             self._set_initial_epoch = False
 
     def _save(self, finished_epochs):
@@ -186,7 +186,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             "manifest": manifest_path,
         }
         if self.verbose:
-            io_utils.print_msg(
+            compat.print_msg(
                 f"\nRunCheckpoint: saved {weights_path} ({finished_epochs} finished epochs)."
             )
         self._prune(finished_epochs)

@@ -1,4 +1,4 @@
-"""backend_utils: the multi-tensor LayerwiseSGD update against the update written out in numpy."""
+"""backend_utils: the fused (torch) LayerwiseSGD update against the update written out in numpy."""
 
 import keras
 import numpy as np
@@ -18,9 +18,16 @@ def _numpy_sgd_step(weight, buffer, grad, rate, momentum, nesterov, weight_decay
     return weight - rate * step, buffer
 
 
-def test_multi_tensor_update_only_on_eager_torch():
-    update = backend_utils.multi_tensor_sgd_update()
-    assert (update is not None) == (keras.backend.backend() == "torch")
+def test_fused_subclass_only_on_eager_torch():
+    optimizer = LayerwiseSGD()
+    fused = type(optimizer) is not LayerwiseSGD
+    assert fused == (keras.backend.backend() == "torch")
+    assert isinstance(optimizer, LayerwiseSGD)
+    assert backend_utils.fused_optimizer_class(LayerwiseSGD) is type(optimizer)
+    # Saved under LayerwiseSGD's name whichever class ran, so the file loads on every backend.
+    config = keras.saving.serialize_keras_object(optimizer)
+    assert config["registered_name"] == "keras_rollback>LayerwiseSGD"
+    assert isinstance(keras.saving.deserialize_keras_object(config), LayerwiseSGD)
 
 
 @pytest.mark.parametrize("nesterov", [True, False])

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 from testing_models import weights_by_path
 
+from keras_rollback import compat
+
 
 class PeriodStartProbe(keras.callbacks.Callback):
     """Records weights and momentum around the first step of each epoch, through `self.model`."""
@@ -20,7 +22,7 @@ class PeriodStartProbe(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         return {
             v.path: keras.ops.convert_to_numpy(m).copy()
-            for v, m in zip(optimizer._trainable_variables, optimizer.momentums)
+            for v, m in zip(compat.optimizer_trainable_variables(optimizer), optimizer.momentums)
         }
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -14,6 +14,7 @@ from testing_models import weights_by_path
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RefinePlan
 from keras_rollback import RollbackRefine
+from keras_rollback import compat
 from keras_rollback.run_checkpoint import RunCheckpoint
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -93,7 +94,7 @@ def test_resumed_fit_restores_weights_and_optimizer_and_continues_at_the_next_ep
 
     assert len(history.history["loss"]) == 2
     assert "RunCheckpoint: resumed from" in capsys.readouterr().out
-    assert resumed._initial_epoch is None  # Not inherited by a later fit.
+    assert compat.fit_initial_epoch(resumed) is None  # Not inherited by a later fit.
     for path, value in weights_by_path(straight).items():
         np.testing.assert_allclose(weights_by_path(resumed)[path], value, atol=1e-6, err_msg=path)
     for path, value in _optimizer_state(straight).items():
@@ -171,7 +172,7 @@ def test_damaged_newest_checkpoint_is_named_and_the_previous_one_is_used(tmp_pat
     checkpoint.set_model(resumed)
     with pytest.warns(UserWarning, match=match):
         checkpoint.on_train_begin()
-    assert resumed._initial_epoch == 2
+    assert compat.fit_initial_epoch(resumed) == 2
     for path, value in after_two_epochs.items():
         np.testing.assert_array_equal(weights_by_path(resumed)[path], value, err_msg=path)
 

@@ -1,0 +1,102 @@
+"""Every use of private Keras API in keras-rollback, in one place.
+
+Keras' public API does not yet cover a few things this library needs: the
+functional graph walked by `ResolutionBlocks`, the epoch `fit` resumes from,
+the optimizer hooks of a fused torch update, and Keras' own message printer
+(which honours `keras.config.disable_interactive_logging`). Each is reached
+only through this module, so a Keras upgrade that moves one breaks this file
+alone; `tests/compat_test.py` checks every function against the installed
+Keras.
+"""
+
+import functools
+
+import keras
+
+# --- Messages --------------------------------------------------------------------------------
+
+
+def print_msg(message):
+    """Prints `message` the way Keras' progress bars do (absl logging when interactive
+    logging is disabled)."""
+    from keras.src.utils import io_utils
+
+    io_utils.print_msg(message)
+
+
+# --- Model.fit -------------------------------------------------------------------------------
+
+
+def set_fit_initial_epoch(model, epoch):
+    """Makes the next `model.fit` start at `epoch` (None: at its `initial_epoch` argument).
+
+    `keras.callbacks.BackupAndRestore` resumes a run the same way.
+    """
+    model._initial_epoch = epoch
+
+
+def fit_initial_epoch(model):
+    """The epoch that the next `model.fit` starts at, or None for its `initial_epoch`."""
+    return getattr(model, "_initial_epoch", None)
+
+
+# --- Functional graph ------------------------------------------------------------------------
+
+
+def functional_graph(layer):
+    """The functional graph of a functional or built Sequential model, else None.
+
+    The graph is a `keras.Model` whose nodes `nodes_by_depth` lists.
+    """
+    if isinstance(layer, keras.Sequential):
+        layer = getattr(layer, "_functional", None)
+    if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth"):
+        return layer
+    return None
+
+
+def nodes_by_depth(graph):
+    """Mapping from depth (0 = the outputs) to the graph's nodes at that depth."""
+    return graph._nodes_by_depth
+
+
+def fill_in_arguments(node, values):
+    """A node's call arguments with each recorded tensor replaced by `values[id(tensor)]`.
+
+    Returns:
+        `(args, kwargs)` for `node.operation.compute_output_spec`.
+    """
+    return node.arguments.fill_in(values)
+
+
+# --- Optimizers ------------------------------------------------------------------------------
+
+
+def optimizer_trainable_variables(optimizer):
+    """The variables a built optimizer was built with, in build order (slot order)."""
+    return optimizer._trainable_variables
+
+
+def optimizer_variable_index(optimizer, variable):
+    """The slot index of `variable` in a built optimizer (its position at `build`)."""
+    return optimizer._get_variable_index(variable)
+
+
+@functools.cache
+def torch_parallel_optimizer():
+    """Keras' base class of its fused torch optimizers (torch backend only).
+
+    A subclass implements `_parallel_update_step(grads, variables,
+    learning_rate)`, called once per step with every variable, under
+    `torch.no_grad()`; Keras' own `SGD` on torch is such a subclass.
+    """
+    from keras.src.backend.torch.optimizers import torch_parallel_optimizer
+
+    return torch_parallel_optimizer.TorchParallelOptimizer
+
+
+def torch_device():
+    """The torch device Keras places tensors on (torch backend only)."""
+    from keras.src.backend.torch.core import get_device
+
+    return get_device()
