@@ -1,15 +1,20 @@
 """`TorchLayerwiseSGD`: `LayerwiseSGD` with one fused update of all variables on torch."""
 
+from typing import Any
+
 import keras
 import torch
 
 from keras_rollback import compat
 from keras_rollback.layerwise_sgd import LayerwiseSGD
 
+# Keras' base of its fused torch optimizers (a private class, reached through compat).
+TorchParallelOptimizer: Any = compat.torch_parallel_optimizer()
+
 
 # Saved under LayerwiseSGD's name, so a file written on torch loads on every backend.
 @keras.saving.register_keras_serializable(package="keras_rollback", name="LayerwiseSGD")
-class TorchLayerwiseSGD(compat.torch_parallel_optimizer(), LayerwiseSGD):
+class TorchLayerwiseSGD(TorchParallelOptimizer, LayerwiseSGD):
     """`LayerwiseSGD` on the torch backend: `torch.optim.SGD`'s multi-tensor update.
 
     `LayerwiseSGD(...)` returns this subclass when the backend is torch, as
