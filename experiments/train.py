@@ -17,8 +17,8 @@ from keras_rollback import LayerwiseSGD
 from keras_rollback import RollbackRefine
 from keras_rollback import compat
 from keras_rollback import data as reid_data
+from keras_rollback import evaluation
 from keras_rollback.backend_utils import device_name
-from keras_rollback.evaluation import ReIDEvaluationCallback
 from keras_rollback.evaluation import plot_cmc_curve
 from keras_rollback.evaluation import plot_ranked_list
 from keras_rollback.metrics import k_reciprocal_rerank
@@ -169,28 +169,26 @@ class ReIDEvaluator:
             )
             for records in (dataset.query, dataset.gallery)
         )
-        self.evaluation = ReIDEvaluationCallback(
+        self.evaluator = evaluation.ReIDEvaluator(
             query,
             gallery,
-            feature_model=build_feature_model(model),
             max_rank=50,
             ap_method=config.evaluation.ap_method,
             flip=config.evaluation.flip,
             rerank=config.evaluation.rerank,
         )
-        self.evaluation.set_model(model)
-        self.last_scores = None
+        # Shares the model's weights: `EvaluateAndRecord` syncs them (JAX) before calling.
+        self.feature_model = build_feature_model(model)
 
     def __call__(self):
-        self.last_scores = self.evaluation.evaluate()
-        return self.last_scores.as_logs(ranks=self.evaluation.ranks)
+        return self.evaluator(self.feature_model).as_logs(ranks=self.evaluator.ranks)
 
     def write_pictures(self, workdir, title):
         """`cmc.png` and `ranked_list.png` (first queries and their top 10) of the last evaluation."""
         plot_cmc_curve(
-            self.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})"
+            self.evaluator.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})"
         )
-        query, gallery = self.evaluation.last_features
+        query, gallery = self.evaluator.last_features
         rank_by = k_reciprocal_rerank if self.config.evaluation.rerank else pairwise_distance
         plot_ranked_list(
             rank_by(query["features"], gallery["features"]),

@@ -145,3 +145,21 @@ def test_state_resets_on_train_begin():
 def test_bad_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ReIDEvaluationCallback([], [], **kwargs)
+
+
+def test_epochs_choice_adds_chosen_epochs_to_every_n_epochs():
+    model, features, x, y = train_setup()
+    # Period ends at epochs 2 and 5 (1-based), plus every 4 epochs.
+    callback = ReIDEvaluationCallback(
+        identity_batches(0),
+        identity_batches(1),
+        feature_model=features,
+        epochs=[2, 5],
+        every_n_epochs=4,
+    )
+    model.fit(x, y, epochs=5, batch_size=8, verbose=0, callbacks=[callback])
+    assert sorted(callback.history) == [1, 3, 4]  # 0-based
+    only_chosen = ReIDEvaluationCallback([], [], epochs=[3])
+    assert [only_chosen.evaluates_after(e) for e in range(4)] == [False, False, True, False]
+    with pytest.raises(ValueError, match=r"epochs=\(0,\)"):
+        ReIDEvaluationCallback([], [], epochs=[0])

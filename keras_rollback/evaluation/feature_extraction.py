@@ -6,7 +6,7 @@ from keras import utils
 
 from keras_rollback.metrics._validation import to_numpy as _to_numpy
 
-BATCH_KEYS = ("image", "pid", "camid", "path")
+BATCH_KEYS = ("image", "pid", "path")  # and "camid", unless the dataset has no cameras
 
 
 def _num_batches(dataset):
@@ -45,19 +45,21 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
         feature_model: Keras model (or callable accepting `training=False`) mapping images
             `[B, H, W, 3]` to features `[B, ...]`; extra dimensions are flattened.
         dataset: Iterable of dict batches `{"image": float32 [B, H, W, 3], "pid": int [B],
-            "camid": int [B], "path": string [B]}`, e.g. a `tf.data.Dataset`.
+            "camid": int [B], "path": string [B]}`, e.g. a `tf.data.Dataset`; `camid`
+            may be absent from every batch (a dataset without cameras).
         flip: Bool. Add the features of the horizontally flipped images. Defaults to `True`.
         normalize: Bool. L2-normalise each feature. Defaults to `True`.
         verbose: Int. 1 shows a `keras.utils.Progbar`, 0 is silent. Defaults to `1`.
 
     Returns:
         Dict of numpy arrays: `"features"` float32 `(N, D)`, `"pid"` and `"camid"` int64
-        `(N,)`, `"path"` str `(N,)`, in dataset order.
+        `(N,)` (`"camid"` None without cameras), `"path"` str `(N,)`, in dataset order.
     """
     if verbose not in (0, 1):
         raise ValueError(f"Received: verbose={verbose!r}. Expected 0 or 1.")
     progbar = utils.Progbar(_num_batches(dataset), unit_name="batch") if verbose else None
     features, pids, camids, paths = [], [], [], []
+    has_cameras = True  # set by batch 0
     for step, batch in enumerate(dataset):
         if not isinstance(batch, dict) or any(key not in batch for key in BATCH_KEYS):
             keys = sorted(batch) if isinstance(batch, dict) else type(batch).__name__
@@ -79,7 +81,15 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
             output = output / np.maximum(np.linalg.norm(output, axis=1, keepdims=True), 1e-12)
         features.append(output.astype(np.float32))
         pids.append(_to_numpy(batch["pid"]).astype(np.int64).reshape(-1))
-        camids.append(_to_numpy(batch["camid"]).astype(np.int64).reshape(-1))
+        if step == 0:
+            has_cameras = "camid" in batch
+        if ("camid" in batch) != has_cameras:
+            raise ValueError(
+                f"Batch {step} of `dataset` {'lacks' if has_cameras else 'has'} `camid` "
+                "unlike batch 0: give camera ids in every batch or in none."
+            )
+        if has_cameras:
+            camids.append(_to_numpy(batch["camid"]).astype(np.int64).reshape(-1))
         paths.append(
             np.array(
                 [
@@ -97,6 +107,6 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
     return {
         "features": np.concatenate(features),
         "pid": np.concatenate(pids),
-        "camid": np.concatenate(camids),
+        "camid": np.concatenate(camids) if has_cameras else None,
         "path": np.concatenate(paths),
     }

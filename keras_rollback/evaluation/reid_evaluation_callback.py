@@ -1,31 +1,35 @@
-"""ReIDEvaluationCallback: query/gallery evaluation every few epochs, into `logs`."""
+"""ReIDEvaluationCallback: a `ReIDEvaluator` run at chosen epochs of `fit`, into `logs`."""
 
 import keras
 from absl import logging
 
-from keras_rollback.evaluation.feature_extraction import extract_features
-from keras_rollback.metrics import distance
-from keras_rollback.metrics import ranking
+from keras_rollback.evaluation.reid_evaluator import ReIDEvaluator
+
+
+def _positive_int(value):
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
 
 class ReIDEvaluationCallback(keras.callbacks.Callback):
-    """Evaluate re-identification on a query and a gallery set every `every_n_epochs` epochs.
+    """Evaluate re-identification on a query and a gallery set at chosen epochs.
 
-    Extracts query and gallery features (flip TTA, L2 normalisation, as the rolling-back
-    authors' code), scores them under the Market-1501 protocol, and writes rank-k, mAP and
-    mINP into the epoch's `logs`, so `History`, `CSVLogger` and `TensorBoard` record them
-    (the paper's Figure 4 plots mAP over epochs). Put it *before* those callbacks in the
-    `callbacks` list: they read `logs` after it has written there. On epochs without an
-    evaluation nothing is added, so a `CSVLogger` that first sees an epoch without them
-    does not create their columns; evaluate on epoch 1 (`every_n_epochs=1`) to have them.
+    A thin callback over `ReIDEvaluator` (available as `self.evaluator`): at the end of
+    an evaluated epoch it extracts the features with the trained weights, scores them
+    under the Market-1501 protocol, and writes rank-k, mAP and mINP into the epoch's
+    `logs`, so `History`, `CSVLogger` and `TensorBoard` record them (the paper's Figure 4
+    plots mAP over epochs). Put it *before* those callbacks in the `callbacks` list: they
+    read `logs` after it has written there. On epochs without an evaluation nothing is
+    added, so a `CSVLogger` that first sees an epoch without them does not create their
+    columns; evaluate the first epoch too (e.g. `epochs=[1, ...]`) to have them.
 
     Example:
 
     ```python
     features = keras.Model(model.input, model.get_layer("pool").output)
+    # At the end of every 40-epoch period, and every 10 epochs.
     callback = ReIDEvaluationCallback(query_ds, gallery_ds, feature_model=features,
-                                      every_n_epochs=5)
-    model.fit(train_ds, epochs=40, callbacks=[callback, keras.callbacks.CSVLogger("log.csv")])
+                                      epochs=[40, 80, 120, 160], every_n_epochs=10)
+    model.fit(train_ds, epochs=160, callbacks=[callback, keras.callbacks.CSVLogger("log.csv")])
     ```
 
     Args:
@@ -34,18 +38,13 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
         gallery_data: Same, for the gallery.
         feature_model: Keras model sharing weights with the trained model and returning the
             embedding. `None` uses the trained model's own output. Defaults to `None`.
-        every_n_epochs: Int. Evaluate after epochs `n, 2n, ...` (1-based). Defaults to `1`.
-        ranks: Tuple of ints. CMC ranks logged as `rank{k}`. Defaults to `(1, 5, 10)`.
-        max_rank: Int. Length of the CMC curve of the returned `RankingScores`, at least
-            `max(ranks)`. `None` means `max(ranks)`. Defaults to `None`.
-        metric: String, `"euclidean"` (squared L2) or `"cosine"`. Defaults to `"euclidean"`.
-        ap_method: String, `"trapezoidal"` (official Market-1501 code) or
-            `"non_interpolated"` (torchreid, sklearn). Defaults to `"trapezoidal"`.
-        flip: Bool. Flip test-time augmentation. Defaults to `True`.
-        rerank: Bool. Score the k-reciprocal re-ranked distances (Zhong et al., CVPR 2017;
-            k1=20, k2=6, lambda=0.3) instead of the plain ones. It costs a few gallery-sized
-            passes more per evaluation, so it is usually kept for the final one. Defaults to
-            `False`.
+        every_n_epochs: Int or None. Evaluate after epochs `n, 2n, ...` (1-based). `None`
+            means 1 when `epochs` is None, else no periodic evaluation. Defaults to `None`.
+        epochs: Iterable of ints or None. Further 1-based epochs to evaluate after (e.g.
+            the ends of the rollback periods). Defaults to `None`.
+        ranks, max_rank, metric, ap_method, flip, rerank: As in `ReIDEvaluator`. Re-ranking
+            costs a few gallery-sized passes more per evaluation, so it is usually kept for
+            the final one.
         prefix: String put before each log key. Defaults to `"val_"`.
         verbose: Int. 1 logs the scores (absl.logging) after each evaluation. Defaults to `0`.
     """
@@ -55,7 +54,8 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
         query_data,
         gallery_data,
         feature_model=None,
-        every_n_epochs=1,
+        every_n_epochs=None,
+        epochs=None,
         ranks=(1, 5, 10),
         max_rank=None,
         metric="euclidean",
@@ -66,83 +66,70 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
         verbose=0,
     ):
         super().__init__()
-        if (
-            isinstance(every_n_epochs, bool)
-            or not isinstance(every_n_epochs, int)
-            or every_n_epochs < 1
-        ):
+        if every_n_epochs is not None and not _positive_int(every_n_epochs):
             raise ValueError(
-                f"Received: every_n_epochs={every_n_epochs!r}. Expected a positive integer."
+                f"Received: every_n_epochs={every_n_epochs!r}. Expected a positive integer or None."
             )
-        ranks = tuple(ranks)
-        if not ranks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ranks):
-            raise ValueError(
-                f"Received: ranks={ranks!r}. Expected a non-empty tuple of positive integers."
-            )
-        if max_rank is None:
-            max_rank = max(ranks)
-        if isinstance(max_rank, bool) or not isinstance(max_rank, int) or max_rank < max(ranks):
-            raise ValueError(
-                f"Received: max_rank={max_rank!r}. Expected an integer >= max(ranks) = "
-                f"{max(ranks)}."
-            )
-        if metric not in distance.METRICS:
-            raise ValueError(f"Received: metric={metric!r}. Expected one of {distance.METRICS}.")
-        if ap_method not in ranking.AP_METHODS:
-            raise ValueError(
-                f"Received: ap_method={ap_method!r}. Expected one of {ranking.AP_METHODS}."
-            )
-        if not isinstance(rerank, bool):
-            raise ValueError(f"Received: rerank={rerank!r}. Expected True or False.")
+        if epochs is not None:
+            epochs = tuple(epochs)
+            if not all(_positive_int(e) for e in epochs):
+                raise ValueError(
+                    f"Received: epochs={epochs!r}. Expected 1-based epoch numbers (positive "
+                    "integers) or None."
+                )
+        if every_n_epochs is None and epochs is None:
+            every_n_epochs = 1
         if verbose not in (0, 1):
             raise ValueError(f"Received: verbose={verbose!r}. Expected 0 or 1.")
         if feature_model is not None and not callable(feature_model):
             raise ValueError(
                 f"Received: feature_model={feature_model!r}. Expected a Keras model or None."
             )
-        self.query_data = query_data
-        self.gallery_data = gallery_data
+        self.evaluator = ReIDEvaluator(
+            query_data,
+            gallery_data,
+            ranks=ranks,
+            max_rank=max_rank,
+            metric=metric,
+            ap_method=ap_method,
+            flip=flip,
+            rerank=rerank,
+        )
         self.feature_model = feature_model
         self.every_n_epochs = every_n_epochs
-        self.ranks = ranks
-        self.max_rank = max_rank
-        self.metric = metric
-        self.ap_method = ap_method
-        self.flip = flip
-        self.rerank = rerank
+        self.epochs = frozenset(epochs or ())
         self.prefix = prefix
         self.verbose = verbose
         self.history = {}
-        # The (query, gallery) features of the last evaluation, from `extract_features`.
-        self.last_features = None
+
+    @property
+    def ranks(self):
+        return self.evaluator.ranks
+
+    @property
+    def last_features(self):
+        """The (query, gallery) features of the last evaluation, from `extract_features`."""
+        return self.evaluator.last_features
 
     def on_train_begin(self, logs=None):
         self.history = {}
+
+    def evaluates_after(self, epoch):
+        """Whether the 0-based `epoch` is evaluated."""
+        periodic = self.every_n_epochs is not None and (epoch + 1) % self.every_n_epochs == 0
+        return periodic or (epoch + 1) in self.epochs
 
     def evaluate(self):
         """Runs one evaluation now; returns the `RankingScores` (features in `last_features`)."""
         # Reading `self.model` first syncs the weights on JAX (they live outside the
         # variables during an epoch); a feature model sharing them then sees them too.
         trained_model = self.model
-        feature_model = self.feature_model if self.feature_model is not None else trained_model
-        query = extract_features(feature_model, self.query_data, flip=self.flip, verbose=0)
-        gallery = extract_features(feature_model, self.gallery_data, flip=self.flip, verbose=0)
-        self.last_features = (query, gallery)
-        return ranking.ranking_scores_from_features(
-            query["features"],
-            gallery["features"],
-            query["pid"],
-            gallery["pid"],
-            query["camid"],
-            gallery["camid"],
-            metric=self.metric,
-            max_rank=self.max_rank,
-            ap_method=self.ap_method,
-            rerank=self.rerank,
+        return self.evaluator(
+            self.feature_model if self.feature_model is not None else trained_model
         )
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_n_epochs:
+        if not self.evaluates_after(epoch):
             return
         scores = self.evaluate().as_logs(ranks=self.ranks, prefix=self.prefix)
         self.history[epoch] = scores
