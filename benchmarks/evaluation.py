@@ -199,16 +199,36 @@ class PeakMemory:
         self.peak = _rss_bytes("VmHWM") - self.start
 
 
-def measure(function, repeats):
-    """`(median seconds, peak MiB, result)` of `repeats` calls."""
-    times, peaks, result = [], [], None
+def measure(jobs, repeats):
+    """`{name: (median seconds, peak MiB, result)}`, the jobs run in turn `repeats` times.
+
+    Interleaved, so that on shared cores every job sees the same load; each is called once
+    first, untimed (kernel compilation on JAX and TensorFlow).
+    """
+    for job in jobs.values():
+        job()
+    times = {name: [] for name in jobs}
+    peaks = {name: [] for name in jobs}
+    results = {}
     for _ in range(repeats):
-        with PeakMemory() as memory:
-            start = time.perf_counter()
-            result = function()
-            times.append(time.perf_counter() - start)
-        peaks.append(memory.peak)
-    return statistics.median(times), max(peaks) / 2**20, result
+        for name, job in jobs.items():
+            with PeakMemory() as memory:
+                start = time.perf_counter()
+                results[name] = job()
+                times[name].append(time.perf_counter() - start)
+            peaks[name].append(memory.peak)
+    return {
+        name: (statistics.median(times[name]), max(peaks[name]) / 2**20, results[name])
+        for name in jobs
+    }
+
+
+def _torchreid_job(evaluate_cy, data, max_rank):
+    """torchreid's call on the distances without the id -1 columns (its datasets drop them)."""
+    kept = data["g_pids"] != -1
+    distances = np.ascontiguousarray(data["distances"][:, kept])
+    ids = (data["q_pids"], data["g_pids"][kept], data["q_cams"], data["g_cams"][kept])
+    return lambda: evaluate_cy(distances, *ids, max_rank)
 
 
 def _data_path(directory, size):
@@ -232,8 +252,8 @@ def _make_data(directory, dim):
         )
 
 
-def _worker(directory, repeats, max_rank):
-    """Ours on the active backend: one row dict per (size, input)."""
+def _worker(directory, repeats, max_rank, torchreid_source):
+    """Ours on the active backend, beside torchreid in the same process: row dicts."""
     import keras
 
     from keras_rollback.metrics import distance as distance_lib
@@ -241,6 +261,7 @@ def _worker(directory, repeats, max_rank):
     from keras_rollback.metrics import ranking_scores
     from keras_rollback.metrics import ranking_scores_from_features
 
+    evaluate_cy, _ = load_torchreid_cython(torchreid_source)
     rows = []
     for size in SIZES:
         data = dict(np.load(_data_path(directory, size)))
@@ -264,11 +285,11 @@ def _worker(directory, repeats, max_rank):
             ),
             "matmul alone": matmul_alone,
         }
-        for name, job in jobs.items():
-            job()  # warm-up: kernel compilation on JAX and TensorFlow
-            seconds, peak, result = measure(job, repeats)
+        if evaluate_cy is not None:
+            jobs["torchreid"] = _torchreid_job(evaluate_cy, data, max_rank)
+        for name, (seconds, peak, result) in measure(jobs, repeats).items():
             row = {"size": size, "input": name, "seconds": seconds, "peak_mib": peak}
-            if result is not None:
+            if name in ("distances", "features"):
                 row["cmc"] = result.cmc.tolist()
                 row["ap"] = np.nan_to_num(result.average_precision, nan=-1).tolist()
             rows.append(row)
@@ -279,18 +300,23 @@ def compare(args):
     with tempfile.TemporaryDirectory() as directory:
         print(f"Making the data ({', '.join(SIZES)}; {args.dim}-D features)...", flush=True)
         _make_data(directory, args.dim)
-        rows = []
+        evaluate_cy, description = load_torchreid_cython(args.torchreid_source)
+        print(f"torchreid Cython: {description}", flush=True)
+        worker_rows = {}
         for backend in args.backends:
-            print(f"Ours on {backend}...", flush=True)
+            print(f"Ours on {backend}, beside torchreid...", flush=True)
+            command = [
+                sys.executable,
+                __file__,
+                "--task=worker",
+                f"--data={directory}",
+                f"--repeats={args.repeats}",
+                f"--max_rank={args.max_rank}",
+            ]
+            if args.torchreid_source:
+                command.append(f"--torchreid_source={args.torchreid_source}")
             done = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--task=worker",
-                    f"--data={directory}",
-                    f"--repeats={args.repeats}",
-                    f"--max_rank={args.max_rank}",
-                ],
+                command,
                 env={**os.environ, "KERAS_BACKEND": backend},
                 capture_output=True,
                 text=True,
@@ -298,81 +324,77 @@ def compare(args):
             if done.returncode:
                 print(f"{backend} failed:\n{done.stderr[-2000:]}")
                 continue
-            for row in json.loads(done.stdout.strip().splitlines()[-1]):
-                rows.append({**row, "method": f"ours, {backend}"})
-        evaluate_cy, description = load_torchreid_cython(args.torchreid_source)
-        print(f"torchreid Cython: {description}", flush=True)
+            worker_rows[backend] = json.loads(done.stdout.strip().splitlines()[-1])
         lines = [
-            "| size | method | input | median s | peak MiB | torchreid / this | exact |",
+            "| size | process | method | median s | peak MiB | torchreid / this (same process) "
+            "| exact |",
             "|---|---|---|---:|---:|---:|---|",
         ]
         for size in SIZES:
             data = dict(np.load(_data_path(directory, size)))
-            distances = data["distances"]
             ids = (data["q_pids"], data["g_pids"], data["q_cams"], data["g_cams"])
-            kept = data["g_pids"] != -1
-            kept_ids = (ids[0], ids[1][kept], ids[2], ids[3][kept])
-            kept_distances = np.ascontiguousarray(distances[:, kept])
-            seconds, peak, (cmc, aps) = measure(
-                lambda d=distances, ids=ids: numpy_argsort_scores(d, *ids, args.max_rank),
-                args.repeats,
-            )
-            valid = np.isfinite(aps)
-            size_rows = [
-                {
-                    "method": "numpy, argsort per row",
-                    "input": "distances",
-                    "seconds": seconds,
-                    "peak_mib": peak,
-                    "cmc": cmc,
-                    "ap": aps,
-                },
-            ]
-            seconds, peak, (whole_cmc, whole_aps) = measure(
-                lambda d=distances, ids=ids: numpy_whole_matrix_argsort_scores(
-                    d, *ids, args.max_rank
+            jobs = {
+                "numpy, argsort per row": lambda data=data, ids=ids: numpy_argsort_scores(
+                    data["distances"], *ids, args.max_rank
                 ),
-                args.repeats,
-            )
-            size_rows.append(
-                {
-                    "method": "numpy, whole-matrix argsort (fast-reid)",
-                    "input": "distances",
-                    "seconds": seconds,
-                    "peak_mib": peak,
-                    "cmc": whole_cmc,
-                    "ap": whole_aps,
-                }
-            )
-            torchreid_seconds = None
-            if evaluate_cy is not None:
-                seconds, peak, (cy_cmc, cy_map) = measure(
-                    lambda d=kept_distances, ids=kept_ids: evaluate_cy(d, *ids, args.max_rank),
-                    args.repeats,
-                )
-                torchreid_seconds = seconds
-                exact = bool(
-                    np.allclose(cy_cmc, cmc, atol=1e-6) and abs(cy_map - aps[valid].mean()) < 1e-5
-                )
-                lines.append(
-                    f"| {size} | torchreid Cython `evaluate_cy` | distances without id -1 | "
-                    f"{seconds:.3f} | {peak:.0f} | 1.0 | {exact} |"
-                )
-            else:
-                lines.append(f"| {size} | torchreid Cython | {description} | | | | |")
-            size_rows += [row for row in rows if row["size"] == size]
-            for row in size_rows:
-                exact = ""
-                if "cmc" in row:
-                    exact = bool(
-                        np.array_equal(np.asarray(row["cmc"]), cmc)
-                        and np.allclose(np.asarray(row["ap"])[valid], aps[valid], rtol=0, atol=1e-9)
+                "numpy, whole-matrix argsort (fast-reid)": (
+                    lambda data=data, ids=ids: numpy_whole_matrix_argsort_scores(
+                        data["distances"], *ids, args.max_rank
                     )
-                ratio = f"{torchreid_seconds / row['seconds']:.1f}" if torchreid_seconds else "n/a"
-                lines.append(
-                    f"| {size} | {row['method']} | {row['input']} | {row['seconds']:.3f} | "
-                    f"{row['peak_mib']:.0f} | {ratio} | {exact} |"
+                ),
+            }
+            if evaluate_cy is not None:
+                jobs["torchreid"] = _torchreid_job(evaluate_cy, data, args.max_rank)
+            measured = measure(jobs, args.repeats)
+            cmc, aps = measured["numpy, argsort per row"][2]
+            valid = np.isfinite(aps)
+
+            def exact(result, cmc=cmc, aps=aps, valid=valid):
+                if isinstance(result, tuple) and len(result) == 2 and np.isscalar(result[1]):
+                    # torchreid: float32 CMC and mAP.
+                    return bool(
+                        np.allclose(result[0], cmc, atol=1e-6)
+                        and abs(result[1] - aps[valid].mean()) < 1e-5
+                    )
+                row_cmc, row_aps = result
+                return bool(
+                    np.array_equal(np.asarray(row_cmc), cmc)
+                    and np.allclose(np.asarray(row_aps)[valid], aps[valid], rtol=0, atol=1e-9)
                 )
+
+            groups = {"numpy (no Keras)": measured}
+            for backend, rows in worker_rows.items():
+                groups[f"Keras {backend}"] = {
+                    row["input"]: (
+                        row["seconds"],
+                        row["peak_mib"],
+                        (row["cmc"], row["ap"]) if "cmc" in row else None,
+                    )
+                    for row in rows
+                    if row["size"] == size
+                }
+            if evaluate_cy is None:
+                lines.append(f"| {size} | | torchreid Cython: {description} | | | | |")
+            labels = {
+                "torchreid": "torchreid Cython `evaluate_cy` (distances without id -1)",
+                "distances": "ours, from distances (`ranking_scores`)",
+                "features": "ours, from features (`ranking_scores_from_features`)",
+                "matmul alone": "the distance matmul alone (same chunks)",
+            }
+            for process, group in groups.items():
+                reference = group.get("torchreid", (None,))[0]
+                for name, (seconds, peak, result) in group.items():
+                    ratio = f"{reference / seconds:.1f}" if reference else "n/a"
+                    if name == "features":
+                        check = "float32 distances of its own"
+                    elif result is None:
+                        check = ""
+                    else:
+                        check = str(exact(result))
+                    lines.append(
+                        f"| {size} | {process} | {labels.get(name, name)} | {seconds:.3f} | "
+                        f"{peak:.0f} | {ratio} | {check} |"
+                    )
         print("\n".join(lines))
 
 
@@ -439,7 +461,7 @@ def main():
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.task == "worker":
-        print(json.dumps(_worker(args.data, args.repeats, args.max_rank)))
+        print(json.dumps(_worker(args.data, args.repeats, args.max_rank, args.torchreid_source)))
     elif args.task == "compare":
         compare(args)
     elif args.task == "identity_probe":

@@ -6,7 +6,9 @@ Keras ResNet-50 training step, optimizer step and ResNet-101 rollback on every b
 (TensorFlow with and without XLA `jit_compile`, JAX, torch; `keras_training.py --task step`),
 `model.fit` with and without `RollbackRefine` and the peak resident memory of a training
 process with and without it (`keras_training.py --task fit`, two processes per backend), the
-Market-1501-scale evaluation (`evaluation.py`) and the input pipeline (`input_pipeline.py`).
+Market-1501- and CUHK03-scale evaluation against torchreid's Cython evaluation, ours on every
+backend (`evaluation.py`, its own table below the main one; torchreid's row needs Cython and
+$TORCHREID_SOURCE, see that script) and the input pipeline (`input_pipeline.py`).
 Every figure is a median of several repeats; ratios compare figures of this same run.
 
 The default size (images 96x48, batch 8, few repeats) is meant for 2 CPU cores; XLA compiles
@@ -364,8 +366,16 @@ def markdown_table(results):
                 f"without {without['final_rss_mib']:.0f} | "
                 f"{with_['final_rss_mib'] - without['final_rss_mib']:+.0f} MiB |"
             )
+    evaluation = results.get("evaluation")
+    if evaluation and not evaluation["error"]:
+        # Its own table (torchreid's Cython vs ours on every backend), below this one.
+        lines.append("")
+        lines.append("Evaluation (`benchmarks/evaluation.py`, ours on every backend):")
+        lines.append("")
+        lines += [line for line in evaluation["output"] if line.startswith(("|", "torchreid"))]
+        lines.append("")
     for name in ("evaluation", "input_pipeline"):
-        if name in results:
+        if name in results and not (name == "evaluation" and not results[name]["error"]):
             entry = results[name]
             text = (
                 "<br>".join(entry["output"][-10:])

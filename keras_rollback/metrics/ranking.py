@@ -1,4 +1,4 @@
-"""CMC, mAP and mINP for person re-identification: an exact engine that never sorts a row.
+"""CMC, mAP and mINP for person re-identification: an exact engine that never argsorts a row.
 
 CMC, AP and INP only need, for every true match of a query, its 0-based position among
 the query's valid gallery items: the number of valid items ranked before it. The engine
@@ -8,19 +8,21 @@ own dtype (float64 stays float64 on every backend):
 - the query's identity items (its true matches and its junk: a few dozen, or thousands
   for a vehicle or a tracklet) are put in ranking order (distance, then gallery index)
   with one `lexsort` per chunk: O(P log P) for P identity items;
-- one pass over the row keeps the items no farther than the last true match, and a
-  `searchsorted` of those into the row's sorted true-match distances gives each item the
-  number of true matches at most as far; a histogram of that and its cumulative sum is,
-  for every true match, the number of items strictly closer;
+- one pass over the row keeps the items no farther than the last true match (the only
+  ones that can precede a true match; for a good model a small part of the gallery);
+  their distances are sorted (a value sort, no indices) and two `searchsorted` of the
+  true matches' distances give, for each true match, the items strictly closer and those
+  at exactly its distance;
 - the identity's own items closer than a true match are known from the first step and
-  subtracted (junk is never counted); an item at exactly a true match's distance is ranked
-  before it when its gallery index is lower: such ties with other identities are rare and
-  counted exactly where they occur.
+  subtracted (junk is never counted); an item of another identity at exactly a true
+  match's distance is ranked before it when its gallery index is lower: such ties are
+  rare, detected by comparing the tie counts, and counted exactly where they occur.
 
-The cost is O(n_queries x n_gallery) for the pass, plus O(P log P) for the identity items,
-whatever the sizes of the identities: no sort of a row, no pairwise comparison within an
-identity. Only one chunk of rows is read at a time, so distances computed from features
-are never held in full.
+The cost per query is one pass over its row plus a sort of its c items no farther than
+its hardest true match (c log c), plus the identity items: no argsort of a row, no
+pairwise comparison within an identity, whatever the sizes of the identities. Only one
+chunk of rows is read at a time, so distances computed from features are never held in
+full.
 """
 
 import keras
@@ -97,14 +99,14 @@ def _true_match_positions(chunk, protocol, start):
     order = np.lexsort((columns, values, rows))  # the ranking order within each row
     rows, columns, is_good, values = rows[order], columns[order], is_good[order], values[order]
     row_first, run_first, run = _runs(rows, values)
-    # Items of the query's own identity strictly closer than each item, junk included.
+    # Items of the query's own identity strictly closer than each item, junk included,
+    # and at exactly its distance (its run), itself included.
     identity_closer = run_first - row_first
-    # Items of the identity at exactly a true match's distance (in a run with a true match).
-    run_has_good = np.bincount(run, weights=is_good) > 0
-    identity_tied = np.bincount(rows, weights=run_has_good[run], minlength=num_rows)
+    identity_tied = np.bincount(run)[run]
     identity_bounds = np.searchsorted(rows, np.arange(num_rows + 1))
 
     good_rows, good_columns, good_values = rows[is_good], columns[is_good], values[is_good]
+    good_identity_tied = identity_tied[is_good]
     bounds = np.searchsorted(good_rows, np.arange(num_rows + 1))
     goods_ahead = np.arange(len(good_rows)) - bounds[good_rows]
     closer = np.zeros(len(good_rows), dtype=np.int64)
@@ -113,20 +115,21 @@ def _true_match_positions(chunk, protocol, start):
         first, last = bounds[row], bounds[row + 1]
         thresholds = good_values[first:last]
         distances = chunk[row]
+        # The items no farther than the last true match: the only ones that can precede one.
         np.less_equal(distances, thresholds[-1], out=keep)
         if protocol.is_kept is not None:
             keep &= protocol.is_kept
         candidates = distances[keep]
-        # How many true matches are at most as far as each candidate.
-        bucket = np.searchsorted(thresholds, candidates, side="right")
-        histogram = np.bincount(bucket, minlength=last - first + 1)[: last - first]
-        closer[first:last] = np.cumsum(histogram)
-        # bucket 0 reads thresholds[-1], which no such candidate equals (it is < thresholds[0]).
-        tied = thresholds[bucket - 1] == candidates
-        if np.count_nonzero(tied) != identity_tied[row]:
+        candidates.sort()
+        closer[first:last] = candidates.searchsorted(thresholds, side="left")
+        tied = candidates.searchsorted(thresholds, side="right") - closer[first:last]
+        if (tied != good_identity_tied[first:last]).any():
+            # Items of other identities at exactly a true match's distance (rare).
+            kept_columns = np.flatnonzero(keep)
+            is_tied = np.isin(distances[kept_columns], thresholds)
             closer[first:last] += _other_identities_tied_ahead(
-                np.flatnonzero(keep)[tied],
-                candidates[tied],
+                kept_columns[is_tied],
+                distances[kept_columns[is_tied]],
                 columns[identity_bounds[row] : identity_bounds[row + 1]],
                 thresholds,
                 good_columns[first:last],
