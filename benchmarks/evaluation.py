@@ -317,7 +317,8 @@ def compare(args):
                 command.append(f"--torchreid_source={args.torchreid_source}")
             done = subprocess.run(
                 command,
-                env={**os.environ, "KERAS_BACKEND": backend},
+                # As run_all: waiting threads do not spin on the shared cores.
+                env={**os.environ, "KERAS_BACKEND": backend, "OMP_WAIT_POLICY": "PASSIVE"},
                 capture_output=True,
                 text=True,
             )
