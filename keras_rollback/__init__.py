@@ -5,6 +5,7 @@ from keras_rollback.block_partition import BlockPartition
 from keras_rollback.distribution import batch_size_scale
 from keras_rollback.distribution import scale_plan_for_batch_size
 from keras_rollback.layerwise_sgd import LayerwiseSGD
+from keras_rollback.plateau_rule import PlateauRule
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 from keras_rollback.refine_plan import Period
 from keras_rollback.refine_plan import RefinePlan
@@ -17,6 +18,7 @@ __all__ = [
     "BlockPartition",
     "LayerwiseSGD",
     "Period",
+    "PlateauRule",
     "PretrainedSnapshot",
     "RefinePlan",
     "RollbackRefine",

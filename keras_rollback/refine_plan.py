@@ -3,6 +3,8 @@
 import dataclasses
 import math
 
+from keras_rollback.plateau_rule import PlateauRule
+
 
 @dataclasses.dataclass(frozen=True)
 class Period:
@@ -20,6 +22,8 @@ class Period:
             first epoch (blocks by name, and the head).
         decay_epochs: Epochs between learning-rate decays, or None.
         decay_factor: Factor applied at each decay.
+        decay_at: Epochs from which one more decay applies, or None (then
+            `decay_epochs` rules). Set by plateau-triggered plans.
     """
 
     number: int
@@ -30,6 +34,7 @@ class Period:
     base_learning_rates: dict
     decay_epochs: int | None
     decay_factor: float
+    decay_at: tuple | None = None
 
     @property
     def end_epoch(self):
@@ -43,7 +48,12 @@ class Period:
                 f"Epoch {epoch} is outside period {self.number} "
                 f"(epochs {self.start_epoch}-{self.end_epoch - 1})."
             )
-        decays = 0 if self.decay_epochs is None else (epoch - self.start_epoch) // self.decay_epochs
+        if self.decay_at is not None:
+            decays = sum(1 for start in self.decay_at if start <= epoch)
+        elif self.decay_epochs is None:
+            decays = 0
+        else:
+            decays = (epoch - self.start_epoch) // self.decay_epochs
         scale = self.decay_factor**decays
         return {group: rate * scale for group, rate in self.base_learning_rates.items()}
 
@@ -68,6 +78,13 @@ class RefinePlan:
       ordinary fine-tuning): `RefinePlan(periods=1, warmup_epochs=k)`;
     * Table 1 (after fine-tuning, keep only block `i` and roll back all
       others): `RefinePlan(periods=2, kept_blocks=[["conv3_x"]])`.
+
+    With `plateau=PlateauRule(...)`, periods end when the monitored quantity
+    stops improving instead of every `period_epochs`: `periods` is then the
+    largest number of periods (default: one per block), the training length
+    is `fit`'s `epochs` (or `warmup_epochs + periods * period_epochs` when
+    resolved without it), and `resolve` gives period 1 running to the end;
+    `RollbackRefine` ends it (and starts the next) as plateaus come.
 
     Example:
 
@@ -105,6 +122,8 @@ class RefinePlan:
             period; None disables decay. Defaults to `20`.
         decay_factor: Float in `(0, 1]`. Multiplier applied at each decay.
             Defaults to `0.1`.
+        plateau: Optional `PlateauRule`: periods end on plateaus of a
+            monitored quantity. Defaults to `None` (fixed-length periods).
     """
 
     def __init__(
@@ -120,6 +139,7 @@ class RefinePlan:
         refine_head_learning_rate=0.01,
         decay_epochs=20,
         decay_factor=0.1,
+        plateau=None,
     ):
         _check_int("period_epochs", period_epochs, minimum=1)
         if periods is not None:
@@ -138,6 +158,8 @@ class RefinePlan:
             raise ValueError(
                 f"`decay_factor` must be a float in (0, 1]. Received: decay_factor={decay_factor!r}"
             )
+        if plateau is not None and not isinstance(plateau, PlateauRule):
+            raise ValueError(f"`plateau` must be a PlateauRule. Received: plateau={plateau!r}")
         if not isinstance(rollback, bool):
             raise ValueError(f"`rollback` must be a boolean. Received: rollback={rollback!r}")
         if kept_blocks is not None:
@@ -168,11 +190,14 @@ class RefinePlan:
         self.refine_head_learning_rate = float(refine_head_learning_rate)
         self.decay_epochs = decay_epochs
         self.decay_factor = float(decay_factor)
+        self.plateau = plateau
 
     def num_periods(self, epochs=None):
         """Number of periods, derived from the training `epochs` when not fixed."""
         if self.periods is not None:
             return self.periods
+        if self.plateau is not None and self.kept_blocks is None:
+            return None  # One per block, known from the partition.
         if epochs is None:
             raise ValueError(
                 "The plan has periods=None: give the number of training epochs to derive it."
@@ -201,40 +226,73 @@ class RefinePlan:
                 plan leaves it open).
 
         Returns:
-            A tuple of `Period`s (the warm-up first, if any).
+            A tuple of `Period`s (the warm-up first, if any). For a plateau
+            plan: the warm-up and period 1 running to the last epoch.
         """
         block_names = tuple(block_names)
+        if self.plateau is not None:
+            self.max_periods(block_names)
+            if epochs is None:
+                if self.periods is None:
+                    raise ValueError(
+                        "A plateau plan with periods=None needs the number of training epochs."
+                    )
+                epochs = self.total_epochs()
+            if epochs <= self.warmup_epochs:
+                raise ValueError(
+                    f"Training for epochs={epochs} leaves no epoch after the "
+                    f"warmup_epochs={self.warmup_epochs}."
+                )
+            first = self.period(
+                1, self.warmup_epochs, epochs - self.warmup_epochs, block_names, head_name
+            )
+            return self._warmup(block_names, head_name) + (first,)
         periods = self.num_periods(epochs)
         if epochs is not None:
             self._check_epochs(epochs, periods)
-        kept_per_period = [()] + self._kept_blocks(block_names, periods)
-        resolved = []
-        start = 0
-        if self.warmup_epochs:
-            rates = dict.fromkeys(block_names, 0.0)
-            rates[head_name] = self.head_learning_rate
-            resolved.append(self._period(0, start, self.warmup_epochs, (), (), rates))
-            start += self.warmup_epochs
-        for number, kept in enumerate(kept_per_period, start=1):
-            if number == 1:
-                rates = dict.fromkeys(block_names, self.learning_rate)
-                rates[head_name] = self.head_learning_rate
-                restarted = ()
-            else:
-                rates = {
-                    b: self.kept_learning_rate if b in kept else self.learning_rate
-                    for b in block_names
-                }
-                rates[head_name] = self.refine_head_learning_rate
-                restarted = tuple(b for b in block_names if b not in kept)
-            rolled_back = restarted if self.rollback else ()
-            resolved.append(
-                self._period(number, start, self.period_epochs, rolled_back, kept, rates)
-            )
+        resolved = list(self._warmup(block_names, head_name))
+        start = self.warmup_epochs
+        for number in range(1, periods + 1):
+            resolved.append(self.period(number, start, self.period_epochs, block_names, head_name))
             start += self.period_epochs
         return tuple(resolved)
 
+    def max_periods(self, block_names):
+        """Most periods the plan can run on these blocks (a plateau plan's cap)."""
+        if self.kept_blocks is not None:
+            return len(self.kept_blocks) + 1
+        if self.periods is not None:
+            self._kept_blocks(tuple(block_names), self.periods)
+            return self.periods
+        return len(block_names)
+
+    def period(self, number, start_epoch, epochs, block_names, head_name="head"):
+        """Period `number` (1-based) of the plan, starting at `start_epoch`, `epochs` long."""
+        block_names = tuple(block_names)
+        if number == 1:
+            rates = dict.fromkeys(block_names, self.learning_rate)
+            rates[head_name] = self.head_learning_rate
+            return self._period(1, start_epoch, epochs, (), (), rates)
+        kept = self._kept_blocks(block_names, max(number, self.periods or 0))[number - 2]
+        rates = {
+            b: self.kept_learning_rate if b in kept else self.learning_rate for b in block_names
+        }
+        rates[head_name] = self.refine_head_learning_rate
+        restarted = tuple(b for b in block_names if b not in kept)
+        rolled_back = restarted if self.rollback else ()
+        return self._period(number, start_epoch, epochs, rolled_back, kept, rates)
+
+    def _warmup(self, block_names, head_name):
+        if not self.warmup_epochs:
+            return ()
+        rates = dict.fromkeys(block_names, 0.0)
+        rates[head_name] = self.head_learning_rate
+        return (self._period(0, 0, self.warmup_epochs, (), (), rates),)
+
     def _period(self, number, start, epochs, rolled_back, kept, rates):
+        plateau_steps = (
+            self.plateau is not None and self.plateau.learning_rate_steps == "plateau" and number
+        )
         return Period(
             number=number,
             start_epoch=start,
@@ -244,6 +302,7 @@ class RefinePlan:
             base_learning_rates=rates,
             decay_epochs=self.decay_epochs,
             decay_factor=self.decay_factor,
+            decay_at=() if plateau_steps else None,
         )
 
     def _kept_blocks(self, block_names, periods):
@@ -290,10 +349,14 @@ class RefinePlan:
             "refine_head_learning_rate": self.refine_head_learning_rate,
             "decay_epochs": self.decay_epochs,
             "decay_factor": self.decay_factor,
+            "plateau": None if self.plateau is None else self.plateau.get_config(),
         }
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        if config.get("plateau") is not None:
+            config["plateau"] = PlateauRule.from_config(config["plateau"])
         return cls(**config)
 
     def __repr__(self):

@@ -1,10 +1,13 @@
 """`RollbackRefine`: rolling-back refine-tuning as one Keras callback."""
 
+import dataclasses
+import json
 import os
 
 import keras
 import numpy as np
 
+from keras_rollback import _atomic_files
 from keras_rollback import compat
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.layerwise_sgd import LayerwiseSGD
@@ -40,9 +43,18 @@ class RollbackRefine(keras.callbacks.Callback):
     bit-identical; the callback rebuilds the train function when the set of
     frozen blocks changes, and unfreezes them when training ends.
 
-    It adds `period` and `lr_<group>` for every group to the epoch logs (so
-    `CSVLogger` and `TensorBoard` record them), and keeps one record per
+    It adds `period`, `period_start_epoch` (0-based), `period_end` (1 on a
+    period's last epoch) and `lr_<group>` for every group to the epoch logs
+    (so `CSVLogger` and `TensorBoard` record them), and keeps one record per
     epoch in `self.epoch_records`.
+
+    With a plateau plan (`RefinePlan(plateau=PlateauRule(...))`) the callback
+    reads the monitored quantity from the logs at each epoch end (put a
+    callback that adds it before this one) and ends the period there when
+    the rule says so; `self.periods` holds the realised periods. The values
+    it decided on are saved beside the snapshot file
+    (`<snapshot>-plateau.json`), and a resumed run replays them to the same
+    period boundaries.
 
     The pre-trained snapshot is captured when training first begins, unless
     given. For a resumable run, give `snapshot` a file path: the first run
@@ -111,6 +123,11 @@ class RollbackRefine(keras.callbacks.Callback):
             else os.fspath(snapshot)
         )
         self.snapshot = snapshot if isinstance(snapshot, PretrainedSnapshot) else None
+        self._plateau_path = (
+            None
+            if self._snapshot_path is None or plan.plateau is None
+            else os.path.splitext(self._snapshot_path)[0] + "-plateau.json"
+        )
         self.periods: tuple[Period, ...] = ()
         self.epoch_records: list[dict] = []
         self._frozen_layers: list = []
@@ -123,6 +140,9 @@ class RollbackRefine(keras.callbacks.Callback):
             self.partition.block_names, self.partition.head_name, epochs=self.params.get("epochs")
         )
         self.partition.check_model(model)
+        self._max_periods = self.plan.max_periods(self.partition.block_names)
+        self._monitored: dict[int, float] = {}
+        self._tracker = None if self.plan.plateau is None else self.plan.plateau.tracker()
         optimizer = _layerwise_optimizer(model)
         optimizer.build(model.trainable_variables)
         self._snapshot_loaded = False
@@ -134,6 +154,8 @@ class RollbackRefine(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         model = self.model  # On JAX, this syncs the trainer's state first.
+        if self._tracker is not None and not self.epoch_records:
+            self._replay_plateaus(self._tracker, epoch)
         period = self._period_at(epoch)
         optimizer = _layerwise_optimizer(model)
         if self.snapshot is None:
@@ -177,12 +199,84 @@ class RollbackRefine(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._tracker is not None:
+            monitor = self.plan.plateau.monitor
+            if not logs or monitor not in logs:
+                raise ValueError(
+                    f"RollbackRefine's PlateauRule monitors {monitor!r}, which is not in the "
+                    f"epoch logs {sorted(logs or {})}. A callback that adds it must come before "
+                    "RollbackRefine in `callbacks`."
+                )
+            self._monitored[epoch] = float(logs[monitor])
+            self._follow_plateau(self._tracker, epoch, self._monitored[epoch])
+            if self._plateau_path:
+                self._save_plateau_record()
         if logs is None:
             return
         record = self.epoch_records[-1]
+        period = self._period_at(epoch)
         logs["period"] = record["period"]
+        logs["period_start_epoch"] = period.start_epoch
+        logs["period_end"] = float(epoch == period.end_epoch - 1)
         for group, rate in record["learning_rates"].items():
             logs[f"lr_{group}"] = rate
+
+    def _follow_plateau(self, tracker, epoch, value):
+        """Ends the period after `epoch`, or decays its rates, as the plateau rule says."""
+        period = self._period_at(epoch)
+        if period.number == 0:  # The FC warm-up has a fixed length.
+            return
+        if tracker.period_start != period.start_epoch:
+            tracker.start_period(period.start_epoch)
+        action = tracker.update(epoch, value)
+        end = self.periods[-1].end_epoch
+        if epoch + 1 >= end:
+            return
+        if action == "rollback" and period.number < self._max_periods:
+            ended = dataclasses.replace(period, epochs=epoch + 1 - period.start_epoch)
+            started = self.plan.period(
+                period.number + 1,
+                epoch + 1,
+                end - epoch - 1,
+                self.partition.block_names,
+                self.partition.head_name,
+            )
+            self.periods = self.periods[:-1] + (ended, started)
+        elif action == "decay" and period.decay_at is not None:
+            decayed = dataclasses.replace(period, decay_at=(*period.decay_at, epoch + 1))
+            self.periods = self.periods[:-1] + (decayed,)
+
+    def _replay_plateaus(self, tracker, epoch):
+        """Rebuilds the realised periods of a resumed run from the recorded values."""
+        if epoch == 0:
+            return
+        values = {}
+        if self._plateau_path and os.path.exists(self._plateau_path):
+            with open(self._plateau_path) as f:
+                values = {int(e): v for e, v in json.load(f)["values"].items()}
+        missing = [e for e in range(self.plan.warmup_epochs, epoch) if e not in values]
+        if missing:
+            raise ValueError(
+                f"Training resumes at epoch {epoch} with a plateau-triggered plan, but the "
+                f"monitored values of epochs {missing[:5]} are not recorded in "
+                f"{self._plateau_path!r} (give `snapshot` a file path so they are saved)."
+            )
+        for past in range(self.plan.warmup_epochs, epoch):
+            self._monitored[past] = values[past]
+            self._follow_plateau(tracker, past, values[past])
+
+    def _save_plateau_record(self):
+        record = {
+            "monitor": self.plan.plateau.monitor,
+            "values": {str(e): v for e, v in sorted(self._monitored.items())},
+            "period_starts": [p.start_epoch for p in self.periods],
+        }
+
+        def write(path):
+            with open(path, "w") as f:
+                json.dump(record, f, indent=1)
+
+        _atomic_files.atomic_write(self._plateau_path, write)
 
     def on_train_end(self, logs=None):
         self._freeze_blocks(self.model, [])
