@@ -32,10 +32,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_rollback import BlockDiagnostics
 from keras_rollback import BlockPartition
 from keras_rollback import LayerwiseSGD
 from keras_rollback import PretrainedSnapshot
 from keras_rollback import RollbackRefine
+from keras_rollback import backend_utils
 
 NUM_CLASSES = 751
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -224,6 +226,60 @@ def fit_task(args):
     return result
 
 
+def diagnostics_task(args):
+    """Training epochs with and without `BlockDiagnostics`, alternating, in one process; and
+    its two costs timed alone: one gradient probe and one drift computation."""
+    image_size = (args.height, args.width)
+    model = reid_resnet(50, image_size)
+    model.compile(optimizer=layerwise_sgd(), loss=LOSS, jit_compile=args.jit_compile)
+    partition = BlockPartition.for_model(model)
+    images, labels = random_batch(image_size, args.batch_size, steps=args.steps_per_epoch)
+    batch = (images[: args.batch_size], labels[: args.batch_size])
+    fit_kwargs = {
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "shuffle": False,
+        "verbose": 0,
+    }
+    model.fit(images, labels, batch_size=args.batch_size, epochs=1, verbose=0)  # Compilation.
+    plain, with_callback = [], []
+    for _ in range(args.repeats):
+        clock = EpochClock()
+        model.fit(images, labels, callbacks=[clock], **fit_kwargs)
+        plain.append(clock.epoch_seconds())
+        clock = EpochClock()
+        diagnostics = BlockDiagnostics(
+            partition, gradient_batch=batch, every_n_steps=args.every_n_steps
+        )
+        model.fit(images, labels, callbacks=[clock, diagnostics], **fit_kwargs)
+        with_callback.append(clock.epoch_seconds())
+    probe = backend_utils.squared_gradient_norms_function(model, model.loss)
+    probe_batch = tuple(keras.ops.convert_to_tensor(t) for t in batch)
+    probe(*probe_batch)  # Compilation (JAX).
+    drift_only = BlockDiagnostics(partition)
+    drift_only.set_model(model)
+    drift_only.on_train_begin()
+    drift_only.on_epoch_begin(0)
+
+    def seconds(function):
+        times = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            function()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    return {
+        "epochs": args.epochs,
+        "steps_per_epoch": args.steps_per_epoch,
+        "every_n_steps": args.every_n_steps,
+        "plain_epoch_seconds": plain,
+        "callback_epoch_seconds": with_callback,
+        "probe_seconds": seconds(lambda: probe(*probe_batch)),
+        "drift_seconds": seconds(lambda: drift_only.on_epoch_end(0, {})),
+    }
+
+
 def _current_rss_mib():
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
@@ -231,7 +287,7 @@ def _current_rss_mib():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=["step", "fit"], required=True)
+    parser.add_argument("--task", choices=["step", "fit", "diagnostics"], required=True)
     parser.add_argument("--height", type=int, default=288)
     parser.add_argument("--width", type=int, default=144)
     parser.add_argument("--batch_size", type=int, default=32)
@@ -251,11 +307,15 @@ def main():
     parser.add_argument(
         "--callback", action="store_true", help="Task `fit`: also fit with RollbackRefine."
     )
+    parser.add_argument(
+        "--every_n_steps", type=int, default=None, help="Task `diagnostics`: gradient sampling."
+    )
     parser.add_argument("--output", required=True, help="JSON file for the results.")
     args = parser.parse_args()
     args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile.lower()]
     start = time.perf_counter()
-    result = step_task(args) if args.task == "step" else fit_task(args)
+    tasks = {"step": step_task, "fit": fit_task, "diagnostics": diagnostics_task}
+    result = tasks[args.task](args)
     result.update(
         backend=keras.backend.backend(),
         jit_compile=args.jit_compile,

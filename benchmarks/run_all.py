@@ -62,6 +62,7 @@ SIZES = {
         "fit_epochs": 3,
         "fit_steps_per_epoch": 2,
         "fit_repeats": 2,
+        "diagnostics": ["--epochs=3", "--steps_per_epoch=4", "--repeats=2", "--every_n_steps=2"],
         "evaluation": ["--repeats", "3"],
         "input_pipeline": ["--images=512", "--train_steps=2", "--batch_size=8"],
     },
@@ -75,6 +76,7 @@ SIZES = {
         "fit_epochs": 5,
         "fit_steps_per_epoch": 20,
         "fit_repeats": 3,
+        "diagnostics": ["--epochs=3", "--steps_per_epoch=50", "--repeats=3", "--every_n_steps=50"],
         "evaluation": ["--repeats", "5"],
         "input_pipeline": ["--images=4096", "--train_steps=10", "--batch_size=32"],
     },
@@ -85,7 +87,7 @@ CONFIGS = {  # label: (Keras backend, model.compile's jit_compile)
     "jax": ("jax", "auto"),
     "torch": ("torch", "auto"),
 }
-SECTIONS = ("step", "fit", "others")
+SECTIONS = ("step", "fit", "diagnostics", "others")
 
 
 def machine_description():
@@ -233,6 +235,24 @@ def run_benchmarks(args):
                         FIT_ENVIRONMENT,
                     ),
                 }
+        if "diagnostics" in args.sections:
+            results["diagnostics"] = {
+                label: run_json(
+                    f"diagnostics {label}",
+                    "keras_training.py",
+                    [
+                        *common,
+                        *size["diagnostics"],
+                        f"--jit_compile={CONFIGS[label][1]}",
+                        "--task=diagnostics",
+                    ],
+                    CONFIGS[label][0],
+                    scratch,
+                    log,
+                    args.timeout,
+                )
+                for label in args.fit_configs
+            }
         if "others" in args.sections:
             for name, script, arguments in (
                 ("evaluation", "evaluation.py", size["evaluation"]),
@@ -366,6 +386,8 @@ def markdown_table(results):
                 f"without {without['final_rss_mib']:.0f} | "
                 f"{with_['final_rss_mib'] - without['final_rss_mib']:+.0f} MiB |"
             )
+    for backend, entry in results.get("diagnostics", {}).items():
+        lines.append(_diagnostics_row(backend, entry))
     evaluation = results.get("evaluation")
     if evaluation and not evaluation["error"]:
         # Its own table (torchreid's Cython vs ours on every backend), below this one.
@@ -386,6 +408,28 @@ def markdown_table(results):
                 f"| {name.replace('_', ' ').capitalize()} | {entry['backend']} | {text} | | |"
             )
     return "\n".join(lines)
+
+
+def _diagnostics_row(backend, entry):
+    """BlockDiagnostics' overhead: measured per epoch side by side, and from its parts."""
+    label = "BlockDiagnostics overhead, s per training step"
+    if "error" in entry:
+        return f"| {label} | {backend} | failed: {entry['error']} | | |"
+    steps = entry["steps_per_epoch"]
+    plain = _median_of_later_epochs(entry["plain_epoch_seconds"]) / steps
+    measured = _median_of_later_epochs(entry["callback_epoch_seconds"]) / steps
+    every = entry["every_n_steps"] or steps
+    # A Market-1501 epoch (404 steps at batch 32) computes the drift once.
+    market_steps = MARKET1501_TRAIN_IMAGES / 32
+    parts = entry["probe_seconds"] / every + entry["drift_seconds"] / market_steps
+    return (
+        f"| {label} (gradient norms every {every} steps; {steps} steps per epoch) | {backend} | "
+        f"with {measured:.3f} | without {plain:.3f} | measured {(measured - plain) / plain:+.1%} "
+        f"of a step; from its parts (probe {entry['probe_seconds']:.3f} s / {every} steps + drift "
+        f"{entry['drift_seconds']:.3f} s per Market-1501 epoch) {parts / plain:+.1%}; the probe "
+        f"costs {entry['probe_seconds'] / plain:.2f} steps, so <2% needs every_n_steps >= "
+        f"{math.ceil(entry['probe_seconds'] / plain / 0.02)} |"
+    )
 
 
 def main():
@@ -423,7 +467,7 @@ def main():
         choices=SECTIONS,
         default=list(SECTIONS),
         help="step: training/optimizer step and rollback; fit: callback overhead and "
-        "memory; others: evaluation and input pipeline.",
+        "memory; diagnostics: BlockDiagnostics overhead; others: evaluation and input pipeline.",
     )
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per benchmark process.")
     parser.add_argument(

@@ -3,12 +3,14 @@
     python -m experiments.main --workdir=/tmp/run                    # offline main job
     python -m experiments.main --config=experiments/configs/table2.py:market1501 \\
         --config.dataset.root=/data/Market-1501-v15.09.15 --workdir=/tmp/table2-market
+    python -m experiments.main --config=experiments/configs/study.py --workdir=/tmp/study
 """
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import study
 from experiments import train
 
 FLAGS = flags.FLAGS
@@ -22,7 +24,10 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    train.run_experiment(FLAGS.config, FLAGS.workdir)
+    if "study" in FLAGS.config:  # Several seeds: experiments/configs/study.py.
+        study.run_study(FLAGS.config, FLAGS.workdir)
+    else:
+        train.run_experiment(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

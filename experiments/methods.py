@@ -1,8 +1,16 @@
 """The training methods the paper compares, as `RefinePlan`s of one config."""
 
+from keras_rollback import PlateauRule
 from keras_rollback import RefinePlan
 
-METHODS = ("rollback", "base_cy", "fine_tune", "fc_warmup", "keep_block:<block>")
+METHODS = (
+    "rollback",
+    "base_cy",
+    "fine_tune",
+    "fc_warmup",
+    "plateau_rollback",
+    "keep_block:<block>",
+)
 
 
 def plan_for(method, plan_config):
@@ -12,6 +20,9 @@ def plan_for(method, plan_config):
     * `base_cy`: the same learning-rate restarts and momentum resets, no rollback.
     * `fine_tune`: ordinary fine-tuning, one period (the paper's baseline).
     * `fc_warmup`: `warmup_epochs` with the backbone frozen, then base_cy fine-tuning.
+    * `plateau_rollback`: rolling back when the training loss stops improving
+      (`plan_config.plateau`: a `PlateauRule`'s arguments), at most `periods` periods, for
+      the same number of epochs as `rollback`.
     * `keep_block:<block>`: one fine-tuning period, then keep only `<block>` and roll back
       every other block for one period (Table 1 / Figure 3).
     """
@@ -35,6 +46,8 @@ def plan_for(method, plan_config):
         return RefinePlan(
             periods=periods, rollback=False, warmup_epochs=plan_config.warmup_epochs, **shared
         )
+    if method == "plateau_rollback":
+        return RefinePlan(periods=periods, plateau=PlateauRule(**plan_config.plateau), **shared)
     if method.startswith("keep_block:"):
         return RefinePlan(periods=2, kept_blocks=[[method.split(":", 1)[1]]], **shared)
     raise ValueError(f"Unknown method {method!r}. Expected one of {METHODS}.")

@@ -6,6 +6,7 @@ import os
 
 import keras
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 from matplotlib import pyplot as plt
@@ -16,6 +17,7 @@ from keras_rollback.block_diagnostics import plot_block_drift
 COLUMNS = (
     "method",
     "period",
+    "period_start_epoch",
     "epoch",
     "loss",
     "rank1",
@@ -44,12 +46,19 @@ def read_history(path, method, periods, device):
         record = epochs[epoch]
         row = {
             "method": method,
-            "period": next(p.number for p in periods if p.start_epoch <= epoch < p.end_epoch),
+            # Logged by RollbackRefine (plateau plans decide their periods while training).
+            "period": int(record["period"])
+            if "period" in record
+            else next(p.number for p in periods if p.start_epoch <= epoch < p.end_epoch),
+            # 1-based, like `epoch`.
+            "period_start_epoch": None
+            if "period_start_epoch" not in record
+            else int(record["period_start_epoch"]) + 1,
             "epoch": epoch + 1,
             "backend": keras.backend.backend(),
             "device": device,
         }
-        for key in COLUMNS[3:-2]:
+        for key in COLUMNS[4:-2]:
             row[key] = record.get(key)
         rows.append(row)
     return rows
@@ -155,6 +164,26 @@ def comparison_table(rows, config):
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def how_to_read(rows, num_queries):
+    """What a one-seed comparison table of a ReID run can resolve, printed beside it."""
+    finals = {}
+    for row in rows:
+        if row["rank1"] is not None:
+            finals[row["method"]] = row
+    rank1 = float(np.mean([r["rank1"] for r in finals.values()]))
+    half = 100 * 1.96 * np.sqrt(rank1 * (1 - rank1) / num_queries)
+    return (
+        f"How to read this table: it is one seed and {num_queries} queries. Rank-1 moves in "
+        f"steps of {100 / num_queries:.1f} points, and the queries alone give it a 95% "
+        f"interval of about ±{half:.1f} points (binomial, at rank-1 {100 * rank1:.0f}%); mAP "
+        "averages over the same queries, and retraining with another seed moves both further. "
+        "Differences between methods smaller than that are not resolved by this run. "
+        "docs/study.md measures the seed-to-seed spread and the paired differences over 5 "
+        "seeds: python -m experiments.main --config=experiments/configs/study.py "
+        "--workdir=<dir>."
+    )
 
 
 def _is_period_end(row, rows):

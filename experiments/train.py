@@ -68,6 +68,8 @@ def run_experiment(config, workdir):
     report.plot_curves(rows, workdir)
     report.plot_drift(config, workdir)
     table = report.comparison_table(rows, config)
+    if config.task == "reid":
+        table += "\n\n" + report.how_to_read(rows, len(task.dataset.query))
     with open(os.path.join(workdir, "comparison.md"), "w") as f:
         f.write(table + "\n")
     compat.print_msg(table)
@@ -251,13 +253,16 @@ class EvaluateAndRecord(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         _ = self.model  # Reading `self.model` syncs JAX's weights into the shared variables.
         logs["wall_time"] = time.time() - self.started
-        if epoch in self.epochs:
+        # A plateau plan's period ends are known only when RollbackRefine logs them.
+        if epoch in self.epochs or logs.get("period_end"):
             scores = self.evaluate()
             logs.update(scores)
-            period = next(p for p in self.periods if p.start_epoch <= epoch < p.end_epoch)
+            period = logs.get("period") or next(
+                p.number for p in self.periods if p.start_epoch <= epoch < p.end_epoch
+            )
             summary = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
             compat.print_msg(
-                f"Epoch {epoch + 1}, end of period {period.number}: loss={logs['loss']:.4f}, {summary}"
+                f"Epoch {epoch + 1}, end of period {period:g}: loss={logs['loss']:.4f}, {summary}"
             )
         with open(self.path, "a") as f:
             f.write(json.dumps({"epoch": epoch, **{k: float(v) for k, v in logs.items()}}) + "\n")

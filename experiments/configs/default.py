@@ -73,6 +73,16 @@ def get_config():
     config.plan.decay_epochs = 20
     config.plan.decay_factor = 0.1
     config.plan.warmup_epochs = 20  # fc_warmup only.
+    # plateau_rollback only: keras_rollback.PlateauRule's arguments. A period ends when the
+    # training loss has not improved by `min_delta` for `patience` epochs; the learning rates
+    # decay once on the first plateau of a period, the next ends it.
+    config.plan.plateau = ml_collections.ConfigDict()
+    config.plan.plateau.monitor = "loss"
+    config.plan.plateau.min_delta = 0.01
+    config.plan.plateau.patience = 5
+    config.plan.plateau.min_period_epochs = 20
+    config.plan.plateau.max_period_epochs = 80
+    config.plan.plateau.learning_rate_steps = "plateau"
 
     # keras_rollback.BlockDiagnostics: per-block drift every epoch; gradient norms on one
     # training batch every `every_n_steps` steps (0: once per epoch, after its last step).
