@@ -250,6 +250,7 @@ class RefinePlan:
         periods = self.num_periods(epochs)
         if epochs is not None:
             self._check_epochs(epochs, periods)
+        self._kept_blocks(block_names, periods)  # Checks them all before any period.
         resolved = list(self._warmup(block_names, head_name))
         start = self.warmup_epochs
         for number in range(1, periods + 1):
