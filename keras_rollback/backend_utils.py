@@ -48,9 +48,9 @@ def squared_gradient_norms_function(model, loss_fn):
     The gradient of `loss_fn(y, model(x, training=True))` with respect to
     `model.trainable_variables`, computed through `model.stateless_call`: the
     model's variables (BatchNorm statistics, dropout seeds) are read, never
-    written, so training continues exactly as without the probe. On JAX the
-    function is compiled once (`jax.jit`) and reused; TensorFlow and torch
-    run it eagerly.
+    written, so training continues exactly as without the probe. On JAX and
+    TensorFlow the function is compiled once (`jax.jit`, `tf.function`) and
+    reused; torch runs it eagerly.
 
     Args:
         model: A built Keras model. Pass a callback's `self.model` (on JAX
@@ -88,14 +88,19 @@ def squared_gradient_norms_function(model, loss_fn):
     elif backend == "tensorflow":
         import tensorflow as tf
 
-        def norms(x, y):
-            trainable, non_trainable = values()
-            trainable = [tf.identity(t) for t in trainable]
+        @tf.function
+        def tf_norms(trainable, non_trainable, x, y):
             with tf.GradientTape() as tape:
                 tape.watch(trainable)
                 loss = loss_of(trainable, non_trainable, x, y)
             grads = tape.gradient(loss, trainable)
-            return np.array([float(tf.reduce_sum(tf.square(g))) for g in grads])
+            return tf.stack([tf.reduce_sum(tf.square(tf.cast(g, "float32"))) for g in grads])
+
+        def norms(x, y):
+            trainable, non_trainable = values()
+            trainable = [tf.convert_to_tensor(t) for t in trainable]
+            non_trainable = [tf.convert_to_tensor(t) for t in non_trainable]
+            return np.asarray(tf_norms(trainable, non_trainable, x, y), dtype=np.float64)
 
     elif backend == "torch":
         import torch
