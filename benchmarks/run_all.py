@@ -62,7 +62,7 @@ SIZES = {
         "fit_epochs": 3,
         "fit_steps_per_epoch": 2,
         "fit_repeats": 2,
-        "diagnostics": ["--epochs=3", "--steps_per_epoch=4", "--repeats=2", "--every_n_steps=2"],
+        "diagnostics": ["--epochs=3", "--steps_per_epoch=4", "--repeats=1", "--every_n_steps=2"],
         "evaluation": ["--repeats", "3"],
         "input_pipeline": ["--images=512", "--train_steps=2", "--batch_size=8"],
     },
