@@ -10,6 +10,7 @@ METRICS = ("euclidean", "cosine")
 # About 4M distances per chunk: ~16 MB per float32 chunk, so the few temporaries of the
 # ranking step stay around 100-200 MB whatever the gallery size.
 _ELEMENTS_PER_CHUNK = 2**22
+_NORM_ROWS = 2**16
 
 
 def automatic_chunk_size(num_queries, num_gallery, elements=_ELEMENTS_PER_CHUNK):
@@ -74,7 +75,13 @@ def iter_distance_chunks(query_features, gallery_features, *, metric="euclidean"
     if metric == "cosine":
         gallery = _l2_normalize(gallery, xp)
     else:
-        gallery_sq_norms = xp.sum(xp.square(gallery), axis=1)
+        # By blocks of rows: a whole-gallery square would be a temporary as large as it.
+        gallery_sq_norms = xp.concatenate(
+            [
+                xp.sum(xp.square(gallery[start : start + _NORM_ROWS]), axis=1)
+                for start in range(0, num_gallery, _NORM_ROWS)
+            ]
+        )
     gallery_t = xp.transpose(gallery)
     del gallery  # only the transposed copy is kept
     queries = _validation.as_matrix(query_features)
