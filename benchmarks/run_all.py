@@ -66,6 +66,20 @@ SIZES = {
         "evaluation": ["--repeats", "3"],
         "input_pipeline": ["--images=512", "--train_steps=2", "--batch_size=8"],
     },
+    # Not a measurement: a few-second run of every row, to check the script (gpu_check.sh --cpu).
+    "tiny": {
+        "height": 32,
+        "width": 32,
+        "batch_size": 2,
+        "warmup_steps": 1,
+        "steps": 1,
+        "repeats": 1,
+        "fit_epochs": 2,
+        "fit_steps_per_epoch": 1,
+        "fit_repeats": 1,
+        "evaluation": ["--repeats", "1", "--queries", "64", "--gallery", "256", "--ids", "16"],
+        "input_pipeline": ["--images=16", "--train_steps=1", "--batch_size=2"],
+    },
     "full": {
         "height": 288,
         "width": 144,
@@ -160,7 +174,7 @@ def run_json(name, script, arguments, backend, scratch, log, timeout, environmen
 
 
 def run_benchmarks(args):
-    size = SIZES["full" if args.full else "reduced"]
+    size = SIZES["full" if args.full else "tiny" if args.tiny else "reduced"]
     common = [
         f"--height={size['height']}",
         f"--width={size['width']}",
@@ -436,6 +450,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--full", action="store_true", help="Paper size (288x144, batch 32) for a GPU machine."
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="Smallest size, to check that every row runs (figures mean nothing).",
     )
     parser.add_argument(
         "--output_dir", default="benchmark_results", help="Where the JSON, table and log go."

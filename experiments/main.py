@@ -4,14 +4,17 @@
     python -m experiments.main --config=experiments/configs/table2.py:market1501 \\
         --config.dataset.root=/data/Market-1501-v15.09.15 --workdir=/tmp/table2-market
     python -m experiments.main --config=experiments/configs/study.py --workdir=/tmp/study
+    # One process of a job over N machines (each runs this with its own process_id):
+    python -m experiments.main --workdir=/shared/run --config.distribution.num_processes=N \\
+        --config.distribution.process_id=i --config.distribution.coordinator=node0:12345
 """
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import launch
 from experiments import study
-from experiments import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for the config, logs, checkpoints and results.")
@@ -27,7 +30,7 @@ def main(argv):
     if "study" in FLAGS.config:  # Several seeds: experiments/configs/study.py.
         study.run_study(FLAGS.config, FLAGS.workdir)
     else:
-        train.run_experiment(FLAGS.config, FLAGS.workdir)
+        launch.run(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,7 @@ def synthetic_source_weights(config, cache_dir):
             batch_size=config.batch_size,
             preprocessing=backbone_preprocessing(config.model.backbone),
             seed=config.seed,
+            drop_remainder=config.distribution.num_processes > 1,  # Equal shares per process.
         )
         model.fit(train, epochs=config.pretrain.epochs, shuffle=False, verbose=2)
     os.makedirs(cache_dir, exist_ok=True)

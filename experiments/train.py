@@ -1,5 +1,6 @@
 """`run_experiment`: every method of a config trained, evaluated per period, and reported."""
 
+import contextlib
 import functools
 import json
 import os
@@ -30,7 +31,7 @@ from keras_rollback.nan_guard import NanGuard
 from keras_rollback.run_checkpoint import RunCheckpoint
 
 
-def run_experiment(config, workdir):
+def run_experiment(config, workdir, model_scope=contextlib.nullcontext):
     """Trains and evaluates each method of `config.methods`, then compares them.
 
     Writes into `workdir`: `config.json` (the resolved config), one folder per method
@@ -40,7 +41,9 @@ def run_experiment(config, workdir):
     (one row per method and evaluated epoch: period, epoch, loss, rank-1/5/10, mAP, mINP,
     wall time, backend, device), `curves.png` (loss and mAP per epoch, like the paper's
     Figure 4) and `comparison.md` (per-period table with the paper's published numbers).
-    Running the same command again resumes an interrupted run.
+    Running the same command again resumes an interrupted run. `model_scope` (a context
+    factory) is where models are built and compiled: `MultiProcessJob.scope` in a multi-process
+    job (see experiments/launch.py).
 
     Returns:
         The result rows (list of dicts).
@@ -60,7 +63,7 @@ def run_experiment(config, workdir):
             with open(finished) as f:
                 rows.extend(json.load(f))
             continue
-        method_rows = train_and_evaluate(config, method, task, weights, method_dir)
+        method_rows = train_and_evaluate(config, method, task, weights, method_dir, model_scope)
         with open(finished, "w") as f:
             json.dump(method_rows, f)
         rows.extend(method_rows)
@@ -76,23 +79,24 @@ def run_experiment(config, workdir):
     return rows
 
 
-def train_and_evaluate(config, method, task, weights, workdir):
+def train_and_evaluate(config, method, task, weights, workdir, model_scope=contextlib.nullcontext):
     """One method: fit with its plan, evaluate at period ends, return per-epoch rows."""
     os.makedirs(workdir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)  # Every method starts from the same head.
-    model = build_reid_model(
-        task.num_classes,
-        config.model.backbone,
-        weights=weights,
-        input_shape=(*config.image_size, 3),
-        dropout=config.model.dropout,
-    )
+    with model_scope():
+        model = build_reid_model(
+            task.num_classes,
+            config.model.backbone,
+            weights=weights,
+            input_shape=(*config.image_size, 3),
+            dropout=config.model.dropout,
+        )
+        model.compile(
+            optimizer=LayerwiseSGD(**config.optimizer),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
     partition = BlockPartition.for_model(model)
-    model.compile(
-        optimizer=LayerwiseSGD(**config.optimizer),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
     plan = methods.plan_for(method, config.plan)
     periods = plan.resolve(partition.block_names, partition.head_name)
     evaluator = task.evaluator(model)
@@ -146,6 +150,8 @@ class ReIDTask:
     def make_train(self, start_epoch):
         """`(dataset, steps_per_epoch)`: epochs keyed on (seed, epoch), so every method and
         every resumed run sees the same batches at the same epoch."""
+        # Several processes need full global batches: each feeds an equal share.
+        drop_remainder = self.config.distribution.num_processes > 1
         dataset = reid_data.make_train_dataset(
             self.dataset.train,
             image_size=tuple(self.config.image_size),
@@ -153,8 +159,12 @@ class ReIDTask:
             preprocessing=self.preprocessing,
             seed=self.config.seed,
             start_epoch=start_epoch,
+            drop_remainder=drop_remainder,
         )
-        return dataset, reid_data.steps_per_epoch(len(self.dataset.train), self.config.batch_size)
+        steps = reid_data.steps_per_epoch(
+            len(self.dataset.train), self.config.batch_size, drop_remainder=drop_remainder
+        )
+        return dataset, steps
 
     def evaluator(self, model):
         return ReIDEvaluator(self.config, self.dataset, model, self.preprocessing)

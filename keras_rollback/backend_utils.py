@@ -155,3 +155,59 @@ def call_on_tensorflow_backend(module, function, **kwargs):
             f"{module}.{function} failed on the TensorFlow backend (child process, exit "
             f"{result.returncode}):\n{result.stderr[-4000:]}"
         )
+
+
+def start_multi_process(num_processes, process_id, worker_addresses):
+    """Joins this process to a data-parallel job over processes; returns its scope factory.
+
+    TensorFlow: `TF_CONFIG` names every worker (`worker_addresses[i]` is process `i`'s) and a
+    `tf.distribute.MultiWorkerMirroredStrategy` is created; models must be built and trained
+    inside the returned `strategy.scope`. JAX: `keras.distribution.initialize` connects to the
+    coordinator (`worker_addresses[0]`) and `keras.distribution.DataParallel` over the devices
+    of every process becomes the global distribution; the returned scope does nothing more.
+    Both block until every process has joined. The torch backend is refused: Keras 3 has no
+    multi-process data parallelism there (`keras.distribution` is implemented for JAX only,
+    and the torch trainer neither wraps models in `DistributedDataParallel` nor all-reduces
+    gradients).
+
+    Args:
+        num_processes: Integer >= 2.
+        process_id: Integer in `[0, num_processes)`.
+        worker_addresses: `num_processes` "host:port" strings.
+
+    Returns:
+        A callable returning a context manager.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import json
+        import os
+
+        import tensorflow as tf
+
+        os.environ["TF_CONFIG"] = json.dumps(
+            {
+                "cluster": {"worker": list(worker_addresses)},
+                "task": {"type": "worker", "index": process_id},
+            }
+        )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        compat.fix_tensorflow_trainer_for_multi_worker_strategy()
+        return strategy.scope
+    if backend == "jax":
+        import contextlib
+
+        keras.distribution.initialize(
+            job_addresses=worker_addresses[0],
+            num_processes=num_processes,
+            process_id=process_id,
+        )
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        return contextlib.nullcontext
+    raise NotImplementedError(
+        f"Multi-process training runs on the tensorflow and jax backends; the {backend!r} backend "
+        "has none in Keras 3 (keras.distribution is implemented for JAX only, and the torch "
+        "trainer neither wraps the model in DistributedDataParallel nor all-reduces gradients). "
+        "Use KERAS_BACKEND=tensorflow or jax, or num_processes=1. Received: "
+        f"num_processes={num_processes}"
+    )

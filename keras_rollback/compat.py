@@ -100,3 +100,57 @@ def torch_device():
     from keras.src.backend.torch.core import get_device
 
     return get_device()
+
+
+# --- tf.distribute.MultiWorkerMirroredStrategy ------------------------------------------------
+
+
+def fix_tensorflow_trainer_for_multi_worker_strategy():
+    """Fixes Keras 3's TensorFlow trainer for `MultiWorkerMirroredStrategy` (two bugs).
+
+    Keras 3 (checked up to 3.15) reduces across workers with `strategy.reduce("MEAN", ...,
+    axis=0)`, which fails on the scalar metric values of every train/test step ("Invalid
+    reduction dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388), and
+    reduces a whole nested data batch at once when `fit` builds the model, which
+    `CollectiveAllReduce` cannot convert. Here the step's per-replica metric values are
+    averaged over every replica of every worker (`axis=None`, what single-process
+    `MirroredStrategy` does), and the build takes the shapes from this worker's first
+    replica. Applied once; other strategies take Keras' own code.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    if getattr(trainer, "_keras_rollback_patched", False):
+        return
+    import tensorflow as tf
+
+    keras_reduce_per_replica = trainer.reduce_per_replica
+    keras_maybe_symbolic_build = trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def reduce_per_replica(values, strategy, reduction):
+        if not trainer._collective_all_reduce_multi_worker(strategy) or reduction not in (
+            "auto",
+            "mean",
+        ):
+            return keras_reduce_per_replica(values, strategy, reduction)
+        return tf.nest.map_structure(
+            lambda v: (
+                strategy.reduce("MEAN", v, axis=None) if trainer._is_per_replica_instance(v) else v
+            ),
+            values,
+        )
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is None or not trainer._collective_all_reduce_multi_worker(strategy):
+            return keras_maybe_symbolic_build(self, iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0], next(batches)
+            )
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    trainer.reduce_per_replica = reduce_per_replica
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    trainer._keras_rollback_patched = True

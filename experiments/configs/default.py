@@ -96,4 +96,14 @@ def get_config():
     config.evaluation.rerank = False
     config.evaluation.every_epochs = 0  # 0: at the end of every period only.
     config.evaluation.ranked_list_queries = 8
+
+    # Data-parallel training over processes (docs/multi_device.md): every process runs the same
+    # command with its own process_id; batch_size is the global batch over all of them.
+    config.distribution = ml_collections.ConfigDict()
+    config.distribution.num_processes = 1
+    config.distribution.process_id = 0
+    config.distribution.coordinator = ""  # "host:port" of process 0, reachable from every process.
+    # TensorFlow only: every process's "host:port", comma-separated, process 0's first.
+    # "" = the coordinator's host with consecutive ports (all processes on one machine).
+    config.distribution.worker_addresses = ""
     return config

@@ -1,0 +1,160 @@
+"""`MultiProcessJob`: one process of a data-parallel job over several processes or machines."""
+
+import os
+
+from keras_rollback import backend_utils
+
+
+class MultiProcessJob:
+    """One process of a data-parallel training job over several processes or machines.
+
+    Every process runs the same script with its own `process_id`; process 0
+    is the chief. `start()` joins the job (it blocks until every process has
+    joined): on TensorFlow through `tf.distribute.MultiWorkerMirroredStrategy`
+    (`TF_CONFIG` is written from `worker_addresses`), on JAX through
+    `keras.distribution.initialize` (the coordinator is process 0) and
+    `keras.distribution.DataParallel` over the devices of every process. The
+    torch backend raises `NotImplementedError`: Keras 3 has no multi-process
+    data parallelism there.
+
+    Build, compile and train the model inside `scope()`. Give `fit` the
+    global batch (`dataset.batch(global_batch_size, drop_remainder=True)`):
+    each process feeds its share of every global batch (TensorFlow shards
+    the dataset by batch, Keras' `DataParallel` rebatches and shards it per
+    process), each step averages the loss over the global batch, and the
+    gradients are all-reduced, so the job takes the steps of one process
+    with the same global batch. `RollbackRefine`'s rollbacks and momentum
+    resets happen in `on_epoch_begin` on every process alike.
+
+    Files: every process writes (saving a TensorFlow model can involve
+    collectives, so all must), the chief to the real paths and the others
+    to `process_directory(...)`, a private folder that only that process
+    uses (Keras' multi-worker guidance). A resumed job reads the chief's
+    checkpoints: a non-chief process copies what it needs from the chief's
+    directory before `start()`, since the chief writes nothing until every
+    process has joined.
+
+    Example:
+
+    ```python
+    job = MultiProcessJob(num_processes=2, process_id=int(os.environ["RANK"]),
+                          coordinator="node0:12345")
+    workdir = job.process_directory("/shared/run")
+    job.start()
+    with job.scope():
+        model = build_model()
+        model.compile(optimizer=LayerwiseSGD(...), loss=...)
+    model.fit(train_ds.batch(32 * job.num_processes, drop_remainder=True), epochs=160,
+              callbacks=[RollbackRefine(partition, period_epochs=40,
+                                        snapshot=f"{workdir}/pretrained.npz"),
+                         RunCheckpoint(f"{workdir}/checkpoints")])
+    ```
+
+    Args:
+        num_processes: Integer >= 1. Processes in the job (1: a plain
+            single-process run; `start()` does nothing).
+        process_id: Integer in `[0, num_processes)`. This process; 0 is the
+            chief.
+        coordinator: String `"host:port"`: process 0's address, reachable
+            from every process. JAX's coordinator listens there; on
+            TensorFlow it is worker 0's address.
+        worker_addresses: Optional sequence of `num_processes` `"host:port"`
+            strings, process `i`'s TensorFlow server at index `i` (the first
+            must be `coordinator`). Defaults to `None`: the coordinator's host
+            with consecutive ports from the coordinator's (every process on
+            one machine).
+    """
+
+    def __init__(self, num_processes, process_id, coordinator, worker_addresses=None):
+        problems = []
+        count_ok = isinstance(num_processes, int) and not isinstance(num_processes, bool)
+        if not count_ok or num_processes < 1:
+            count_ok = False
+            problems.append(f"num_processes={num_processes!r} (expected an integer >= 1)")
+        if isinstance(process_id, bool) or not isinstance(process_id, int):
+            problems.append(f"process_id={process_id!r} (expected an integer)")
+        elif count_ok and not 0 <= process_id < num_processes:
+            problems.append(
+                f"process_id={process_id!r} (expected 0 <= process_id < num_processes="
+                f"{num_processes})"
+            )
+        if num_processes != 1 and _port(coordinator) is None:
+            problems.append(f"coordinator={coordinator!r} (expected 'host:port')")
+        if worker_addresses is not None:
+            worker_addresses = list(worker_addresses)
+            if (
+                len(worker_addresses) != num_processes
+                or any(_port(a) is None for a in worker_addresses)
+                or worker_addresses[0] != coordinator
+            ):
+                problems.append(
+                    f"worker_addresses={worker_addresses!r} (expected num_processes="
+                    f"{num_processes} 'host:port' strings, the first being the coordinator "
+                    f"{coordinator!r})"
+                )
+        if problems:
+            raise ValueError(f"Invalid multi-process job. Received: {'; '.join(problems)}.")
+        self.num_processes = num_processes
+        self.process_id = process_id
+        self.coordinator = coordinator
+        if worker_addresses is None and num_processes > 1:
+            host, port = coordinator.rsplit(":", 1)
+            worker_addresses = [f"{host}:{int(port) + i}" for i in range(num_processes)]
+        self.worker_addresses = worker_addresses
+        self._scope = None
+
+    @property
+    def is_chief(self):
+        """Whether this is process 0, the one whose files are the job's results."""
+        return self.process_id == 0
+
+    def process_directory(self, directory):
+        """Where this process writes what belongs in `directory`.
+
+        The chief writes to `directory` itself; process `i > 0` to
+        `directory/.process-<i>`, which it alone uses.
+        """
+        directory = os.fspath(directory)
+        if self.is_chief:
+            return directory
+        return os.path.join(directory, f".process-{self.process_id}")
+
+    def start(self):
+        """Joins the job; blocks until every process has joined. Returns `self`.
+
+        Call it before the backend computes anything (JAX and TensorFlow
+        both require it), and once per process.
+        """
+        if self._scope is not None:
+            raise RuntimeError(f"Process {self.process_id} has already joined the job.")
+        if self.num_processes == 1:
+            import contextlib
+
+            self._scope = contextlib.nullcontext
+        else:
+            self._scope = backend_utils.start_multi_process(
+                self.num_processes, self.process_id, self.worker_addresses
+            )
+        return self
+
+    def scope(self):
+        """Context in which to build, compile and train the model (after `start()`)."""
+        if self._scope is None:
+            raise RuntimeError("Call `start()` before `scope()`.")
+        return self._scope()
+
+    def __repr__(self):
+        return (
+            f"MultiProcessJob(num_processes={self.num_processes}, process_id={self.process_id}, "
+            f"coordinator={self.coordinator!r})"
+        )
+
+
+def _port(address):
+    """The port of a `"host:port"` string, or None if it is not one."""
+    if not isinstance(address, str) or ":" not in address:
+        return None
+    host, port = address.rsplit(":", 1)
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return int(port)
