@@ -50,7 +50,7 @@ def _launcher_command(workdir, process_id, coordinator):
     reason="multi-process training runs on the tensorflow and jax backends",
 )
 def test_two_launcher_processes_give_the_single_process_results(tmp_path):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     workdir = tmp_path / "two"
     coordinator = _coordinator()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root)

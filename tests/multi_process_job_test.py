@@ -21,7 +21,7 @@ import pytest
 
 from keras_rollback.multi_process_job import MultiProcessJob
 
-JOB = pathlib.Path(__file__).with_name("two_process_job.py")
+JOB = pathlib.Path(__file__).resolve().with_name("two_process_job.py")
 PROCESSES = 2
 TIMEOUT_S = 420  # Per job, on a busy 2-core machine; nothing is left running after it.
 KILL_EPOCH = 3

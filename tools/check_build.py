@@ -40,6 +40,8 @@ TEST_SIZES = {
     "experiments_main_test.py": "large",  # the real experiment loop, two methods x two periods
     "fault_injection_test.py": "large",  # kills and resumes training jobs in subprocesses
     "models_convert_torchvision_test.py": "large",  # builds and converts torchvision ResNets
+    "multi_process_job_test.py": "large",  # three two-process jobs (170-230 s busy)
+    "experiments_launch_test.py": "large",  # two-process and one-process smoke runs (~420 s busy)
 }
 # Extra tags per test file (why is given beside each).
 TEST_TAGS = {
@@ -48,6 +50,9 @@ TEST_TAGS = {
     # package rather than the runfiles: not hermetic, so never cached.
     "distribution_test.py": ["no-cache"],
     "fault_injection_test.py": ["no-cache"],
+    # Spawn `tests/two_process_job.py` and `python -m experiments.main` from the source tree.
+    "multi_process_job_test.py": ["no-cache"],
+    "experiments_launch_test.py": ["no-cache"],
 }
 
 
