@@ -2,7 +2,9 @@
 
 Keras' public API does not yet cover a few things this library needs: the
 functional graph walked by `ResolutionBlocks`, the epoch `fit` resumes from,
-the optimizer hooks of a fused torch update, and Keras' own message printer
+the optimizer hooks of a fused torch update, the TensorFlow trainer's
+cross-worker reductions (fixed for `MultiWorkerMirroredStrategy`), and Keras'
+own message printer
 (which honours `keras.config.disable_interactive_logging`). Each is reached
 only through this module, so a Keras upgrade that moves one breaks this file
 alone; `tests/compat_test.py` checks every function against the installed

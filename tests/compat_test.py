@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from keras_rollback import LayerwiseSGD
 from keras_rollback import compat
@@ -52,3 +53,20 @@ def test_optimizer_slots():
 def test_print_msg(capsys):
     compat.print_msg("hello")
     assert "hello" in capsys.readouterr().out
+
+
+def test_the_keras_names_that_the_multi_worker_fix_replaces_still_exist():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fix patches the TensorFlow trainer only")
+    from keras.src.backend.tensorflow import trainer
+
+    for name in ("reduce_per_replica", "_collective_all_reduce_multi_worker"):
+        assert callable(getattr(trainer, name)), name
+    assert callable(trainer.TensorFlowTrainer._maybe_symbolic_build)
+    compat.fix_tensorflow_trainer_for_multi_worker_strategy()
+    compat.fix_tensorflow_trainer_for_multi_worker_strategy()  # Applied once.
+    # Without a multi-worker strategy Keras' own code runs: a plain fit still works.
+    model = _model()
+    model.compile(optimizer="sgd", loss="mse")
+    history = model.fit(np.zeros((4, 8, 8, 3), "float32"), np.zeros((4, 2), "float32"), verbose=0)
+    assert np.isfinite(history.history["loss"][0])

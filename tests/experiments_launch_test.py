@@ -1,4 +1,8 @@
-"""The launcher: `python -m experiments.main` as two processes on 127.0.0.1 (TensorFlow, JAX)."""
+"""The launcher: `python -m experiments.main` as two processes on 127.0.0.1 (TensorFlow, JAX).
+
+That two processes train like one with the same global batch is checked exactly, on a model
+whose pre-trained weights both are given, by `multi_process_job_test.py`; here the whole
+experiment runs through the launcher (pre-training on the synthetic source task included)."""
 
 import json
 import os
@@ -10,9 +14,6 @@ import time
 
 import keras
 import pytest
-
-from experiments import train
-from experiments.configs import smoke
 
 TIMEOUT_S = 480  # Both processes, on a busy 2-core machine.
 METHOD = "rollback"
@@ -49,7 +50,7 @@ def _launcher_command(workdir, process_id, coordinator):
     keras.backend.backend() not in ("tensorflow", "jax"),
     reason="multi-process training runs on the tensorflow and jax backends",
 )
-def test_two_launcher_processes_give_the_single_process_results(tmp_path):
+def test_two_launcher_processes_train_and_evaluate_one_model(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     workdir = tmp_path / "two"
     coordinator = _coordinator()
@@ -87,12 +88,14 @@ def test_two_launcher_processes_give_the_single_process_results(tmp_path):
     assert not (workdir / ".process-1").exists()
     assert json.loads((workdir / "config.json").read_text())["distribution"]["process_id"] == 0
 
-    config = smoke.get_config()
-    config.methods = (METHOD,)
-    single = train.run_experiment(config, str(tmp_path / "one"))
-    two = json.loads((workdir / "results.json").read_text())
-    assert len(two) == len(single) == 2
-    for a, b in zip(two, single):
-        assert a["epoch"] == b["epoch"] and a["period"] == b["period"]
-        for key in ("loss", "mAP", "rank1"):
-            assert a[key] == pytest.approx(b[key], abs=1e-4), (key, a, b)
+    rows = json.loads((workdir / "results.json").read_text())
+    assert [(r["method"], r["epoch"], r["period"]) for r in rows] == [
+        (METHOD, 1, 1),
+        (METHOD, 2, 2),
+    ]
+    assert all(0.0 <= r["mAP"] <= 1.0 for r in rows)
+    # Both processes trained and evaluated the same model: process 1 logged the same scores.
+    for epoch, row in zip((1, 2), rows):
+        assert (
+            f"Epoch {epoch}, end of period {epoch}: loss={row['loss']:.4f}" in logs[1].read_text()
+        )
