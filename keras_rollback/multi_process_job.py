@@ -17,8 +17,11 @@ class MultiProcessJob:
     torch backend raises `NotImplementedError`: Keras 3 has no multi-process
     data parallelism there.
 
-    Build, compile and train the model inside `scope()`. Give `fit` the
-    global batch (`dataset.batch(global_batch_size, drop_remainder=True)`):
+    Build and compile the model inside `scope()` (it keeps the strategy;
+    `fit` may run outside). Build an evaluation feature model outside it:
+    each process then extracts all features on its own (on TensorFlow, a
+    model built inside takes each process's batch as a share of a larger
+    one). Give `fit` the global batch (`dataset.batch(global_batch_size, drop_remainder=True)`):
     each process feeds its share of every global batch (TensorFlow shards
     the dataset by batch, Keras' `DataParallel` rebatches and shards it per
     process), each step averages the loss over the global batch, and the
@@ -44,7 +47,7 @@ class MultiProcessJob:
     with job.scope():
         model = build_model()
         model.compile(optimizer=LayerwiseSGD(...), loss=...)
-    model.fit(train_ds.batch(32 * job.num_processes, drop_remainder=True), epochs=160,
+    model.fit(train_ds.batch(32, drop_remainder=True), epochs=160,  # the global batch
               callbacks=[RollbackRefine(partition, period_epochs=40,
                                         snapshot=f"{workdir}/pretrained.npz"),
                          RunCheckpoint(f"{workdir}/checkpoints")])
