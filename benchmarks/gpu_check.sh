@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU readiness check, under 8 minutes on a GPU machine (measured budget; see docs/benchmarks.md):
+# GPU readiness check, sized to finish in under 8 minutes on one GPU (not yet timed on one):
 #   1. the benchmark runner's --full training rows (ResNet-50 train step, optimizer step,
 #      ResNet-101 rollback) on every backend: TensorFlow, TensorFlow+XLA, JAX, torch;
 #   2. its --full evaluation rows (Market-1501-scale ranking) and input pipeline;
