@@ -8,6 +8,11 @@ Tasks (`--task`, each writes one JSON file):
   loss is trivially cheap, so the step is the gradient fill plus the optimizer update),
   then the rollback itself: restore every block of ResNet-101 from its host snapshot and
   reset the momentum.
+* `precision`: the ResNet-50 training step under each `keras.mixed_precision` policy
+  (`float32`, `mixed_bfloat16`, `mixed_float16` with loss scaling), `LayerwiseSGD`, ratios
+  to float32; and the rollback under each policy: a reduced ResNet-50 ReID model trained one
+  step, every block restored from its pre-trained snapshot, largest difference between the
+  float32 master weights and the snapshot (0 when bit-identical).
 * `fit`: short `model.fit` runs of ResNet-50 with periods of one epoch, so that every
   epoch after the first starts with a rollback. With `--callback`, fits without and with
   `RollbackRefine` alternate (paired epoch times); without it, only plain fits run. Either
@@ -144,6 +149,71 @@ def step_task(args):
     if args.rollback:
         result.update(rollback_seconds(args.repeats))
     return result
+
+
+POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+def precision_task(args):
+    image_size = (args.height, args.width)
+    images, labels = random_batch(image_size, args.batch_size)
+    result = {}
+    for policy in POLICIES:
+        keras.config.set_dtype_policy(policy)
+        try:
+            model = reid_resnet(50, image_size)
+            model.compile(optimizer=layerwise_sgd(), loss=LOSS, jit_compile=args.jit_compile)
+            step, runs, cpu = timed_runs(
+                lambda model=model: model.train_on_batch(images, labels),
+                args.warmup_steps,
+                args.repeats,
+                args.steps,
+            )
+            result[policy] = {
+                "step_seconds": step,
+                "step_runs": runs,
+                "step_cpu_seconds": cpu,
+                "optimizer": type(model.optimizer).__name__,
+                **rollback_difference(image_size),
+            }
+        finally:
+            keras.config.set_dtype_policy("float32")
+    for policy in POLICIES:
+        result[policy]["step_vs_float32"] = (
+            result[policy]["step_seconds"] / result["float32"]["step_seconds"]
+        )
+    return result
+
+
+def rollback_difference(image_size):
+    """Largest |weight - snapshot| of the blocks after one step, and after their rollback."""
+    from keras_rollback.models import build_reid_model
+    from keras_rollback.models import keras_hub_resnet
+
+    backbone = keras_hub_resnet(
+        "resnet50", input_shape=(*image_size, 3), widths=(64, 16, 16, 16), blocks=(1, 1, 1, 1)
+    )
+    model = build_reid_model(8, backbone, input_shape=(*image_size, 3), bottleneck_units=16)
+    model.compile(optimizer=layerwise_sgd(), loss=LOSS)
+    partition = BlockPartition.for_model(model)
+    snapshot = PretrainedSnapshot.capture(model, partition)
+    images, labels = random_batch(image_size, 4)
+    model.train_on_batch(images, labels % 8)
+
+    def largest_difference():
+        weights = {w.path: ops.convert_to_numpy(w) for w in model.weights}
+        return max(
+            float(np.max(np.abs(weights[path] - array))) if array.size else 0.0
+            for path, array in snapshot.arrays.items()
+        )
+
+    trained = largest_difference()
+    snapshot.restore(model, partition, partition.block_names)
+    return {
+        "trained_max_abs_difference": trained,
+        "rollback_max_abs_difference": largest_difference(),
+        "weight_dtypes": sorted({str(w.dtype) for w in model.weights}),
+    }
 
 
 def rollback_seconds(repeats):
@@ -287,7 +357,9 @@ def _current_rss_mib():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=["step", "fit", "diagnostics"], required=True)
+    parser.add_argument(
+        "--task", choices=["step", "fit", "diagnostics", "precision"], required=True
+    )
     parser.add_argument("--height", type=int, default=288)
     parser.add_argument("--width", type=int, default=144)
     parser.add_argument("--batch_size", type=int, default=32)
@@ -314,7 +386,12 @@ def main():
     args = parser.parse_args()
     args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile.lower()]
     start = time.perf_counter()
-    tasks = {"step": step_task, "fit": fit_task, "diagnostics": diagnostics_task}
+    tasks = {
+        "step": step_task,
+        "fit": fit_task,
+        "diagnostics": diagnostics_task,
+        "precision": precision_task,
+    }
     result = tasks[args.task](args)
     result.update(
         backend=keras.backend.backend(),

@@ -101,7 +101,8 @@ CONFIGS = {  # label: (Keras backend, model.compile's jit_compile)
     "jax": ("jax", "auto"),
     "torch": ("torch", "auto"),
 }
-SECTIONS = ("step", "fit", "diagnostics", "others")
+SECTIONS = ("step", "fit", "diagnostics", "precision", "others")
+PRECISION_CONFIGS = ("tensorflow", "jax", "torch")
 
 
 def machine_description():
@@ -267,6 +268,19 @@ def run_benchmarks(args):
                 )
                 for label in args.fit_configs
             }
+        if "precision" in args.sections:
+            results["precision"] = {
+                label: run_json(
+                    f"precision {label}",
+                    "keras_training.py",
+                    ["--task=precision", *common, *steps, f"--jit_compile={CONFIGS[label][1]}"],
+                    CONFIGS[label][0],
+                    scratch,
+                    log,
+                    args.timeout,
+                )
+                for label in PRECISION_CONFIGS
+            }
         if "others" in args.sections:
             for name, script, arguments in (
                 ("evaluation", "evaluation.py", size["evaluation"]),
@@ -402,6 +416,20 @@ def markdown_table(results):
             )
     for backend, entry in results.get("diagnostics", {}).items():
         lines.append(_diagnostics_row(backend, entry))
+    for label, precision in results.get("precision", {}).items():
+        if "error" in precision:
+            lines.append(f"| Mixed precision | {label} | failed: {precision['error']} | | |")
+            continue
+        for policy in ("mixed_bfloat16", "mixed_float16"):
+            row, base = precision[policy], precision["float32"]
+            lines.append(
+                f"| Training step, s (CPU s), {policy} vs float32 | {label} | "
+                f"{row['step_seconds']:.3f} ({row['step_cpu_seconds']:.3f}) | "
+                f"float32 {base['step_seconds']:.3f} ({base['step_cpu_seconds']:.3f}) | "
+                f"{row['step_vs_float32']:.2f}x; rollback restores the float32 weights to "
+                f"max |difference| {row['rollback_max_abs_difference']:g} (moved "
+                f"{row['trained_max_abs_difference']:.2g} by training) |"
+            )
     evaluation = results.get("evaluation")
     if evaluation and not evaluation["error"]:
         # Its own table (torchreid's Cython vs ours on every backend), below this one.
@@ -486,7 +514,8 @@ def main():
         choices=SECTIONS,
         default=list(SECTIONS),
         help="step: training/optimizer step and rollback; fit: callback overhead and "
-        "memory; diagnostics: BlockDiagnostics overhead; others: evaluation and input pipeline.",
+        "memory; diagnostics: BlockDiagnostics overhead; precision: mixed-precision step time and "
+        "rollback exactness; others: evaluation and input pipeline.",
     )
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per benchmark process.")
     parser.add_argument(

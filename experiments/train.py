@@ -63,7 +63,8 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext):
             with open(finished) as f:
                 rows.extend(json.load(f))
             continue
-        method_rows = train_and_evaluate(config, method, task, weights, method_dir, model_scope)
+        with _dtype_policy(config.train.mixed_precision):
+            method_rows = train_and_evaluate(config, method, task, weights, method_dir, model_scope)
         with open(finished, "w") as f:
             json.dump(method_rows, f)
         rows.extend(method_rows)
@@ -188,6 +189,7 @@ class ReIDEvaluator:
             ap_method=config.evaluation.ap_method,
             flip=config.evaluation.flip,
             rerank=config.evaluation.rerank,
+            query_gallery_indices=dataset.query_gallery_indices(),
         )
         # Shares the model's weights: `EvaluateAndRecord` syncs them (JAX) before calling.
         self.feature_model = build_feature_model(model)
@@ -212,6 +214,7 @@ class ReIDEvaluator:
             gallery["camid"],
             os.path.join(workdir, "ranked_list.png"),
             query_indices=range(min(self.config.evaluation.ranked_list_queries, len(query["pid"]))),
+            query_gallery_indices=self.evaluator.query_gallery_indices,
         )
 
 
@@ -283,6 +286,17 @@ def _evaluation_epochs(periods, every_epochs):
     if every_epochs:
         epochs |= set(range(every_epochs - 1, periods[-1].end_epoch, every_epochs))
     return sorted(epochs)
+
+
+@contextlib.contextmanager
+def _dtype_policy(name):
+    """Builds and trains under the `keras.mixed_precision` policy `name`, then restores."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _folder(method):

@@ -20,6 +20,8 @@ class PeriodStartProbe(keras.callbacks.Callback):
 
     def _momentum(self):
         optimizer = self.model.optimizer
+        # Under mixed_float16 a LossScaleOptimizer wraps the LayerwiseSGD.
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
         return {
             v.path: keras.ops.convert_to_numpy(m).copy()
             for v, m in zip(compat.optimizer_trainable_variables(optimizer), optimizer.momentums)

@@ -55,6 +55,11 @@ def get_config():
     config.image_size = (288, 144)
     config.batch_size = 32
 
+    config.train = ml_collections.ConfigDict()
+    # keras.mixed_precision policy of the model: "float32", "mixed_bfloat16" or "mixed_float16"
+    # (float32 master weights and snapshots; float16 trains with dynamic loss scaling).
+    config.train.mixed_precision = "float32"
+
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.momentum = 0.9
     config.optimizer.nesterov = True

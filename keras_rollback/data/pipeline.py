@@ -25,8 +25,6 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 RANDOM_ERASING_AREA = (0.02, 0.4)
 RANDOM_ERASING_ASPECT = (0.3, 1 / 0.3)
 DEFAULT_IMAGE_SIZE = (288, 144)
-# The `camid` of evaluation batches from a dataset without camera ids (records' `None`).
-NO_CAMERA = -1
 
 
 def normalize_images(images, preprocessing="torch"):
@@ -479,8 +477,9 @@ def make_eval_dataset(
     """Builds an evaluation `tf.data.Dataset` of dict batches, in the order of `records`.
 
     Each batch is `{"image": float32 [B, H, W, 3], "pid": int32 [B], "camid": int32 [B],
-    "path": string [B]}` (`camid` is `NO_CAMERA`, -1, for records without a camera id): the
-    images are resized and normalised like the training ones,
+    "path": string [B]}` (no `camid` when the records have none, `camid=None`: the
+    evaluation then excludes only the query itself): the images are resized and normalised
+    like the training ones,
     without augmentation, and the ids and paths travel with them for the metrics and for
     visualising ranked lists. The last batch may be partial.
 
@@ -503,7 +502,7 @@ def make_eval_dataset(
             `tf.data.AUTOTUNE`.
 
     Returns:
-        A `tf.data.Dataset` of dicts with keys `"image"`, `"pid"`, `"camid"`, `"path"`.
+        A `tf.data.Dataset` of dicts with keys `"image"`, `"pid"`, `"camid"` (if any), `"path"`.
 
     Raises:
         BadImageError: if a file is unreadable and `on_bad_image="raise"`.
@@ -516,16 +515,19 @@ def make_eval_dataset(
     check_num_parallel_calls(num_parallel_calls)
     records = check_records(records, "records")
     records = image_files.drop_bad_images(records, check=image_check, on_bad_image=on_bad_image)
-    dataset = tf.data.Dataset.from_tensor_slices(
-        {
-            "path": [str(record.path) for record in records],
-            "pid": tf.constant([record.pid for record in records], tf.int32),
-            "camid": tf.constant(
-                [NO_CAMERA if record.camid is None else record.camid for record in records],
-                tf.int32,
-            ),
-        }
-    )
+    columns = {
+        "path": [str(record.path) for record in records],
+        "pid": tf.constant([record.pid for record in records], tf.int32),
+    }
+    without_camera = [record for record in records if record.camid is None]
+    if without_camera and len(without_camera) < len(records):
+        raise ValueError(
+            f"{len(without_camera)} of {len(records)} records have no camera id (camid=None), "
+            f"e.g. {without_camera[0].path!r}: give every record a camera id, or none."
+        )
+    if not without_camera:
+        columns["camid"] = tf.constant([record.camid for record in records], tf.int32)
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
 
     def load(item):
         image = transform.eval_transform(transform.resize(read_image(item["path"])))

@@ -80,6 +80,7 @@ def plot_ranked_list(
     *,
     query_indices=None,
     top_k=10,
+    query_gallery_indices=None,
 ):
     """Write a picture of ranked lists: each query followed by its top-k gallery images.
 
@@ -90,13 +91,17 @@ def plot_ranked_list(
     query_paths, gallery_paths : sequence of str, shapes (n_queries,) and (n_gallery,)
         Image files.
     query_pids, gallery_pids, query_camids, gallery_camids : array-like of int
-        Identities and cameras, as for `keras_rollback.metrics.ranking_scores`.
+        Identities and cameras, as for `keras_rollback.metrics.ranking_scores` (camera ids
+        may be None for both).
     path : str or path-like
         Output PNG file; parent folders are created.
     query_indices : sequence of int or None, default=None
         The queries to show (one row each); ``None`` shows the first five.
     top_k : int, default=10
         Gallery images per row.
+    query_gallery_indices : array-like of int of shape (n_queries,) or None, default=None
+        Gallery index of each query image when the queries are in the gallery (left out of
+        their own list), as for `ranking_scores`.
 
     Returns
     -------
@@ -117,12 +122,25 @@ def plot_ranked_list(
     num_queries, num_gallery = distances.shape
     query_pids = _validation.check_ids(query_pids, "query_pids")
     gallery_pids = _validation.check_ids(gallery_pids, "gallery_pids")
-    query_camids = _validation.check_ids(query_camids, "query_camids")
-    gallery_camids = _validation.check_ids(gallery_camids, "gallery_camids")
+    if (query_camids is None) != (gallery_camids is None):
+        raise ValueError(
+            "Camera ids must be given for both the query and the gallery, or None for both."
+        )
+    has_cameras = query_camids is not None
+    if has_cameras:
+        query_camids = _validation.check_ids(query_camids, "query_camids")
+        gallery_camids = _validation.check_ids(gallery_camids, "gallery_camids")
+    else:
+        query_camids = np.zeros(num_queries, np.int64)  # One camera: no camera junk.
+        gallery_camids = np.ones(num_gallery, np.int64)
+    self_index = np.full(num_queries, -1, np.int64)
+    if query_gallery_indices is not None:
+        self_index = _validation.check_ids(query_gallery_indices, "query_gallery_indices")
     for values, name in (
         (query_paths, "query_paths"),
         (query_pids, "query_pids"),
         (query_camids, "query_camids"),
+        (self_index, "query_gallery_indices"),
     ):
         _validation.check_same_length(num_queries, values, name, "queries")
     for values, name in (
@@ -147,6 +165,8 @@ def plot_ranked_list(
         junk = (gallery_pids == -1) | (
             (gallery_pids == query_pids[q]) & (gallery_camids == query_camids[q])
         )
+        if self_index[q] >= 0:
+            junk[self_index[q]] = True
         order = np.argsort(distances[q], kind="stable")
         ranked = order[~junk[order]][:top_k]
         _show(grid[row, 0], query_paths[q], "black", f"query\nid {query_pids[q]}")
