@@ -11,6 +11,7 @@ from absl import logging
 
 from experiments import methods
 from experiments import pretrain
+from experiments import recipes
 from experiments import report
 from keras_rollback import BlockDiagnostics
 from keras_rollback import BlockPartition
@@ -25,8 +26,6 @@ from keras_rollback.evaluation import plot_ranked_list
 from keras_rollback.metrics import k_reciprocal_rerank
 from keras_rollback.metrics import pairwise_distance
 from keras_rollback.models import backbone_preprocessing
-from keras_rollback.models import build_feature_model
-from keras_rollback.models import build_reid_model
 from keras_rollback.nan_guard import NanGuard
 from keras_rollback.run_checkpoint import RunCheckpoint
 
@@ -85,17 +84,10 @@ def train_and_evaluate(config, method, task, weights, workdir, model_scope=conte
     os.makedirs(workdir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)  # Every method starts from the same head.
     with model_scope():
-        model = build_reid_model(
-            task.num_classes,
-            config.model.backbone,
-            weights=weights,
-            input_shape=(*config.image_size, 3),
-            dropout=config.model.dropout,
-        )
+        model = recipes.build_model(config, task.num_classes, weights)
         model.compile(
             optimizer=LayerwiseSGD(**config.optimizer),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
+            **recipes.compile_arguments(config, task.num_classes),
         )
     partition = BlockPartition.for_model(model)
     plan = methods.plan_for(method, config.plan)
@@ -151,21 +143,9 @@ class ReIDTask:
     def make_train(self, start_epoch):
         """`(dataset, steps_per_epoch)`: epochs keyed on (seed, epoch), so every method and
         every resumed run sees the same batches at the same epoch."""
-        # Several processes need full global batches: each feeds an equal share.
-        drop_remainder = self.config.distribution.num_processes > 1
-        dataset = reid_data.make_train_dataset(
-            self.dataset.train,
-            image_size=tuple(self.config.image_size),
-            batch_size=self.config.batch_size,
-            preprocessing=self.preprocessing,
-            seed=self.config.seed,
-            start_epoch=start_epoch,
-            drop_remainder=drop_remainder,
+        return recipes.train_batches(
+            self.config, self.dataset.train, self.preprocessing, start_epoch
         )
-        steps = reid_data.steps_per_epoch(
-            len(self.dataset.train), self.config.batch_size, drop_remainder=drop_remainder
-        )
-        return dataset, steps
 
     def evaluator(self, model):
         return ReIDEvaluator(self.config, self.dataset, model, self.preprocessing)
@@ -192,7 +172,7 @@ class ReIDEvaluator:
             query_gallery_indices=dataset.query_gallery_indices(),
         )
         # Shares the model's weights: `EvaluateAndRecord` syncs them (JAX) before calling.
-        self.feature_model = build_feature_model(model)
+        self.feature_model = recipes.feature_model(config, model)
 
     def __call__(self):
         return self.evaluator(self.feature_model).as_logs(ranks=self.evaluator.ranks)

@@ -44,6 +44,23 @@ def get_config():
     # or "" (random initialisation).
     config.model.weights = "imagenet"
     config.model.dropout = 0.5
+    # "bottleneck": the paper's head (FC-BN-LeakyReLU-dropout-FC, pooled feature evaluated);
+    # "bnneck" / "none": Bag of Tricks' head with / without BNNeck (see configs/bot.py).
+    config.model.neck = "bottleneck"
+    config.model.last_stride = 2  # "bnneck" / "none" only (keras-hub ResNets).
+
+    # Identity loss (label smoothing) and batch-hard triplet loss (needs a bnneck/none neck).
+    config.loss = ml_collections.ConfigDict()
+    config.loss.label_smoothing = 0.0
+    config.loss.triplet_margin = 0.3
+    config.loss.triplet_weight = 0.0  # 0: no triplet loss.
+    # Identity sampler: P identities x K images per batch (replaces batch_size); 0: shuffled.
+    config.sampler = ml_collections.ConfigDict()
+    config.sampler.identities_per_batch = 0
+    config.sampler.images_per_identity = 4
+    config.augmentation = ml_collections.ConfigDict()
+    config.augmentation.random_crop_padding = 0
+    config.augmentation.random_erasing_probability = 0.0
 
     # Only for weights="synthetic_source": the source task the backbone is pre-trained on.
     config.pretrain = ml_collections.ConfigDict()

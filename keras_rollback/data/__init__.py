@@ -8,6 +8,8 @@ from keras_rollback.data.fine_grained import load_fgvc_aircraft
 from keras_rollback.data.fine_grained import load_tfds_fine_grained
 from keras_rollback.data.fine_grained import read_fgvc_aircraft
 from keras_rollback.data.folder import read_folder_dataset
+from keras_rollback.data.identity_sampler import identity_batch_indices
+from keras_rollback.data.identity_sampler import make_identity_train_dataset
 from keras_rollback.data.image_files import BadImage
 from keras_rollback.data.image_files import BadImageError
 from keras_rollback.data.image_files import drop_bad_images

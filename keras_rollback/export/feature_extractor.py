@@ -21,6 +21,7 @@ import keras
 
 from keras_rollback import backend_utils
 from keras_rollback.data import pipeline
+from keras_rollback.models import bnneck_model
 from keras_rollback.models import reid_model
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def export_feature_extractor(
 
     Args:
         model: `keras.Model`. A `build_reid_model` model (its pooled backbone feature is
-            exported) or any model mapping channels-last RGB images `[B, H, W, 3]` to
+            exported), a `build_bnneck_model` model (its feature after the BNNeck) or any model mapping channels-last RGB images `[B, H, W, 3]` to
             features.
         path: path-like. The SavedModel folder, or the `.onnx` file.
         format: String. `"tf_saved_model"` or `"onnx"`. Defaults to `"tf_saved_model"`.
@@ -152,6 +153,8 @@ def read_contract(path):
 
 
 def _feature_model(model):
+    if any(layer.name == bnneck_model.TRAINING_OUTPUT for layer in model.layers):
+        return bnneck_model.build_bnneck_feature_model(model)
     try:
         pooled = model.get_layer(reid_model.POOLED_FEATURE)
     except ValueError:

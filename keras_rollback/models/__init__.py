@@ -5,6 +5,8 @@ from keras_rollback.models.backbones import backbone_preprocessing
 from keras_rollback.models.backbones import build_backbone
 from keras_rollback.models.backbones import keras_hub_resnet
 from keras_rollback.models.backbones import resolve_source
+from keras_rollback.models.bnneck_model import build_bnneck_feature_model
+from keras_rollback.models.bnneck_model import build_bnneck_model
 from keras_rollback.models.convert_torchvision import convert_torchvision_checkpoint
 from keras_rollback.models.keras_weights import load_weights_strict
 from keras_rollback.models.reid_model import build_feature_model
@@ -17,6 +19,8 @@ __all__ = [
     "ARCHITECTURES",
     "backbone_preprocessing",
     "build_backbone",
+    "build_bnneck_feature_model",
+    "build_bnneck_model",
     "build_feature_model",
     "build_reid_model",
     "convert_torchvision_checkpoint",
