@@ -126,7 +126,7 @@ def make_identity_train_dataset(
 
     def epoch_indices(epoch):
         rng = np.random.default_rng([seed, int(epoch)])
-        batches = []
+        batches: list = []
         while len(batches) < steps:
             batches += identity_batch_indices(pids, identities_per_batch, images_per_identity, rng)
         return np.concatenate(batches[:steps])
