@@ -15,6 +15,7 @@ from ml_collections import config_flags
 
 from experiments import launch
 from experiments import study
+from keras_rollback.models import MissingWeightsError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for the config, logs, checkpoints and results.")
@@ -27,10 +28,13 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if "study" in FLAGS.config:  # Several seeds: experiments/configs/study.py.
-        study.run_study(FLAGS.config, FLAGS.workdir)
-    else:
-        launch.run(FLAGS.config, FLAGS.workdir)
+    try:
+        if "study" in FLAGS.config:  # Several seeds: experiments/configs/study.py.
+            study.run_study(FLAGS.config, FLAGS.workdir)
+        else:
+            launch.run(FLAGS.config, FLAGS.workdir)
+    except MissingWeightsError as e:  # Says what to download and where: no traceback.
+        raise SystemExit(f"Error: {e}") from None
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ COLUMNS = (
     "wall_time",
     "backend",
     "device",
+    "weights",
+    "weights_file",
+    "weights_sha256",
 )
 # The headline metrics of each task, as the paper's tables report them.
 HEADLINE = {"reid": ("mAP", "rank1"), "classification": ("top1",)}
@@ -184,6 +187,35 @@ def how_to_read(rows, num_queries):
         "seeds: python -m experiments.main --config=experiments/configs/study.py "
         "--workdir=<dir>."
     )
+
+
+def weights_columns(provenance):
+    """The result columns naming the backbone weights: name, file and SHA-256."""
+    return {
+        "weights": provenance.get("weights"),
+        "weights_file": provenance.get("file_name") or provenance.get("file") or "",
+        "weights_sha256": provenance.get("sha256", ""),
+    }
+
+
+def weights_note(provenance):
+    """One paragraph for `comparison.md`: which pre-trained weights the numbers come from."""
+    lines = [f"Backbone weights: {provenance.get('description')}"]
+    details = [
+        f"{label} {provenance[key]}"
+        for label, key in (
+            ("file", "file"),
+            ("SHA-256", "sha256"),
+            ("ImageNet top-1", "top1"),
+            ("preprocessing", "preprocessing"),
+        )
+        if provenance.get(key) is not None
+    ]
+    if details:
+        lines.append("(" + ", ".join(details) + ").")
+    if provenance.get("kind") not in (None, "torchvision"):
+        lines.append("These are not the paper's weights (torchvision V1): expect other numbers.")
+    return " ".join(lines)
 
 
 def _is_period_end(row, rows):

@@ -26,6 +26,7 @@ from keras_rollback.evaluation import plot_ranked_list
 from keras_rollback.metrics import k_reciprocal_rerank
 from keras_rollback.metrics import pairwise_distance
 from keras_rollback.models import backbone_preprocessing
+from keras_rollback.models import weights_provenance
 from keras_rollback.nan_guard import NanGuard
 from keras_rollback.run_checkpoint import RunCheckpoint
 
@@ -53,6 +54,7 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext):
     keras.utils.set_random_seed(config.seed)
     task = _read_task(config, workdir)
     weights = _backbone_weights(config, workdir)
+    provenance = _record_weights(config, weights, workdir)
     rows = []
     for method in config.methods:
         method_dir = os.path.join(workdir, _folder(method))
@@ -67,10 +69,12 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext):
         with open(finished, "w") as f:
             json.dump(method_rows, f)
         rows.extend(method_rows)
+    for row in rows:
+        row.update(report.weights_columns(provenance))
     report.write_results(rows, workdir)
     report.plot_curves(rows, workdir)
     report.plot_drift(config, workdir)
-    table = report.comparison_table(rows, config)
+    table = report.comparison_table(rows, config) + "\n\n" + report.weights_note(provenance)
     if config.task == "reid":
         table += "\n\n" + report.how_to_read(rows, len(task.dataset.query))
     with open(os.path.join(workdir, "comparison.md"), "w") as f:
@@ -138,7 +142,9 @@ class ReIDTask:
         self.config = config
         self.dataset = dataset
         self.num_classes = dataset.num_train_pids
-        self.preprocessing = backbone_preprocessing(config.model.backbone)
+        self.preprocessing = backbone_preprocessing(
+            config.model.backbone, weights=config.model.weights
+        )
 
     def make_train(self, start_epoch):
         """`(dataset, steps_per_epoch)`: epochs keyed on (seed, epoch), so every method and
@@ -289,7 +295,9 @@ def _read_task(config, workdir):
         common = {
             "image_size": tuple(config.image_size),
             "batch_size": config.batch_size,
-            "preprocessing": backbone_preprocessing(config.model.backbone),
+            "preprocessing": backbone_preprocessing(
+                config.model.backbone, weights=config.model.weights
+            ),
             "seed": config.seed,
         }
         if name == "fgvc_aircraft":
@@ -325,6 +333,18 @@ def _read_folder(dataset_config):
         split_dirs=dict(dataset_config.split_dirs),
         skip_unparseable=dataset_config.skip_unparseable,
     )
+
+
+def _record_weights(config, weights, workdir):
+    """Fetches named weights (a clear error when missing) and writes `weights.json`."""
+    provenance = weights_provenance(config.model.backbone, weights)
+    if config.model.weights == "synthetic_source":
+        provenance["weights"] = "synthetic_source"
+        provenance["description"] = "pre-trained here on a disjoint synthetic task"
+    with open(os.path.join(workdir, "weights.json"), "w") as f:
+        json.dump(provenance, f, indent=1)
+    logging.info("Backbone weights: %s", provenance)
+    return provenance
 
 
 def _backbone_weights(config, workdir):

@@ -1,14 +1,13 @@
 """`BlockPartition`: which backbone block (or the head) each model variable belongs to."""
 
 import re
+import warnings
 from collections.abc import Mapping
 from collections.abc import Sequence
 
-import keras
-import numpy as np
-
+from keras_rollback import partition_report
+from keras_rollback.models import backbone_spec
 from keras_rollback.resolution_blocks import ResolutionBlocks
-from keras_rollback.resolution_blocks import format_resolution
 from keras_rollback.resolution_blocks import layer_resolutions
 
 HEAD = "head"
@@ -39,8 +38,9 @@ class BlockPartition:
     Sequential CNN by the resolution of its feature maps, the paper's
     definition of a block.
 
-    `summary()`, `table()` and `plot()` show each block's feature-map
-    resolution, size and, given a `RefinePlan`, the periods that roll it back.
+    `keras_rollback.partition_report` shows each block's feature-map
+    resolution, size and, given a `RefinePlan`, the periods that roll it back
+    (`print_partition`, `partition_table`, `plot_partition`).
 
     Example:
 
@@ -57,7 +57,7 @@ class BlockPartition:
                 "conv4_x": "conv4_", "conv5_x": "conv5_"},
         head=["fc/"],
     )
-    partition.summary()
+    print_partition(partition)  # from keras_rollback.partition_report
     ```
 
     Args:
@@ -143,159 +143,34 @@ class BlockPartition:
             f"{extra[:5]}{' ...' if len(extra) > 5 else ''}."
         )
 
-    def table(self, plan=None, epochs=None):
-        """Per-group statistics: a list of dicts, the blocks in order, then the head.
+    @property
+    def layers(self):
+        """`(layer name, group, resolution)` of each layer with weights, in graph order.
 
-        Keys: `group`, `resolution` (the distinct spatial sizes of the
-        group's layers, largest first; empty for the head or a model without
-        a functional graph), `layers` (layers owning weights), `conv_layers`
-        (layers with a 4-D kernel), `trainable_params`,
-        `non_trainable_params`, and with a `plan`, `rolled_back_in` (the
-        numbers of the periods that start by rolling the group back).
-
-        Args:
-            plan: Optional `RefinePlan`.
-            epochs: Optional integer. Training epochs, for a plan whose
-                number of periods follows from them.
+        The resolution is the layer's output spatial size (a tuple), or None
+        where the model has no functional graph or the output is not spatial.
         """
-        rolled_back_in = self._rollback_periods(plan, epochs)
-        rows = []
-        for group in self.group_names:
-            paths = self.paths(group)
-            layers = {p.rsplit("/", 1)[0] for p in paths}
-            conv_layers = {
-                p.rsplit("/", 1)[0]
-                for p in paths
-                if p.endswith("kernel") and len(self._shapes[p][0]) == 4
-            }
-            sizes = [(int(np.prod(self._shapes[p][0])), self._shapes[p][1]) for p in paths]
-            trainable = sum(size for size, is_trainable in sizes if is_trainable)
-            frozen = sum(size for size, is_trainable in sizes if not is_trainable)
-            resolutions = {r for _, g, r in self._layers if g == group and r is not None}
-            row = {
-                "group": group,
-                "resolution": tuple(sorted(resolutions, key=np.prod, reverse=True))
-                if group != self.head_name
-                else (),
-                "layers": len(layers),
-                "conv_layers": len(conv_layers),
-                "trainable_params": trainable,
-                "non_trainable_params": frozen,
-            }
-            if rolled_back_in is not None:
-                row["rolled_back_in"] = rolled_back_in[group]
-            rows.append(row)
-        return rows
+        return tuple(self._layers)
+
+    def is_trainable(self, variable_path):
+        """Whether a partitioned variable was trainable when the partition was built."""
+        self.group_of(variable_path)
+        return self._shapes[variable_path][1]
+
+    def table(self, plan=None, epochs=None):
+        """Deprecated: use `keras_rollback.partition_report.partition_table(partition, ...)`."""
+        _deprecated("table", "partition_table")
+        return partition_report.partition_table(self, plan, epochs)
 
     def summary(self, plan=None, epochs=None, print_fn=None):
-        """Prints one line per block and the head: resolution, layers, conv layers, parameters.
-
-        With a `plan`, a last column lists the periods that start by rolling
-        the group back ("-": never).
-
-        Args:
-            plan: Optional `RefinePlan`.
-            epochs: Optional integer. Training epochs, for a plan whose
-                number of periods follows from them.
-            print_fn: Callable taking one string. Defaults to `print`.
-        """
-        print_fn = print_fn or print
-        rows = self.table(plan, epochs)
-        width = max(12, *(len(g) + 2 for g in self.group_names))
-        header = (
-            f"{'group':<{width}}{'resolution':>16}{'layers':>8}{'conv':>6}"
-            f"{'trainable':>14}{'non-trainable':>15}"
-        )
-        if plan is not None:
-            header += "  rolled back in periods"
-        lines = [f'BlockPartition of model "{self.model_name}"', header, "-" * len(header)]
-        for row in rows:
-            line = (
-                f"{row['group']:<{width}}{format_resolution(row['resolution']):>16}{row['layers']:>8}"
-                f"{row['conv_layers']:>6}{row['trainable_params']:>14,}{row['non_trainable_params']:>15,}"
-            )
-            if plan is not None:
-                line += "  " + (", ".join(map(str, row["rolled_back_in"])) or "-")
-            lines.append(line)
-        print_fn("\n".join(lines))
+        """Deprecated: use `keras_rollback.partition_report.print_partition(partition, ...)`."""
+        _deprecated("summary", "print_partition")
+        partition_report.print_partition(self, plan, epochs, print_fn=print_fn)
 
     def plot(self, path, plan=None, epochs=None):
-        """Writes a PNG of the blocks along the network.
-
-        Each layer with weights is a bar at its position in the graph, as
-        high as its feature-map side (log scale) and coloured by group; each
-        block is labelled with its resolution, parameters and, with a `plan`,
-        the periods that roll it back.
-
-        Args:
-            path: String or path-like. PNG file to write.
-            plan: Optional `RefinePlan`.
-            epochs: Optional integer. Training epochs, for a plan whose
-                number of periods follows from them.
-        """
-        # Imported here: matplotlib takes a while to import, and only plots need it. The Agg
-        # canvas draws off-screen without touching pyplot's global backend.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        rows = {row["group"]: row for row in self.table(plan, epochs)}
-        layers = self._layers
-        if not layers:
-            raise ValueError(
-                f"Model {self.model_name!r} has no functional graph to plot: "
-                "build it as a functional or Sequential model."
-            )
-        colours = {group: f"C{i % 10}" for i, group in enumerate(self.group_names)}
-        heights = [max(r) if r is not None else 0.5 for _, _, r in layers]  # 0.5: no bar
-        figure = Figure(figsize=(max(8.0, min(24.0, len(layers) / 12)), 4.5), layout="constrained")
-        FigureCanvasAgg(figure)
-        axes = figure.add_subplot()
-        axes.bar(
-            range(len(layers)),
-            [h - 0.5 for h in heights],
-            bottom=0.5,
-            width=1.0,
-            color=[colours[g] for _, g, _ in layers],
-        )
-        axes.set_yscale("log", base=2)
-        axes.set_xlim(-0.5, len(layers) - 0.5)
-        axes.set_xlabel("layers with weights, in graph order")
-        axes.set_ylabel("feature-map side (output)")
-        figure.suptitle(f'BlockPartition of model "{self.model_name}"')
-        for group in self.group_names:
-            positions = [i for i, (_, g, _) in enumerate(layers) if g == group]
-            if not positions:
-                continue
-            row = rows[group]
-            label = [
-                group,
-                format_resolution(row["resolution"]),
-                f"{row['trainable_params'] + row['non_trainable_params']:,} params",
-            ]
-            if plan is not None:
-                periods = ", ".join(map(str, row["rolled_back_in"])) or "-"
-                label.append(f"rolled back: {periods}")
-            axes.text(
-                (positions[0] + positions[-1]) / 2,
-                1.02,
-                "\n".join(label),
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                transform=axes.get_xaxis_transform(),
-            )
-        figure.savefig(path, format="png", dpi=100)
-
-    def _rollback_periods(self, plan, epochs):
-        if plan is None:
-            return None
-        if not hasattr(plan, "resolve"):
-            raise ValueError(f"`plan` must be a RefinePlan. Received: plan={plan!r}")
-        periods = plan.resolve(self.block_names, self.head_name, epochs=epochs)
-        return {
-            group: tuple(p.number for p in periods if group in p.rolled_back and p.start_epoch > 0)
-            for group in self.group_names
-        }
+        """Deprecated: use `keras_rollback.partition_report.plot_partition(partition, path, ...)`."""
+        _deprecated("plot", "plot_partition")
+        partition_report.plot_partition(self, path, plan, epochs)
 
     def get_config(self):
         return {
@@ -311,9 +186,12 @@ class BlockPartition:
 
     @classmethod
     def for_model(cls, model):
-        """The preset partition of a known backbone; other weights form the head.
+        """The partition of a registered backbone found in `model`; other weights form the head.
 
-        Recognised backbones (searched through nested models):
+        A lookup in the registry of backbone families
+        (`keras_rollback/models/backbone_presets.py`, see `BackboneSpec`): the
+        first family found gives the blocks, by its rules or by resolution up
+        to its feature layer. Registered today (searched through nested models):
         keras.applications ResNet50/101/152 (stem = `conv1`, then
         `conv2_x`..`conv5_x`), ResNet50V2/101V2/152V2 (the same, `post_bn` in
         `conv5_x`), keras-hub `ResNetBackbone` v1 and v2 (stem, then
@@ -340,23 +218,19 @@ class BlockPartition:
         Returns:
             A `BlockPartition`.
         """
-        paths = [w.path for w in model.weights]
-        for detect in (_resnet_rules, _keras_hub_resnet_rules, _inception_v3_rules):
-            blocks = detect(model, paths)
-            if blocks is not None:
-                break
-        else:
-            names = {layer.name for layer in _all_layers(model)}
-            for signature, feature_layer in _RESOLUTION_PRESETS:
-                if all(any(re.fullmatch(pattern, n) for n in names) for pattern in signature):
-                    return cls.by_resolution(model, feature_layer=feature_layer)
+        spec, blocks = backbone_spec.find_backbone(model)
+        if spec is None:
+            families = ", ".join(s.family for s in backbone_spec.backbone_specs())
             raise ValueError(
-                f"No preset partition for model {model.name!r}: it contains no "
-                "keras.applications ResNet/ResNetV2/InceptionV3/EfficientNet/"
-                "MobileNetV2/V3/DenseNet/ConvNeXt or keras-hub ResNetBackbone. Use "
-                "BlockPartition.by_resolution(model) or explicit rules: "
-                "BlockPartition(model, blocks={...}, head=[...])."
+                f"No preset partition for model {model.name!r}: it contains no registered "
+                f"backbone ({families}; keras.applications ResNet/ResNetV2/InceptionV3/"
+                "EfficientNet/MobileNetV2/V3/DenseNet/ConvNeXt or a keras-hub ResNetBackbone). Use "
+                "BlockPartition.by_resolution(model), explicit rules: "
+                "BlockPartition(model, blocks={...}, head=[...]), or register a BackboneSpec."
             )
+        if not blocks:
+            return cls.by_resolution(model, feature_layer=spec.feature_layer)
+        paths = [w.path for w in model.weights]
         head_layers = _ordered_unique(
             p.rsplit("/", 1)[0]
             for p in paths
@@ -423,7 +297,7 @@ class BlockPartition:
         x = keras.layers.GlobalAveragePooling2D()(backbone(inputs))
         model = keras.Model(inputs, keras.layers.Dense(200, name="fc")(x))
         partition = BlockPartition.by_resolution(model)  # B1..B5: 112, 56, 28, 14, 7
-        partition.summary(plan=RefinePlan(period_epochs=40, periods=4))
+        print_partition(partition, plan=RefinePlan(period_epochs=40, periods=4))
         ```
 
         Args:
@@ -557,84 +431,10 @@ def _ordered_unique(items):
     return list(dict.fromkeys(items))
 
 
-def _all_layers(model):
-    """Layers of `model` and of the models nested in it, depth first, in order."""
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
-# keras.applications families partitioned by resolution: (regular expressions that
-# layer names of the family match, the backbone's last layer or None for the last
-# feature map).
-_RESOLUTION_PRESETS = (
-    (("stem_conv", "top_conv", "top_activation"), "top_activation"),  # EfficientNet, V2
-    (("Conv1", "expanded_conv_project", "out_relu"), "out_relu"),  # MobileNetV2
-    (("expanded_conv_depthwise", "conv_1", "conv_1_bn"), "conv_1_bn"),  # MobileNetV3
-    (("conv2_block1_0_bn", "pool2_conv", "bn"), "bn"),  # DenseNet
-    ((r".+_stem", r".+_stage_3_block_\d+_layer_scale"), None),  # ConvNeXt
-)
-
-_RESNET_STAGES = ("conv2_x", "conv3_x", "conv4_x", "conv5_x")
-
-
-def _resnet_rules(model, paths):
-    # keras.applications ResNet v1 and v2 share names: conv1_conv, convK_blockJ_...;
-    # v2 ends with a `post_bn` that acts on conv5's output. DenseNet has the same
-    # names but no projection shortcut (`_0_conv`).
-    if not {"conv1_conv/kernel", "conv2_block1_0_conv/kernel", "conv5_block1_1_conv/kernel"} <= set(
-        paths
-    ):
-        return None
-    blocks = {"stem": ["conv1_"]}
-    for k, stage in enumerate(_RESNET_STAGES, start=2):
-        blocks[stage] = [f"conv{k}_"]
-    if any(p.startswith("post_bn/") for p in paths):
-        blocks["conv5_x"].append("post_bn/")
-    return blocks
-
-
-def _keras_hub_resnet_rules(model, paths):
-    if not any(p.startswith("stack3_block0_") for p in paths):
-        return None
-    stem = _ordered_unique(
-        p.rsplit("/", 1)[0] + "/" for p in paths if re.match(r"conv1(_\d+)?_(conv|bn)/", p)
+def _deprecated(method, replacement):
+    warnings.warn(
+        f"`BlockPartition.{method}` is deprecated: use "
+        f"`keras_rollback.partition_report.{replacement}(partition, ...)`.",
+        DeprecationWarning,
+        stacklevel=3,
     )
-    if not stem:
-        return None
-    blocks = {"stem": [re.escape(s) for s in stem]}
-    for k, stage in enumerate(_RESNET_STAGES):
-        blocks[stage] = [f"stack{k}_"]
-    if any(p.startswith("post_bn/") for p in paths):
-        # Pre-activation (v2) backbones end with a BatchNorm on stack3's output.
-        blocks["conv5_x"].append("post_bn/")
-    return blocks
-
-
-def _inception_v3_rules(model, paths):
-    layers = list(_all_layers(model))
-    names = [layer.name for layer in layers]
-    if not {"mixed2", "mixed7", "mixed10"} <= set(names):
-        return None
-    pools = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.MaxPooling2D)]
-    mixed0 = names.index("mixed0")
-    stem_pools = [i for i in pools if i < mixed0]
-    if len(stem_pools) != 2:
-        return None
-    ends = {
-        "B1": stem_pools[1],
-        "B2": names.index("mixed2"),
-        "B3": names.index("mixed7"),
-        "B4": names.index("mixed10"),
-    }
-    backbone_start = names.index("mixed10") - 1
-    while backbone_start >= 0 and not isinstance(layers[backbone_start], keras.layers.InputLayer):
-        backbone_start -= 1
-    blocks = {}
-    start = backbone_start + 1
-    for block, end in ends.items():
-        rules = [re.escape(layer.name) + "/" for layer in layers[start : end + 1] if layer.weights]
-        blocks[block] = rules
-        start = end + 1
-    return blocks

@@ -260,9 +260,9 @@ class _LayerGraph:
         """Layers called `name` in the graph; with `nested`, also the layers of a nested model `name`."""
         found = [node.layer for node in self.nodes if node.layer.name == name]
         if nested:
-            for model in _all_layers(self.graph):
+            for model in all_layers(self.graph):
                 if model.name == name and _is_graph_model(model):
-                    found.extend(_all_layers(model))
+                    found.extend(all_layers(model))
         return _unique(found)
 
     def feature_nodes(self, model, feature_layer):
@@ -339,12 +339,12 @@ def _is_graph_model(layer):
     return compat.functional_graph(layer) is not None
 
 
-def _all_layers(model):
+def all_layers(model):
     """Layers of `model` and of the models nested in it, depth first, in order."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
+            yield from all_layers(layer)
 
 
 def _spatial_size(tensor):

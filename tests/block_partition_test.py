@@ -18,6 +18,9 @@ from keras_rollback import BlockPartition
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RefinePlan
 from keras_rollback import RollbackRefine
+from keras_rollback.partition_report import partition_table
+from keras_rollback.partition_report import plot_partition
+from keras_rollback.partition_report import print_partition
 
 RESNET_STAGES = ("stem", "conv2_x", "conv3_x", "conv4_x", "conv5_x")
 
@@ -79,7 +82,7 @@ def test_keras_applications_resnet_preset_matches_paper_and_resolution_blocks(
     by_resolution = BlockPartition.by_resolution(model, block_names=RESNET_STAGES)
     for group in partition.group_names:
         assert by_resolution.paths(group) == partition.paths(group), group
-    assert [r["resolution"] for r in by_resolution.table()] == [
+    assert [r["resolution"] for r in partition_table(by_resolution)] == [
         ((16, 16),),
         ((8, 8),),
         ((4, 4),),
@@ -100,7 +103,7 @@ def test_keras_applications_resnet_preset_matches_paper_and_resolution_blocks(
     # Every weight exactly once, BatchNorm statistics included.
     all_paths = [p for g in partition.group_names for p in partition.paths(g)]
     assert sorted(all_paths) == sorted(w.path for w in model.weights)
-    rows = {r["group"]: r for r in partition.table()}
+    rows = {r["group"]: r for r in partition_table(partition)}
     assert (
         sum(r["trainable_params"] + r["non_trainable_params"] for r in rows.values())
         == model.count_params()
@@ -173,7 +176,7 @@ def test_explicit_rules_and_summary(capsys):
     partition = BlockPartition(model, blocks=TINY_BLOCKS, head="fc/")
     assert partition.group_names == ("B1", "B2", "B3", "B4", "head")
     assert partition.group_of("b3_bn/moving_mean") == "B3"
-    partition.summary()
+    print_partition(partition)
     out = capsys.readouterr().out
     assert "B1" in out and "head" in out and "non-trainable" in out
     rebuilt = BlockPartition.from_config(model, partition.get_config())
@@ -281,7 +284,7 @@ def test_modern_keras_applications_presets_are_resolution_blocks(
 ):
     model = _application(application)
     partition = BlockPartition.for_model(model)
-    rows = partition.table()
+    rows = partition_table(partition)
     assert [r["resolution"] for r in rows] == resolutions + [()]
     assert partition.block_names == tuple(f"B{i}" for i in range(1, len(resolutions) + 1))
     assert set(_layers_of(partition, "head")) == {"fc512", "fc_bn", "classifier"}
@@ -323,24 +326,24 @@ def test_resnet_v2_preset_keeps_stage_names_where_resolution_moves_the_strided_u
 def test_summary_table_and_plot_show_resolution_and_rollback_periods(tmp_path):
     partition = BlockPartition.by_resolution(skip_cnn())
     lines = []
-    partition.summary(plan=RefinePlan(period_epochs=1, periods=3), print_fn=lines.append)
+    print_partition(partition, plan=RefinePlan(period_epochs=1, periods=3), print_fn=lines.append)
     rows = {line.split()[0]: line for line in lines[0].splitlines()[3:]}
     assert rows["B1"].split()[1] == "16x16" and rows["B1"].endswith("  -")
     assert rows["B2"].split()[1] == "8x8-6x6" and rows["B2"].endswith("  2")
     assert rows["B3"].endswith("  2, 3") and rows["head"].endswith("  -")
-    table = partition.table(plan=RefinePlan(period_epochs=1), epochs=2)
+    table = partition_table(partition, plan=RefinePlan(period_epochs=1), epochs=2)
     assert [r["rolled_back_in"] for r in table] == [(), (2,), (2,), ()]
     assert [(r["layers"], r["conv_layers"]) for r in table] == [(4, 2), (6, 4), (2, 1), (1, 0)]
-    assert "rolled back" not in partition.table()[0]
+    assert "rolled back" not in partition_table(partition)[0]
     path = tmp_path / "blocks.png"
-    partition.plot(path, plan=RefinePlan(period_epochs=1, periods=3))
+    plot_partition(partition, path, plan=RefinePlan(period_epochs=1, periods=3))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_for_model_partition_of_a_nested_backbone_reports_resolutions():
     # Rule-based partitions get resolutions too, through the nested backbone.
     partition = BlockPartition.for_model(_application("ResNet50"))
-    assert [r["resolution"] for r in partition.table()] == [
+    assert [r["resolution"] for r in partition_table(partition)] == [
         ((16, 16),),
         ((8, 8),),
         ((4, 4),),
@@ -434,3 +437,9 @@ def test_keras_hub_bottleneck_resnet_preset_and_resolution_blocks(pre_activation
             for layer in ("pre_activation_bn", "1_conv", "1_bn")
         }
     assert moved == expected
+
+
+def test_deprecated_report_methods_warn_and_delegate():
+    partition = BlockPartition.by_resolution(skip_cnn())
+    with pytest.warns(DeprecationWarning, match="partition_table"):
+        assert partition.table() == partition_table(partition)

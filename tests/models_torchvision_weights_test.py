@@ -10,105 +10,12 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
+from torch_resnet import torch_resnet  # noqa: E402
+
 from keras_rollback.models.backbones import keras_hub_resnet  # noqa: E402
 from keras_rollback.models.torchvision_weights import load_torchvision_weights  # noqa: E402
 from keras_rollback.models.torchvision_weights import read_state_dict  # noqa: E402
 from keras_rollback.models.torchvision_weights import torchvision_name_map  # noqa: E402
-
-
-# A compact copy of torchvision.models.resnet (v1.5; same module and parameter names),
-# with configurable widths and depths. torchvision itself is not importable beside this torch.
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(out)) + identity)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, inplanes, planes, stride=1, downsample=None):
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)  # v1.5: stride on the 3x3.
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + identity)
-
-
-class TorchResNet(nn.Module):
-    def __init__(self, block, layers, widths=(64, 128, 256, 512), num_classes=1000):
-        super().__init__()
-        self.inplanes = 64
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        for i, (width, blocks) in enumerate(zip(widths, layers)):
-            setattr(
-                self, f"layer{i + 1}", self._make_layer(block, width, blocks, 1 if i == 0 else 2)
-            )
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
-
-    def _make_layer(self, block, planes, blocks, stride):
-        downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
-        layers = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def features(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
-
-
-def _randomize_batchnorm(model, generator):
-    # Non-trivial statistics, so that a wrong epsilon, a swapped mean/variance or
-    # a missing BatchNorm shows up in the features.
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
-                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
-
-
-def _torch_resnet(arch, blocks, widths, seed=0):
-    torch.manual_seed(seed)
-    block = BasicBlock if arch in ("resnet18", "resnet34") else Bottleneck
-    model = TorchResNet(block, blocks, widths)
-    _randomize_batchnorm(model, torch.Generator().manual_seed(seed + 1))
-    return model.eval()
 
 
 def _keras_features(backbone, images):
@@ -127,7 +34,7 @@ def _weights_by_path(model):
     ],
 )
 def test_converted_features_match_torch(arch, blocks, widths):
-    torch_model = _torch_resnet(arch, blocks, widths)
+    torch_model = torch_resnet(arch, blocks, widths)
     images = np.random.default_rng(0).normal(size=(2, 64, 32, 3)).astype("float32")
     with torch.no_grad():
         expected = torch_model.features(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy()
@@ -146,7 +53,7 @@ def test_converted_features_match_torch(arch, blocks, widths):
 
 
 def test_full_size_resnet50_names_and_shapes_match_torchvision():
-    torch_model = _torch_resnet("resnet50", (3, 4, 6, 3), (64, 128, 256, 512))
+    torch_model = torch_resnet("resnet50", (3, 4, 6, 3), (64, 128, 256, 512))
     state = torch_model.state_dict()
     backbone = keras_hub_resnet("resnet50")
     names = torchvision_name_map(backbone)
@@ -179,7 +86,7 @@ def test_full_size_resnet50_names_and_shapes_match_torchvision():
 def small_pair():
     """A small bottleneck ResNet in torch and the matching (random) keras-hub backbone."""
     blocks, widths = (1, 1, 1, 1), (64, 16, 16, 16)
-    return _torch_resnet("resnet50", blocks, widths), keras_hub_resnet(
+    return torch_resnet("resnet50", blocks, widths), keras_hub_resnet(
         "resnet50", widths=widths, blocks=blocks
     )
 
@@ -197,7 +104,7 @@ def _assert_fails_and_loads_nothing(backbone, checkpoint, *patterns, **kwargs):
 
 def test_wrong_architecture_is_rejected_with_names(small_pair):
     _, backbone = small_pair
-    basic = _torch_resnet("resnet34", (1, 1, 1, 1), (64, 16, 16, 16)).state_dict()
+    basic = torch_resnet("resnet34", (1, 1, 1, 1), (64, 16, 16, 16)).state_dict()
     _assert_fails_and_loads_nothing(backbone, basic, "layer1.0.conv3.weight", "missing")
 
 
@@ -274,7 +181,7 @@ def test_model_without_torchvision_layout_is_rejected():
 def test_batchnorm_epsilon_other_than_torch_is_rejected():
     backbone = keras_hub_resnet("resnet50", widths=(64, 16, 16, 16), blocks=(1, 1, 1, 1))
     backbone.get_layer("stack0_block0_1_bn").epsilon = 1.001e-5
-    state = _torch_resnet("resnet50", (1, 1, 1, 1), (64, 16, 16, 16)).state_dict()
+    state = torch_resnet("resnet50", (1, 1, 1, 1), (64, 16, 16, 16)).state_dict()
     with pytest.raises(ValueError, match="stack0_block0_1_bn"):
         load_torchvision_weights(backbone, state)
 
@@ -288,3 +195,18 @@ def test_bad_arguments_are_rejected(tmp_path):
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(ValueError, match="not a state_dict"):
         read_state_dict(tmp_path / "list.pth")
+
+
+class _NotATensor:
+    pass
+
+
+def test_pickled_objects_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "net_39.pth"
+    torch.save({"conv1.weight": torch.zeros(1), "extra": _NotATensor()}, path)
+    with pytest.raises(ValueError, match=r"Refusing to read .*net_39\.pth.*_NotATensor") as error:
+        read_state_dict(path)
+    assert "weights_only" not in str(error.value)
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match=r"junk\.pth' is not a readable torch checkpoint"):
+        read_state_dict(tmp_path / "junk.pth")

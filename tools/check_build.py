@@ -38,6 +38,7 @@ TEST_SIZES = {
     "data_reid_dataset_test.py": "small",
     # 140-390 s when the machine is busy.
     "experiments_main_test.py": "large",  # the real experiment loop, two methods x two periods
+    "experiments_paper_weights_test.py": "large",  # full-size ResNet-50 file, a Table 2 step
     "fault_injection_test.py": "large",  # kills and resumes training jobs in subprocesses
     "models_convert_torchvision_test.py": "large",  # builds and converts torchvision ResNets
     "multi_process_job_test.py": "large",  # three two-process jobs (170-230 s busy)

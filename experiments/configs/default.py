@@ -39,10 +39,13 @@ def get_config():
 
     config.model = ml_collections.ConfigDict()
     config.model.backbone = "resnet50"
-    # "imagenet" (download), a torchvision .pth/.safetensors or Keras .weights.h5 file,
-    # "synthetic_source" (pre-trained here on a disjoint synthetic task, cached; no network),
-    # or "" (random initialisation).
-    config.model.weights = "imagenet"
+    # The authors' weights: torchvision's ResNet IMAGENET1K_V1 files (resnet50-0676ba61.pth, ...),
+    # read from $KERAS_ROLLBACK_HOME/torchvision (default ~/.keras/keras_rollback), downloaded
+    # there when online. Or any weights name of the backbone's registry entry ("imagenet":
+    # keras-hub's timm-converted preset / keras.applications' weights; not the paper's), a
+    # torchvision .pth/.safetensors or Keras .weights.h5 file, "synthetic_source" (pre-trained
+    # here on a disjoint synthetic task, cached; no network), or "" (random initialisation).
+    config.model.weights = "torchvision_v1"
     config.model.dropout = 0.5
     # "bottleneck": the paper's head (FC-BN-LeakyReLU-dropout-FC, pooled feature evaluated);
     # "bnneck" / "none": Bag of Tricks' head with / without BNNeck (see configs/bot.py).

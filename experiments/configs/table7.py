@@ -9,6 +9,8 @@ from experiments.configs import default
 def get_config():
     config = default.get_config()
     config.model.backbone = "inception_v3"
+    # torchvision has no ResNet-style V1 file for it here: keras.applications' ImageNet weights.
+    config.model.weights = "imagenet"
     config.methods = ("rollback", "fine_tune")
     config.plan.periods = 3
     return config

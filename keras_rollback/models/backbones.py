@@ -2,8 +2,11 @@
 
 import os
 
-import keras
+from absl import logging
 
+from keras_rollback._atomic_files import sha256_of_file
+from keras_rollback.models import backbone_spec
+from keras_rollback.models import weight_source
 from keras_rollback.models.keras_weights import load_weights_strict
 from keras_rollback.models.torchvision_weights import TORCH_CHECKPOINT_SUFFIXES
 from keras_rollback.models.torchvision_weights import load_torchvision_weights
@@ -17,83 +20,104 @@ RESNET_CONFIGS = {
     "resnet152": ("bottleneck_block", (3, 8, 36, 3)),
 }
 RESNET_WIDTHS = (64, 128, 256, 512)
-ARCHITECTURES = tuple(RESNET_CONFIGS) + ("inception_v3",)
-SOURCES = ("keras_hub", "keras_applications")
+SOURCES = backbone_spec.SOURCES
 
-_KERAS_APPLICATIONS = {
-    "resnet50": ("ResNet50", "caffe"),
-    "resnet101": ("ResNet101", "caffe"),
-    "resnet152": ("ResNet152", "caffe"),
-    "inception_v3": ("InceptionV3", "tf"),
-}
-_KERAS_HUB_PRESETS = {
-    "resnet18": "resnet_18_imagenet",
-    "resnet50": "resnet_50_imagenet",
-    "resnet101": "resnet_101_imagenet",
-    "resnet152": "resnet_152_imagenet",
-}
+
+def __getattr__(name):
+    # Every registered architecture, read from the registry on first use (the registered
+    # presets import this module's builders, so they cannot be imported here at load time).
+    if name == "ARCHITECTURES":
+        return backbone_spec.backbone_architectures()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_source(arch, source=None):
     """The library that builds `arch`: `"keras_hub"` or `"keras_applications"`.
 
-    ResNets default to `"keras_hub"`: its `ResNetBackbone` is torchvision's
-    ResNet v1.5 layer for layer (stride on the 3x3 convolution of a
-    bottleneck, symmetric zero padding before every strided convolution,
-    BatchNorm epsilon 1e-5), so torchvision checkpoints, the weights of the
-    paper, convert into it exactly. keras.applications' ResNet50/101/152 are
-    the original Caffe ResNet v1 (stride on the first 1x1 convolution,
-    convolution biases, epsilon 1.001e-5): same parameter count, different
-    function, and only its own "imagenet" weights fit it. InceptionV3 exists
-    only in keras.applications.
+    The first registered family of `arch` is its default (see
+    `keras_rollback/models/backbone_presets.py`). ResNet-18..152 default to
+    `"keras_hub"`: its `ResNetBackbone` is torchvision's ResNet v1.5 layer for
+    layer (stride on the 3x3 convolution of a bottleneck, symmetric zero
+    padding before every strided convolution, BatchNorm epsilon 1e-5), so
+    torchvision checkpoints, the weights of the paper, convert into it
+    exactly. keras.applications' ResNet50/101/152 are the original Caffe
+    ResNet v1 (stride on the first 1x1 convolution, convolution biases,
+    epsilon 1.001e-5): same parameter count, different function, and only its
+    own "imagenet" weights fit it. InceptionV3, ResNetV2, EfficientNet,
+    MobileNet, DenseNet and ConvNeXt come from keras.applications.
 
     Args:
-        arch: String. One of `ARCHITECTURES`.
+        arch: String. A registered architecture.
         source: String or None. `"keras_hub"`, `"keras_applications"`, or
             None for the default of `arch`. Defaults to `None`.
 
     Returns:
         The source name.
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(
-            f"Unknown backbone. Received: arch={arch!r}. Expected one of {list(ARCHITECTURES)}."
-        )
-    if source is None:
-        return "keras_applications" if arch == "inception_v3" else "keras_hub"
-    if source not in SOURCES:
-        raise ValueError(
-            f"Unknown backbone source. Received: source={source!r}. Expected one of {list(SOURCES)}."
-        )
-    if source == "keras_hub" and arch not in RESNET_CONFIGS:
-        raise ValueError(
-            f"keras-hub has no {arch}. Received: arch={arch!r}, source={source!r}; use source='keras_applications'."
-        )
-    if source == "keras_applications" and arch not in _KERAS_APPLICATIONS:
-        raise ValueError(
-            f"keras.applications has no {arch} (it has {sorted(_KERAS_APPLICATIONS)}). "
-            f"Received: arch={arch!r}, source={source!r}; use source='keras_hub'."
-        )
-    return source
+    return backbone_spec.get_backbone_spec(arch, source).source
 
 
-def backbone_preprocessing(arch, source=None):
-    """The input normalisation that a backbone's pre-trained weights expect.
+def backbone_preprocessing(arch, source=None, weights=None):
+    """The input normalisation that a backbone (and its pre-trained weights) expect.
 
     Returns a mode of `keras_rollback.data.pipeline.normalize_images`:
-    `"torch"` (scale to [0, 1], ImageNet mean/std; keras-hub ResNets and
-    torchvision checkpoints), `"caffe"` (BGR minus the ImageNet mean pixel;
-    keras.applications ResNets) or `"tf"` (scale to [-1, 1]; InceptionV3).
+    `"torch"` (scale to [0, 1], ImageNet mean/std; torchvision and keras-hub
+    ResNets), `"caffe"` (BGR minus the ImageNet mean pixel; keras.applications
+    ResNets), `"tf"` (scale to [-1, 1]; InceptionV3) or `"none"` (models that
+    normalise their own [0, 255] inputs). Named weights state their own;
+    otherwise the family's is returned.
 
     Args:
-        arch: String. One of `ARCHITECTURES`.
+        arch: String. A registered architecture.
         source: String or None. See `resolve_source`. Defaults to `None`.
+        weights: String or None. A weights name of the architecture
+            (`"torchvision_v1"`, `"imagenet"`, ...); None or a file path gives
+            the family's preprocessing. Defaults to `None`.
 
     Returns:
-        `"torch"`, `"caffe"` or `"tf"`.
+        A preprocessing mode.
     """
-    source = resolve_source(arch, source)
-    return "torch" if source == "keras_hub" else _KERAS_APPLICATIONS[arch][1]
+    spec = backbone_spec.get_backbone_spec(arch, source)
+    if isinstance(weights, str) and weights in spec.weights.get(arch, {}):
+        return spec.weights[arch][weights].preprocessing
+    return spec.preprocessing
+
+
+def weights_provenance(arch, weights, source=None):
+    """What `build_backbone(arch, weights=weights, source=source)` loads, as a record.
+
+    Named weights give their `WeightSource.provenance()`. A torchvision source
+    adds the file read and its SHA-256: from the manifest of `weights_home()`
+    once converted, else by finding the file (downloading it when online;
+    `MissingWeightsError` when neither) and hashing it. A weight file gives its
+    path and SHA-256; None gives a record of random initialisation.
+
+    Example:
+
+    ```python
+    weights_provenance("resnet50", "torchvision_v1")
+    # {"weights": "torchvision_v1", "kind": "torchvision", "file": "resnet50-0676ba61.pth",
+    #  "sha256": "0676ba61...", "top1": 76.13, "preprocessing": "torch", ...}
+    ```
+
+    Returns:
+        A JSON-serialisable dict.
+    """
+    if weights is None:
+        return {"weights": None, "description": "random initialisation"}
+    spec = backbone_spec.get_backbone_spec(arch, source)
+    named = _named_weights(spec, arch, weights)
+    if named is not None:
+        if named.kind == "torchvision":
+            return weight_source.torchvision_provenance(named)
+        return named.provenance()
+    path = _weight_file(weights, arch, spec.source)
+    return {
+        "weights": "file",
+        "description": f"weight file {os.path.basename(path)}",
+        "file": os.path.abspath(path),
+        "sha256": sha256_of_file(path),
+    }
 
 
 def build_backbone(
@@ -107,32 +131,49 @@ def build_backbone(
 ):
     """Builds a convolutional backbone (no pooling, no classifier) and loads its weights.
 
-    The ResNets of the paper (ResNet-34/50/101, and ResNet-18/152) are built
-    by default as keras-hub `ResNetBackbone`s with torchvision's layout (see
-    `resolve_source`), whose weight paths `BlockPartition.for_model` splits
-    into `stem, conv2_x..conv5_x`; InceptionV3 comes from keras.applications
-    (blocks `B1..B4`). The output is the last feature map: 512 channels for
-    ResNet-18/34, 2048 for the others.
+    Every architecture is an entry of a registered family
+    (`keras_rollback/models/backbone_presets.py`): its builder, its weight
+    sources and the preprocessing each expects. The ResNets of the paper
+    (ResNet-34/50/101, and ResNet-18/152) are built by default as keras-hub
+    `ResNetBackbone`s with torchvision's layout (see `resolve_source`), whose
+    weight paths `BlockPartition.for_model` splits into `stem,
+    conv2_x..conv5_x`; InceptionV3 comes from keras.applications (blocks
+    `B1..B4`). The output is the last feature map: 512 channels for
+    ResNet-18/34, 2048 for ResNet-50/101/152 and InceptionV3.
+
+    `weights="torchvision_v1"` loads the authors' weights: torchvision's
+    `IMAGENET1K_V1` file (`resnet50-0676ba61.pth` for ResNet-50), looked up in
+    `weights_home()/torchvision` (`$KERAS_ROLLBACK_HOME`, by default
+    `~/.keras/keras_rollback`), downloaded there when online, checked against
+    its SHA-256 and converted once into `weights_home()/converted`. Offline
+    and without the file, a `MissingWeightsError` says which file to download
+    from where and the folder to put it in.
 
     Example:
 
     ```python
-    backbone = build_backbone("resnet50", weights="resnet50-0676ba61.pth",
+    backbone = build_backbone("resnet50", weights="torchvision_v1",
                               input_shape=(288, 144, 3))
-    preprocessing = backbone_preprocessing("resnet50")  # "torch"
+    preprocessing = backbone_preprocessing("resnet50", weights="torchvision_v1")  # "torch"
     ```
 
     Args:
-        arch: String. One of `"resnet18"`, `"resnet34"`, `"resnet50"`,
-            `"resnet101"`, `"resnet152"`, `"inception_v3"`. Defaults to
-            `"resnet50"`.
-        weights: None (random initialisation), `"imagenet"` (keras-hub preset
-            or keras.applications weights; downloads them, and keras-hub has
-            no ResNet-34 preset), a torchvision state_dict file (`.pth`, `.pt`,
-            `.bin` or `.safetensors`; keras-hub source only, converted by
-            `load_torchvision_weights`), or a Keras `.weights.h5` file of this
-            backbone (loaded strictly by `load_weights_strict`). Defaults to
-            `None`.
+        arch: String. A registered architecture: `"resnet18"`, `"resnet34"`,
+            `"resnet50"`, `"resnet101"`, `"resnet152"`, `"inception_v3"`,
+            `"resnet50_v2"`, `"efficientnet_b0"`, `"mobilenet_v2"`,
+            `"densenet121"`, `"convnext_tiny"`, ... (`ARCHITECTURES`).
+            Defaults to `"resnet50"`.
+        weights: None (random initialisation); a weights name of the
+            architecture: `"torchvision_v1"` (torchvision ResNets),
+            `"keras_hub_timm_a1"` (keras-hub's presets, converted from timm's
+            `a1_in1k` weights: not the paper's), `"imagenet"` (the source
+            library's own: that keras-hub preset, or keras.applications'
+            weights, for ResNets the Caffe-converted originals); a torchvision
+            state_dict file (`.pth`, `.pt`, `.bin` or `.safetensors`; keras-hub
+            source only, converted by `load_torchvision_weights`); or a Keras
+            `.weights.h5` file of this backbone (loaded strictly by
+            `load_weights_strict`). `weights_provenance` says what a choice
+            loads. Defaults to `None`.
         source: String or None. `"keras_hub"` or `"keras_applications"`; None
             picks the default of `arch` (see `resolve_source`). Defaults to
             `None`.
@@ -148,33 +189,41 @@ def build_backbone(
     Returns:
         A `keras.Model` mapping images to the last feature map.
     """
-    source = resolve_source(arch, source)
+    spec = backbone_spec.get_backbone_spec(arch, source)
     if last_stride not in (1, 2) or isinstance(last_stride, bool):
         raise ValueError(f"`last_stride` must be 1 or 2. Received: last_stride={last_stride!r}")
-    if last_stride != 2 and source != "keras_hub":
-        raise ValueError(
-            f"`last_stride` can only be changed for keras-hub ResNets. Received: arch={arch!r}, "
-            f"source={source!r}, last_stride={last_stride}"
-        )
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
         raise ValueError(
             f"`input_shape` must be a tuple of 3 dimensions. Received: input_shape={input_shape!r}"
         )
     input_shape = tuple(input_shape)
     name = name or f"{arch}_backbone"
-    weight_file = _weight_file(weights, arch, source)
-    if source == "keras_applications":
-        constructor = getattr(keras.applications, _KERAS_APPLICATIONS[arch][0])
-        model = constructor(
-            include_top=False,
-            weights="imagenet" if weights == "imagenet" else None,
+    named = _named_weights(spec, arch, weights)
+    weight_file = None if named is not None else _weight_file(weights, arch, spec.source)
+    pretrained = named if named is not None and named.kind != "torchvision" else None
+    try:
+        model = spec.build(
+            spec,
+            arch,
             input_shape=input_shape,
+            last_stride=last_stride,
             name=name,
+            pretrained=pretrained,
         )
-    elif weights == "imagenet":
-        model = _keras_hub_imagenet(arch, input_shape, last_stride, name)
-    else:
-        model = keras_hub_resnet(arch, input_shape=input_shape, last_stride=last_stride, name=name)
+    except Exception as e:
+        if pretrained is None or isinstance(e, ValueError):
+            raise
+        raise weight_source.MissingWeightsError(
+            f"The {pretrained.description} could not be loaded ({str(e).splitlines()[0]}). "
+            f"{'keras-hub' if pretrained.kind == 'keras_hub' else 'keras.applications'} downloads "
+            "them on first use into its own cache (Kaggle's / ~/.keras/models): run once online, "
+            "or use weights='torchvision_v1' with the file placed in "
+            f"{weight_source.weights_home()}/torchvision."
+        ) from None
+    if named is not None:
+        if named.kind == "torchvision":
+            weight_source.load_torchvision_source(model, named)
+        logging.info("Backbone %s: %s.", name, named.description)
     if weight_file is not None:
         if weight_file.endswith(".weights.h5"):
             load_weights_strict(model, weight_file)
@@ -219,7 +268,7 @@ def keras_hub_resnet(
     for label, values in (("widths", widths), ("blocks", blocks)):
         if len(values) != 4 or not all(isinstance(v, int) and v > 0 for v in values):
             raise ValueError(f"`{label}` must be 4 positive integers. Received: {label}={values!r}")
-    keras_hub = _import_keras_hub()
+    keras_hub = import_keras_hub()
     return keras_hub.models.ResNetBackbone(
         input_conv_filters=[64],
         input_conv_kernel_sizes=[7],
@@ -233,21 +282,26 @@ def keras_hub_resnet(
     )
 
 
-def _keras_hub_imagenet(arch, input_shape, last_stride, name):
-    preset = _KERAS_HUB_PRESETS.get(arch)
-    if preset is None:
+def _named_weights(spec, arch, weights):
+    """The `WeightSource` that `weights` names for `arch`, None for a file or None."""
+    if not isinstance(weights, str) or weights.endswith(
+        (".weights.h5", *TORCH_CHECKPOINT_SUFFIXES)
+    ):
+        return None
+    available = spec.weights.get(arch, {})
+    if weights == "imagenet" and "imagenet" not in available:
         raise ValueError(
-            f"keras-hub has no ImageNet preset for {arch}. Received: arch={arch!r}, weights='imagenet'. "
-            "Convert torchvision's checkpoint instead: `python -m keras_rollback.models.convert_torchvision "
-            f"--arch {arch} --input {arch}.pth --output {arch}.weights.h5`, then pass weights='{arch}.weights.h5'."
+            f"{'keras-hub' if spec.source == 'keras_hub' else spec.source} has no ImageNet preset "
+            f"for {arch}. Received: arch={arch!r}, weights='imagenet'. Use "
+            f"{sorted(available) or 'a weight file'}; a torchvision checkpoint converts with "
+            f"`python -m keras_rollback.models.convert_torchvision --arch {arch} --input "
+            f"{arch}.pth --output {arch}.weights.h5`."
         )
-    keras_hub = _import_keras_hub()
-    return keras_hub.models.ResNetBackbone.from_preset(
-        preset,
-        image_shape=input_shape,
-        stackwise_num_strides=[1, 2, 2, last_stride],
-        name=name,
-    )
+    if weights in available:
+        return available[weights]
+    if os.path.splitext(weights)[1]:  # A file name: checked by `_weight_file`.
+        return None
+    return spec.weight_source(arch, weights)
 
 
 def _weight_file(weights, arch, source):
@@ -277,7 +331,7 @@ def _weight_file(weights, arch, source):
     return path
 
 
-def _import_keras_hub():
+def import_keras_hub():
     try:
         import keras_hub
     except ImportError as e:

@@ -1,9 +1,7 @@
 """torchvision ResNet checkpoints (`.pth` / `.safetensors` state_dicts) -> keras-hub ResNet backbones."""
 
-import json
 import os
 import re
-import struct
 from collections.abc import Mapping
 
 import numpy as np
@@ -19,13 +17,7 @@ _BN_VARIABLES = {
     "moving_variance": "running_var",
 }
 _TORCH_BN_EPSILON = 1e-5
-_SAFETENSORS_DTYPES = {
-    "F64": np.float64,
-    "F32": np.float32,
-    "F16": np.float16,
-    "I64": np.int64,
-    "I32": np.int32,
-}
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 _STEM = re.compile(r"conv1_(conv|bn)$")
 _BLOCK = re.compile(r"stack(\d+)_block(\d+)_(\d)_(conv|bn)$")
 
@@ -33,9 +25,10 @@ _BLOCK = re.compile(r"stack(\d+)_block(\d+)_(\d)_(conv|bn)$")
 def read_state_dict(path):
     """Reads a PyTorch state_dict file into numpy arrays.
 
-    `.safetensors` files are parsed directly (no extra package); other files
-    are read with `torch.load(path, weights_only=True)`, which never runs
-    code from the file. A checkpoint that wraps the weights in a
+    `.safetensors` files are read with the `safetensors` package; other files
+    with `torch.load(path, weights_only=True)`, which never runs code from the
+    file: a file that pickles other Python objects is refused with a
+    `ValueError` naming it. A checkpoint that wraps the weights in a
     `"state_dict"` entry is unwrapped.
 
     Args:
@@ -54,9 +47,9 @@ def read_state_dict(path):
         raise FileNotFoundError(f"Checkpoint not found. Received: path={path!r}")
     if path.endswith(".safetensors"):
         return _read_safetensors(path)
-    import torch  # Optional dependency, needed for pickled checkpoints only.
+    import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _load_pickled_state_dict(path)
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(
@@ -224,36 +217,42 @@ def _to_numpy(value):
 
 
 def _read_safetensors(path):
-    # Format: 8-byte little-endian header size, a JSON header
-    # {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}},
-    # then the raw little-endian tensor bytes.
-    with open(path, "rb") as f:
-        data = f.read()
-    if len(data) < 8:
-        raise ValueError(f"{path!r} is not a safetensors file: it is {len(data)} bytes long.")
-    (header_size,) = struct.unpack("<Q", data[:8])
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
     try:
-        header = json.loads(data[8 : 8 + header_size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r} is not a safetensors file: unreadable header ({e}).") from None
-    body = memoryview(data)[8 + header_size :]
-    state = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = entry["data_offsets"]
-        raw = body[begin:end]
-        if entry["dtype"] == "BF16":  # bfloat16 is the upper half of a float32.
-            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            array = bits.view(np.float32)
-        elif entry["dtype"] in _SAFETENSORS_DTYPES:
-            array = np.frombuffer(
-                raw, dtype=np.dtype(_SAFETENSORS_DTYPES[entry["dtype"]]).newbyteorder("<")
-            )
-        else:
-            raise ValueError(f"{path!r}: tensor {name!r} has unsupported dtype {entry['dtype']!r}.")
-        array = array.reshape(entry["shape"]).astype(
-            np.float32 if array.dtype.kind == "f" else array.dtype
-        )
-        state[name] = array
-    return state
+        state = load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path!r} is not a safetensors file: {e}") from None
+    return {
+        name: array.astype(np.float32) if array.dtype.kind == "f" else array
+        for name, array in state.items()
+    }
+
+
+def _load_pickled_state_dict(path):
+    """`torch.load(weights_only=True)`: tensors only, a refusal naming the file otherwise."""
+    import pickle
+
+    import torch  # Optional dependency, needed for pickled checkpoints only.
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = _UNSUPPORTED_GLOBAL.search(str(e))
+        if found is None:  # Not a pickle at all: a truncated or foreign file.
+            raise ValueError(
+                f"{path!r} is not a readable torch checkpoint: not a state_dict written by "
+                "`torch.save` (a truncated download or another format?)."
+            ) from None
+        raise ValueError(
+            f"Refusing to read {path!r}: it is not a plain state_dict of tensors (it stores a "
+            f"{found.group(1)!r} object). Loading it would unpickle arbitrary Python objects, "
+            "which can run code from the file, so keras-rollback reads only tensors. Save the "
+            "weights themselves, e.g. `torch.save(model.state_dict(), path)`, or as a "
+            ".safetensors file."
+        ) from None
+    except (RuntimeError, EOFError) as e:  # Not a torch file, or a truncated one.
+        raise ValueError(
+            f"{path!r} is not a readable torch checkpoint ({str(e).splitlines()[0]})."
+        ) from None

@@ -1,0 +1,388 @@
+"""The registered backbone families: one `BackboneSpec` entry each, weights with provenance.
+
+Order matters for `BlockPartition.for_model`: the first family found in a
+model gives its partition.
+"""
+
+import re
+
+import keras
+
+from keras_rollback.models.backbone_spec import BackboneSpec
+from keras_rollback.models.backbone_spec import register_backbone
+from keras_rollback.models.backbones import RESNET_CONFIGS
+from keras_rollback.models.backbones import import_keras_hub
+from keras_rollback.models.backbones import keras_hub_resnet
+from keras_rollback.models.weight_source import WeightSource
+from keras_rollback.resolution_blocks import all_layers
+
+RESNET_STAGES = ("conv2_x", "conv3_x", "conv4_x", "conv5_x")
+
+# --- Builders --------------------------------------------------------------------------------
+
+
+def keras_hub_resnet_builder(spec, arch, *, input_shape, last_stride, name, pretrained):
+    """A keras-hub `ResNetBackbone` with torchvision's ResNet v1.5 layout (or a keras-hub preset)."""
+    if pretrained is None:
+        return keras_hub_resnet(arch, input_shape=input_shape, last_stride=last_stride, name=name)
+    return import_keras_hub().models.ResNetBackbone.from_preset(
+        pretrained.preset,
+        image_shape=input_shape,
+        stackwise_num_strides=[1, 2, 2, last_stride],
+        name=name,
+    )
+
+
+def keras_applications_builder(spec, arch, *, input_shape, last_stride, name, pretrained):
+    """A keras.applications model without its classifier (`include_top=False`)."""
+    if last_stride != 2:
+        raise ValueError(
+            f"`last_stride` can only be changed for keras-hub ResNets. Received: arch={arch!r}, "
+            f"source={spec.source!r}, last_stride={last_stride}"
+        )
+    constructor = getattr(keras.applications, spec.architectures[arch])
+    return constructor(
+        include_top=False,
+        weights="imagenet" if pretrained is not None else None,
+        input_shape=input_shape,
+        name=name,
+    )
+
+
+# --- Block rules -----------------------------------------------------------------------------
+
+
+def keras_hub_resnet_blocks(model, paths):
+    """keras-hub `ResNetBackbone` v1 and v2: stem, then `stack0..3` as `conv2_x..conv5_x`."""
+    if not any(p.startswith("stack3_block0_") for p in paths):
+        return None
+    stem = list(
+        dict.fromkeys(
+            p.rsplit("/", 1)[0] + "/" for p in paths if re.match(r"conv1(_\d+)?_(conv|bn)/", p)
+        )
+    )
+    if not stem:
+        return None
+    blocks = {"stem": [re.escape(s) for s in stem]}
+    for k, stage in enumerate(RESNET_STAGES):
+        blocks[stage] = [f"stack{k}_"]
+    if any(p.startswith("post_bn/") for p in paths):
+        # Pre-activation (v2) backbones end with a BatchNorm on stack3's output.
+        blocks["conv5_x"].append("post_bn/")
+    return blocks
+
+
+def _keras_applications_resnet_blocks(paths, pre_activation):
+    # keras.applications ResNet v1 and v2 share names (conv1_conv, convK_blockJ_...); v2 ends
+    # with a `post_bn` on conv5's output. DenseNet has the same names but no projection
+    # shortcut (`_0_conv`).
+    required = {"conv1_conv/kernel", "conv2_block1_0_conv/kernel", "conv5_block1_1_conv/kernel"}
+    if not required <= set(paths):
+        return None
+    if any(p.startswith("post_bn/") for p in paths) != pre_activation:
+        return None
+    blocks = {"stem": ["conv1_"]}
+    for k, stage in enumerate(RESNET_STAGES, start=2):
+        blocks[stage] = [f"conv{k}_"]
+    if pre_activation:
+        blocks["conv5_x"].append("post_bn/")
+    return blocks
+
+
+def keras_applications_resnet_blocks(model, paths):
+    """keras.applications ResNet50/101/152: `conv1` stem, then `conv2_x..conv5_x`."""
+    return _keras_applications_resnet_blocks(paths, pre_activation=False)
+
+
+def keras_applications_resnet_v2_blocks(model, paths):
+    """keras.applications ResNet50V2/101V2/152V2: as v1, with `post_bn` in `conv5_x`."""
+    return _keras_applications_resnet_blocks(paths, pre_activation=True)
+
+
+def inception_v3_blocks(model, paths):
+    """The paper's Table 7: `B1` = stem up to the second max-pooling, mixed0-2, mixed3-7, mixed8-10.
+
+    Layer names are generated and change between builds, so the blocks are
+    found by position between the `mixedN` layers and written as exact
+    layer-name rules for this model.
+    """
+    layers = list(all_layers(model))
+    names = [layer.name for layer in layers]
+    if not {"mixed0", "mixed2", "mixed7", "mixed10"} <= set(names):
+        return None
+    pools = [i for i, layer in enumerate(layers) if isinstance(layer, keras.layers.MaxPooling2D)]
+    mixed0 = names.index("mixed0")
+    stem_pools = [i for i in pools if i < mixed0]
+    if len(stem_pools) != 2:
+        return None
+    ends = {
+        "B1": stem_pools[1],
+        "B2": names.index("mixed2"),
+        "B3": names.index("mixed7"),
+        "B4": names.index("mixed10"),
+    }
+    backbone_start = names.index("mixed10") - 1
+    while backbone_start >= 0 and not isinstance(layers[backbone_start], keras.layers.InputLayer):
+        backbone_start -= 1
+    blocks = {}
+    start = backbone_start + 1
+    for block, end in ends.items():
+        blocks[block] = [
+            re.escape(layer.name) + "/" for layer in layers[start : end + 1] if layer.weights
+        ]
+        start = end + 1
+    return blocks
+
+
+# --- Weights ---------------------------------------------------------------------------------
+
+_TORCHVISION_RECIPE = (
+    "torchvision's original ImageNet-1k recipe: 90 epochs of SGD (momentum 0.9, lr 0.1 divided "
+    "by 10 every 30 epochs, batch 256, weight decay 1e-4), random-resized crop 224 and flip"
+)
+# torchvision's V1 ResNet files (`ResNet*_Weights.IMAGENET1K_V1`): file, top-1 at 224, and
+# for ResNet-50 the file of 2019 (the authors' `pretrained=True`), the same weights.
+_TORCHVISION_V1 = {
+    "resnet18": ("resnet18-f37072fd.pth", 69.758, ()),
+    "resnet34": ("resnet34-b627a593.pth", 73.314, ()),
+    "resnet50": ("resnet50-0676ba61.pth", 76.130, ("resnet50-19c8e357.pth",)),
+    "resnet101": ("resnet101-63fe2227.pth", 77.374, ()),
+    "resnet152": ("resnet152-394f9c45.pth", 78.312, ()),
+}
+
+
+def _torchvision_v1(arch):
+    file_name, top1, equivalent = _TORCHVISION_V1[arch]
+    return WeightSource(
+        name="torchvision_v1",
+        kind="torchvision",
+        description=(
+            f"torchvision's {arch} IMAGENET1K_V1 weights ({file_name}), the weights of "
+            "`pretrained=True` that the paper's authors used"
+        ),
+        preprocessing="torch",
+        file_name=file_name,
+        url=f"https://download.pytorch.org/models/{file_name}",
+        top1=top1,
+        recipe=_TORCHVISION_RECIPE,
+        equivalent_files=equivalent,
+    )
+
+
+def _keras_hub_timm(arch, preset, timm_name, top1=None):
+    return WeightSource(
+        name="keras_hub_timm_a1",
+        kind="keras_hub",
+        description=(
+            f"keras-hub preset {preset!r}, converted from timm's {timm_name} (not the "
+            "paper's weights)"
+        ),
+        preprocessing="torch",
+        top1=top1,
+        recipe=(
+            "timm 'ResNet strikes back' A1: 600 epochs, LAMB, binary cross-entropy, "
+            "RandAugment, Mixup/CutMix, stochastic depth"
+        ),
+        preset=preset,
+    )
+
+
+_KERAS_HUB_TIMM = {
+    "resnet18": ("resnet_18_imagenet", "resnet18.a1_in1k", None),
+    "resnet50": ("resnet_50_imagenet", "resnet50.a1_in1k", 80.4),
+    "resnet101": ("resnet_101_imagenet", "resnet101.a1_in1k", None),
+    "resnet152": ("resnet_152_imagenet", "resnet152.a1_in1k", None),
+}
+
+
+def _torchvision_resnet_weights():
+    weights = {}
+    for arch in _TORCHVISION_V1:
+        weights[arch] = {"torchvision_v1": _torchvision_v1(arch)}
+        if arch in _KERAS_HUB_TIMM:
+            source = _keras_hub_timm(arch, *_KERAS_HUB_TIMM[arch])
+            # "imagenet": the source library's own ImageNet weights, as before.
+            weights[arch].update({source.name: source, "imagenet": source})
+    return weights
+
+
+def _keras_imagenet(description, preprocessing, top1=None):
+    return WeightSource(
+        name="imagenet",
+        kind="keras_applications",
+        description=description,
+        preprocessing=preprocessing,
+        top1=top1,
+    )
+
+
+def _caffe_resnet(depth, top1):
+    return _keras_imagenet(
+        f"keras.applications' ResNet{depth} 'imagenet' weights: Kaiming He's original Caffe "
+        "models (MSRA, 2015) converted to Keras (Caffe preprocessing: BGR minus the mean pixel)",
+        "caffe",
+        top1,
+    )
+
+
+def _keras_weights(architectures, description, preprocessing):
+    return {
+        arch: {"imagenet": _keras_imagenet(f"{description} ({constructor})", preprocessing)}
+        for arch, constructor in architectures.items()
+    }
+
+
+# --- The families ----------------------------------------------------------------------------
+
+register_backbone(
+    BackboneSpec(
+        family="torchvision_resnet",
+        source="keras_hub",
+        architectures=RESNET_CONFIGS,
+        build=keras_hub_resnet_builder,
+        preprocessing="torch",
+        weights=_torchvision_resnet_weights(),
+        block_rules=keras_hub_resnet_blocks,
+        description=(
+            "torchvision's ResNet v1.5 layer for layer, as a keras-hub ResNetBackbone (also "
+            "finds any keras-hub ResNetBackbone, v1 or v2, in a model)"
+        ),
+    )
+)
+
+_RESNET = {"resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152"}
+register_backbone(
+    BackboneSpec(
+        family="keras_applications_resnet",
+        source="keras_applications",
+        architectures=_RESNET,
+        build=keras_applications_builder,
+        preprocessing="caffe",
+        weights={
+            "resnet50": {"imagenet": _caffe_resnet(50, 74.9)},
+            "resnet101": {"imagenet": _caffe_resnet(101, 76.4)},
+            "resnet152": {"imagenet": _caffe_resnet(152, 76.6)},
+        },
+        block_rules=keras_applications_resnet_blocks,
+        description="The original Caffe ResNet v1 (stride on the first 1x1 convolution, biases)",
+    )
+)
+
+_RESNET_V2 = {
+    "resnet50_v2": "ResNet50V2",
+    "resnet101_v2": "ResNet101V2",
+    "resnet152_v2": "ResNet152V2",
+}
+register_backbone(
+    BackboneSpec(
+        family="keras_applications_resnet_v2",
+        source="keras_applications",
+        architectures=_RESNET_V2,
+        build=keras_applications_builder,
+        preprocessing="tf",
+        weights=_keras_weights(
+            _RESNET_V2, "keras.applications' 'imagenet' weights of the pre-activation ResNet", "tf"
+        ),
+        block_rules=keras_applications_resnet_v2_blocks,
+        description="Pre-activation ResNet (He et al., 2016)",
+    )
+)
+
+register_backbone(
+    BackboneSpec(
+        family="keras_applications_inception_v3",
+        source="keras_applications",
+        architectures={"inception_v3": "InceptionV3"},
+        build=keras_applications_builder,
+        preprocessing="tf",
+        weights={
+            "inception_v3": {
+                "imagenet": _keras_imagenet(
+                    "keras.applications' InceptionV3 'imagenet' weights (inputs in [-1, 1])",
+                    "tf",
+                    77.9,
+                )
+            }
+        },
+        block_rules=inception_v3_blocks,
+        description="InceptionV3, partitioned as the paper's Table 7",
+    )
+)
+
+# Families partitioned by resolution (`BlockPartition.by_resolution`): the layer names that
+# identify them and the backbone's last layer (so that a built-in classifier is the head).
+_EFFICIENTNET = {f"efficientnet_b{i}": f"EfficientNetB{i}" for i in range(8)} | {
+    f"efficientnet_v2_{v.lower()}": f"EfficientNetV2{v}"
+    for v in ("B0", "B1", "B2", "B3", "S", "M", "L")
+}
+_MOBILENET_V2 = {"mobilenet_v2": "MobileNetV2"}
+_MOBILENET_V3 = {"mobilenet_v3_small": "MobileNetV3Small", "mobilenet_v3_large": "MobileNetV3Large"}
+_DENSENET = {f"densenet{d}": f"DenseNet{d}" for d in (121, 169, 201)}
+_CONVNEXT = {
+    f"convnext_{size}": f"ConvNeXt{size.capitalize()}"
+    for size in ("tiny", "small", "base", "large", "xlarge")
+}
+# (family, architectures, preprocessing, signature, feature layer, weights description)
+_RESOLUTION_FAMILIES = (
+    (
+        "keras_applications_efficientnet",
+        _EFFICIENTNET,
+        "none",  # The models rescale and normalise [0, 255] inputs themselves.
+        ("stem_conv", "top_conv", "top_activation"),
+        "top_activation",
+        "keras.applications' 'imagenet' EfficientNet weights (input normalisation built in)",
+    ),
+    (
+        "keras_applications_mobilenet_v2",
+        _MOBILENET_V2,
+        "tf",
+        ("Conv1", "expanded_conv_project", "out_relu"),
+        "out_relu",
+        "keras.applications' 'imagenet' MobileNetV2 weights (inputs in [-1, 1])",
+    ),
+    (
+        "keras_applications_mobilenet_v3",
+        _MOBILENET_V3,
+        "none",
+        ("expanded_conv_depthwise", "conv_1", "conv_1_bn"),
+        "conv_1_bn",
+        "keras.applications' 'imagenet' MobileNetV3 weights (input rescaling built in)",
+    ),
+    (
+        "keras_applications_densenet",
+        _DENSENET,
+        "torch",
+        ("conv2_block1_0_bn", "pool2_conv", "bn"),
+        "bn",
+        "keras.applications' 'imagenet' DenseNet weights (torch mean/std preprocessing)",
+    ),
+    (
+        "keras_applications_convnext",
+        _CONVNEXT,
+        "none",
+        (r".+_stem", r".+_stage_3_block_\d+_layer_scale"),
+        None,
+        "keras.applications' 'imagenet' ConvNeXt weights (input normalisation built in)",
+    ),
+)
+for (
+    _family,
+    _architectures,
+    _preprocessing,
+    _signature,
+    _feature_layer,
+    _description,
+) in _RESOLUTION_FAMILIES:
+    register_backbone(
+        BackboneSpec(
+            family=_family,
+            source="keras_applications",
+            architectures=_architectures,
+            build=keras_applications_builder,
+            preprocessing=_preprocessing,
+            weights=_keras_weights(_architectures, _description, _preprocessing),
+            signature=_signature,
+            feature_layer=_feature_layer,
+            description="Blocks of one feature-map resolution each",
+        )
+    )

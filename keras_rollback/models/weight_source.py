@@ -1,0 +1,246 @@
+"""`WeightSource`: what a backbone's pre-trained weights are, and the folder they are kept in."""
+
+import dataclasses
+import json
+import os
+import re
+
+import keras
+from absl import logging
+
+from keras_rollback._atomic_files import atomic_write
+from keras_rollback._atomic_files import sha256_of_file
+
+HOME_ENVIRONMENT_VARIABLE = "KERAS_ROLLBACK_HOME"
+OFFLINE_ENVIRONMENT_VARIABLE = "KERAS_ROLLBACK_OFFLINE"
+KINDS = ("torchvision", "keras_hub", "keras_applications")
+MANIFEST = "manifest.json"
+# torch.hub's convention: the file name ends with the first hex digits of the file's SHA-256.
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{8,64})\.[a-z]+$")
+
+
+class MissingWeightsError(FileNotFoundError):
+    """Pre-trained weights that are neither in the cache folder nor downloadable now.
+
+    Its message is one paragraph naming the file, where to download it and the
+    folder to put it in; scripts print it instead of a traceback.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightSource:
+    """One set of pre-trained backbone weights and exactly what it is.
+
+    Example:
+
+    ```python
+    source = get_backbone_spec("resnet50").weight_source("resnet50", "torchvision_v1")
+    source.file_name  # "resnet50-0676ba61.pth"
+    source.preprocessing  # "torch"
+    ```
+
+    Args:
+        name: String. The name passed as `weights=` (`"torchvision_v1"`,
+            `"imagenet"`, ...).
+        kind: String. How the weights are fetched: `"torchvision"` (a
+            state_dict file in `weights_home()/torchvision`, converted once
+            into `weights_home()/converted`), `"keras_hub"` (a keras-hub
+            preset) or `"keras_applications"` (a keras.applications
+            constructor's `weights="imagenet"`).
+        description: String. What the weights are: who trained them, on what,
+            and how they were converted.
+        preprocessing: String. The input normalisation the weights expect, a
+            mode of `keras_rollback.data.normalize_images`.
+        file_name: String or None. The file (torchvision) or None. Defaults to
+            `None`.
+        url: String or None. Where the file is published. Defaults to `None`.
+        sha256: String or None. The file's full SHA-256 where known; otherwise
+            the hex digits that torch.hub puts at the end of the file name are
+            checked. Defaults to `None`.
+        top1: Float or None. Published ImageNet-1k top-1 accuracy (%), single
+            224 crop. Defaults to `None`.
+        recipe: String or None. The training recipe. Defaults to `None`.
+        preset: String or None. keras-hub preset name. Defaults to `None`.
+        equivalent_files: Tuple of strings. Other published file names holding
+            the same weights (an older serialisation). Defaults to `()`.
+    """
+
+    name: str
+    kind: str
+    description: str
+    preprocessing: str
+    file_name: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    top1: float | None = None
+    recipe: str | None = None
+    preset: str | None = None
+    equivalent_files: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"Unknown weight source kind. Received: kind={self.kind!r}")
+        if self.kind == "torchvision" and not (self.file_name and self.url):
+            raise ValueError(f"A torchvision source needs a file_name and a url: {self.name!r}")
+        if self.kind == "keras_hub" and not self.preset:
+            raise ValueError(f"A keras-hub source needs a preset: {self.name!r}")
+
+    def provenance(self):
+        """The record written beside results: name, kind, description, file, top-1, recipe."""
+        record = {
+            "weights": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "preprocessing": self.preprocessing,
+        }
+        for key in ("file_name", "url", "sha256", "top1", "recipe", "preset"):
+            value = getattr(self, key)
+            if value is not None:
+                record[key] = value
+        return record
+
+
+def weights_home():
+    """The folder of pre-trained weight files: `$KERAS_ROLLBACK_HOME`, else `~/.keras/keras_rollback`.
+
+    torchvision files go into its `torchvision/` folder, their Keras conversions
+    into `converted/`, described by `manifest.json`. (keras.applications and
+    keras-hub keep their own downloads in Keras' and Kaggle's caches.)
+    """
+    home = os.environ.get(HOME_ENVIRONMENT_VARIABLE)
+    if home:
+        return os.path.abspath(os.path.expanduser(home))
+    keras_home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
+    return os.path.abspath(os.path.expanduser(os.path.join(keras_home, "keras_rollback")))
+
+
+def load_torchvision_source(backbone, source):
+    """Loads a torchvision source into a keras-hub ResNet, converting the file once.
+
+    Looks for `<home>/converted/<file stem>.weights.h5` (written by an earlier
+    call and listed in the manifest) and loads it strictly; otherwise finds
+    the torchvision file in `<home>/torchvision/` (downloading it when
+    online), checks its SHA-256, converts it with `load_torchvision_weights`
+    and writes the `.weights.h5` and its manifest entry.
+
+    Args:
+        backbone: keras-hub `ResNetBackbone` of the source's architecture.
+        source: `WeightSource` of kind `"torchvision"`.
+
+    Returns:
+        The provenance record (`source.provenance()` plus the file actually
+        read and its SHA-256).
+    """
+    from keras_rollback.models.keras_weights import load_weights_strict
+    from keras_rollback.models.torchvision_weights import load_torchvision_weights
+
+    home = weights_home()
+    manifest = _read_manifest(home)
+    for file_name in (source.file_name, *source.equivalent_files):
+        entry = manifest.get(file_name)
+        converted = os.path.join(home, "converted", _converted_name(file_name))
+        if entry and os.path.isfile(converted):
+            load_weights_strict(backbone, converted)
+            logging.info("Loaded %s (converted from %s).", converted, file_name)
+            return {**source.provenance(), **entry}
+    path = _torchvision_file(source, home)
+    file_name = os.path.basename(path)
+    digest = _checked_sha256(path, source)
+    load_torchvision_weights(backbone, path)
+    converted = os.path.join(home, "converted", _converted_name(file_name))
+    atomic_write(converted, backbone.save_weights, suffix=".weights.h5")
+    entry = {
+        "file": file_name,
+        "sha256": digest,
+        "converted": os.path.relpath(converted, home),
+        "keras_version": keras.__version__,
+    }
+    manifest[file_name] = entry
+    _write_manifest(home, manifest)
+    logging.info("Converted %s into %s (SHA-256 %s).", path, converted, digest)
+    return {**source.provenance(), **entry}
+
+
+def torchvision_provenance(source):
+    """`source.provenance()` with the file that will be read and its SHA-256.
+
+    Read from the manifest once the file was converted; otherwise the file is
+    found (or downloaded, or a `MissingWeightsError` raised) and checked.
+    """
+    home = weights_home()
+    manifest = _read_manifest(home)
+    for file_name in (source.file_name, *source.equivalent_files):
+        converted = os.path.join(home, "converted", _converted_name(file_name))
+        if file_name in manifest and os.path.isfile(converted):
+            return {**source.provenance(), **manifest[file_name]}
+    path = _torchvision_file(source, home)
+    return {
+        **source.provenance(),
+        "file": os.path.basename(path),
+        "sha256": _checked_sha256(path, source),
+    }
+
+
+def missing_weights_message(file_name, url, folder, reason=None):
+    """The one-paragraph error of a weight file that is not available."""
+    because = f" ({reason})" if reason else ""
+    return (
+        f"Pre-trained weights file {file_name!r} is not in {folder} and could not be "
+        f"downloaded{because}. Download it from {url} (on any machine with internet access) "
+        f"and put it in {folder} (set {HOME_ENVIRONMENT_VARIABLE} to use another folder than "
+        f"{os.path.dirname(folder)}); it is converted to Keras on first use and cached there."
+    )
+
+
+def _torchvision_file(source, home):
+    folder = os.path.join(home, "torchvision")
+    for file_name in (source.file_name, *source.equivalent_files):
+        path = os.path.join(folder, file_name)
+        if os.path.isfile(path):
+            return path
+    if os.environ.get(OFFLINE_ENVIRONMENT_VARIABLE, "").lower() in ("1", "true", "yes"):
+        reason = f"{OFFLINE_ENVIRONMENT_VARIABLE} is set"
+    else:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            return keras.utils.get_file(
+                source.file_name, source.url, cache_dir=home, cache_subdir="torchvision"
+            )
+        except Exception as e:  # keras.utils.get_file raises a bare Exception offline.
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise MissingWeightsError(missing_weights_message(source.file_name, source.url, folder, reason))
+
+
+def _checked_sha256(path, source):
+    digest = sha256_of_file(path)
+    expected = source.sha256
+    if expected is None:
+        match = _HASH_PREFIX.search(os.path.basename(path))
+        expected = match.group(1) if match else ""
+    if not digest.startswith(expected):
+        raise ValueError(
+            f"Weight file {path!r} is not {source.description}: its SHA-256 is {digest}, expected "
+            f"one starting with {expected} (a partial download or another file under this name). "
+            f"Download it again from {source.url}."
+        )
+    return digest
+
+
+def _converted_name(file_name):
+    return os.path.splitext(file_name)[0] + ".weights.h5"
+
+
+def _read_manifest(home):
+    path = os.path.join(home, MANIFEST)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_manifest(home, manifest):
+    def write(path):
+        with open(path, "w") as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+
+    atomic_write(os.path.join(home, MANIFEST), write)
