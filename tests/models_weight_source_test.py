@@ -133,3 +133,14 @@ def test_weight_file_provenance_is_its_path_and_hash(tmp_path):
     backbone.save_weights(path)
     record = weights_provenance("resnet18", str(path))
     assert record["file"] == str(path) and record["sha256"] == sha256_of_file(path)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+def test_torchvision_v1_downloads_checks_and_loads(arch, tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_ROLLBACK_HOME", str(tmp_path))
+    backbone = build_backbone(arch, weights="torchvision_v1", input_shape=(128, 64, 3))
+    record = weights_provenance(arch, "torchvision_v1")
+    assert record["sha256"].startswith(record["file_name"].split("-")[1].split(".")[0])
+    features = backbone(np.zeros((1, 128, 64, 3), "float32"))
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(features)))
