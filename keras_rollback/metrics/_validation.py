@@ -30,13 +30,21 @@ def check_same_length(length, values, name, what):
 
 def check_floating_matrix(values, name):
     """Checks that `values` is a 2-D floating array or tensor; returns its shape."""
-    shape = tuple(ops.shape(values))
+    shape = shape_of(values)
     if len(shape) != 2:
         raise ValueError(f"`{name}` must be 2-D. Received: {name}.shape={shape}.")
     dtype = str(getattr(values, "dtype", np.asarray(values).dtype))
     if "float" not in dtype:
         raise ValueError(f"`{name}` must have a floating dtype. Received: {name}.dtype={dtype}.")
     return shape
+
+
+def shape_of(values):
+    """The shape of an array or tensor as a tuple of ints, without converting it (on
+    TensorFlow `ops.shape` of a numpy array copies it into a tensor)."""
+    if isinstance(values, np.ndarray):
+        return values.shape
+    return tuple(int(n) for n in ops.shape(values))
 
 
 def check_chunk_size(chunk_size):

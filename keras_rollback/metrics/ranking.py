@@ -201,7 +201,7 @@ def _show_progress(verbose, num_queries, num_gallery):
 
 def _matrix_chunks(distances, chunk_size):
     """Yields `(start, stop, numpy rows)` of a distance matrix (array or tensor), checked."""
-    num_queries = int(ops.shape(distances)[0])
+    num_queries = _validation.shape_of(distances)[0]
     for start in range(0, num_queries, chunk_size):
         stop = min(start + chunk_size, num_queries)
         chunk = _validation.to_numpy(distances[start:stop])
