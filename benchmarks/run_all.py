@@ -77,7 +77,7 @@ SIZES = {
         "fit_epochs": 2,
         "fit_steps_per_epoch": 1,
         "fit_repeats": 1,
-        "evaluation": ["--repeats", "1", "--queries", "64", "--gallery", "256", "--ids", "16"],
+        "evaluation": ["--repeats", "1", "--dim", "64"],
         "input_pipeline": ["--images=16", "--train_steps=1", "--batch_size=2"],
     },
     "full": {
