@@ -20,11 +20,17 @@ from keras_rollback.multi_process_job import MultiProcessJob
 _NOT_COPIED = ("config.json", "tensorboard")
 
 
-def run(config, workdir):
-    """`train.run_experiment(config, workdir)` on the processes `config.distribution` names."""
+def run(config, workdir, *, start_over=False):
+    """`train.run_experiment(config, workdir)` on the processes `config.distribution` names
+    (`start_over`: a new run in a work dir that holds one, single-process jobs only)."""
     distribution = config.distribution
     if distribution.num_processes == 1:
-        return train.run_experiment(config, workdir)
+        return train.run_experiment(config, workdir, start_over=start_over)
+    if start_over:
+        raise ValueError(
+            "--start_over is for single-process jobs; delete the work dir to start a "
+            f"{distribution.num_processes}-process job over."
+        )
     job = MultiProcessJob(
         distribution.num_processes,
         distribution.process_id,

@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from experiments import config_checks
 from experiments import launch
 from experiments import study
 from keras_rollback.models import MissingWeightsError
@@ -21,6 +22,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for the config, logs, checkpoints and results.")
 config_flags.DEFINE_config_file(
     "config", "experiments/configs/synthetic.py", "Experiment configuration file.", lock_config=True
+)
+flags.DEFINE_bool(
+    "start_over",
+    False,
+    "Delete the work dir's contents and start a new run (a work dir refuses a rerun with "
+    "another config otherwise).",
 )
 flags.mark_flags_as_required(["workdir"])
 
@@ -32,10 +39,10 @@ def main(argv):
         if "study" in FLAGS.config:  # Several seeds: experiments/configs/study.py.
             study.run_study(FLAGS.config, FLAGS.workdir)
         else:
-            launch.run(FLAGS.config, FLAGS.workdir)
+            launch.run(FLAGS.config, FLAGS.workdir, start_over=FLAGS.start_over)
     except MissingWeightsError as e:  # Says what to download and where: no traceback.
         raise SystemExit(f"Error: {e}") from None
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=config_checks.parse_flags_checking_config_fields)

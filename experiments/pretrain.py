@@ -8,6 +8,8 @@ import tempfile
 import keras
 from absl import logging
 
+from experiments import workdir as workdir_lib
+from keras_rollback import _atomic_files
 from keras_rollback.data import make_train_dataset
 from keras_rollback.data import read_market1501
 from keras_rollback.data import write_synthetic_market1501
@@ -25,6 +27,11 @@ def synthetic_source_weights(config, cache_dir):
     `cache_dir`, so every method of an experiment starts from the same weights. These are
     not ImageNet weights: they only give the blocks a trained state to roll back to when
     no network is available.
+
+    The weights file is written atomically, then its size and SHA-256 beside it
+    (`<file>.json`); a cached file is used only if it matches them, and a truncated or
+    damaged one is reported by path and trained again. The source dataset is written to a
+    temporary folder in `cache_dir`, deleted afterwards (or at the next call, after a kill).
     """
     recipe = {
         "backbone": config.model.backbone,
@@ -35,9 +42,14 @@ def synthetic_source_weights(config, cache_dir):
     }
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     path = os.path.join(cache_dir, f"{config.model.backbone}-synthetic-source-{key}.weights.h5")
-    if os.path.exists(path):
+    problem = _cache_problem(path)
+    if problem is None:
         logging.info("Using cached synthetic-source backbone %s", path)
         return path
+    if os.path.exists(path):
+        logging.warning("Cached synthetic-source backbone %s %s: training it again.", path, problem)
+    os.makedirs(cache_dir, exist_ok=True)
+    workdir_lib.remove_temp_folders(cache_dir, "source-dataset")
     logging.warning(
         "Pre-training %s on a synthetic source task (%d identities, %d epochs): these are NOT "
         "ImageNet weights.",
@@ -45,7 +57,8 @@ def synthetic_source_weights(config, cache_dir):
         config.pretrain.num_identities,
         config.pretrain.epochs,
     )
-    with tempfile.TemporaryDirectory() as source_dir:
+    prefix = f".source-dataset{_atomic_files.TEMP_MARKER}"
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=prefix) as source_dir:
         write_synthetic_market1501(
             source_dir,
             num_train_identities=config.pretrain.num_identities,
@@ -78,9 +91,26 @@ def synthetic_source_weights(config, cache_dir):
             drop_remainder=config.distribution.num_processes > 1,  # Equal shares per process.
         )
         model.fit(train, epochs=config.pretrain.epochs, shuffle=False, verbose=2)
-    os.makedirs(cache_dir, exist_ok=True)
     backbone = model.get_layer(f"{config.model.backbone}_backbone")
-    partial = path + ".partial.weights.h5"
-    backbone.save_weights(partial)
-    os.replace(partial, path)
+    _atomic_files.atomic_write(path, backbone.save_weights, suffix=".weights.h5")
+    workdir_lib.write_json(
+        path + ".json",
+        {"bytes": os.path.getsize(path), "sha256": _atomic_files.sha256_of_file(path)},
+    )
     return path
+
+
+def _cache_problem(path):
+    """Why the cached weights at `path` cannot be used, or None if they match their record."""
+    if not os.path.exists(path):
+        return "is absent"
+    record = workdir_lib.read_json(path + ".json")
+    if not isinstance(record, dict):
+        return "has no size and checksum record (killed while caching?)"
+    found = {"bytes": os.path.getsize(path), "sha256": _atomic_files.sha256_of_file(path)}
+    if found != {"bytes": record.get("bytes"), "sha256": record.get("sha256")}:
+        return (
+            f"is truncated or damaged ({found['bytes']} bytes, expected {record.get('bytes')}; "
+            "checksum differs)"
+        )
+    return None

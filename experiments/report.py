@@ -1,7 +1,7 @@
 """Result files, plots and the paper-style comparison table of an experiment."""
 
 import csv
-import json
+import io
 import os
 
 import keras
@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt
 
 from experiments import paper_results
+from experiments import workdir as workdir_lib
+from keras_rollback import _atomic_files
 from keras_rollback.block_diagnostics import plot_block_drift
 
 COLUMNS = (
@@ -38,12 +40,9 @@ HEADLINE = {"reid": ("mAP", "rank1"), "classification": ("top1",)}
 
 
 def read_history(path, method, periods, device):
-    """Rows of a method's `epochs.jsonl` (every epoch, across resumes; the last write wins)."""
-    epochs = {}
-    with open(path) as f:
-        for line in f:
-            record = json.loads(line)
-            epochs[record["epoch"]] = record
+    """Rows of a method's `epochs.jsonl` (every epoch, across resumes; the last write wins;
+    a cut last line is ignored)."""
+    epochs = {record["epoch"]: record for record in workdir_lib.read_json_lines(path)}
     rows = []
     for epoch in sorted(epochs):
         record = epochs[epoch]
@@ -68,13 +67,13 @@ def read_history(path, method, periods, device):
 
 
 def write_results(rows, workdir):
-    """`results.csv` and `results.json`: one row per method and epoch."""
-    with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(rows, f, indent=2)
+    """`results.csv` and `results.json`: one row per method and epoch (written atomically)."""
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    workdir_lib.write_text(os.path.join(workdir, "results.csv"), table.getvalue())
+    workdir_lib.write_json(os.path.join(workdir, "results.json"), rows, indent=2)
 
 
 def plot_curves(rows, workdir):
@@ -110,7 +109,11 @@ def plot_curves(rows, workdir):
         handles[0] + more[0], handles[1] + more[1], loc="center right", fontsize="small"
     )
     figure.tight_layout()
-    figure.savefig(os.path.join(workdir, "curves.png"), dpi=120)
+    _atomic_files.atomic_write(
+        os.path.join(workdir, "curves.png"),
+        lambda tmp: figure.savefig(tmp, dpi=120, format="png"),
+        suffix=".png",
+    )
     plt.close(figure)
 
 
@@ -119,17 +122,20 @@ def plot_drift(config, workdir, path=None):
     epoch, one panel per method, from the methods' `epochs.jsonl`."""
     runs = {}
     for method in config.methods:
-        with open(os.path.join(workdir, method.replace(":", "_"), "epochs.jsonl")) as f:
-            epochs = {}
-            for line in f:
-                record = json.loads(line)
-                epochs[record["epoch"]] = record
+        records = workdir_lib.read_json_lines(
+            os.path.join(workdir, method.replace(":", "_"), "epochs.jsonl")
+        )
+        epochs = {record["epoch"]: record for record in records}
         runs[method] = [epochs[e] for e in sorted(epochs)]
-    plot_block_drift(
-        runs,
+    _atomic_files.atomic_write(
         path or os.path.join(workdir, "drift.png"),
-        title=f"{config.model.backbone} on {config.dataset.name}: drift from the pre-trained "
-        "weights per block (dashed: period starts)",
+        lambda tmp: plot_block_drift(
+            runs,
+            tmp,
+            title=f"{config.model.backbone} on {config.dataset.name}: drift from the "
+            "pre-trained weights per block (dashed: period starts)",
+        ),
+        suffix=".png",
     )
 
 

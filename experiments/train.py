@@ -2,17 +2,18 @@
 
 import contextlib
 import functools
-import json
 import os
 import time
 
 import keras
 from absl import logging
 
+from experiments import config_checks
 from experiments import methods
 from experiments import pretrain
 from experiments import recipes
 from experiments import report
+from experiments import workdir as workdir_lib
 from keras_rollback import BlockDiagnostics
 from keras_rollback import BlockPartition
 from keras_rollback import LayerwiseSGD
@@ -28,10 +29,11 @@ from keras_rollback.metrics import pairwise_distance
 from keras_rollback.models import backbone_preprocessing
 from keras_rollback.models import weights_provenance
 from keras_rollback.nan_guard import NanGuard
+from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 from keras_rollback.run_checkpoint import RunCheckpoint
 
 
-def run_experiment(config, workdir, model_scope=contextlib.nullcontext):
+def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start_over=False):
     """Trains and evaluates each method of `config.methods`, then compares them.
 
     Writes into `workdir`: `config.json` (the resolved config), one folder per method
@@ -45,42 +47,47 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext):
     factory) is where models are built and compiled: `MultiProcessJob.scope` in a multi-process
     job (see experiments/launch.py).
 
+    The config is validated first; the work dir is locked against a second process, and
+    refused if it holds a run of another config (see `experiments/workdir.py`; `start_over`
+    deletes its contents first). Every file is written atomically.
+
     Returns:
         The result rows (list of dicts).
     """
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
-    keras.utils.set_random_seed(config.seed)
-    task = _read_task(config, workdir)
-    weights = _backbone_weights(config, workdir)
-    provenance = _record_weights(config, weights, workdir)
-    rows = []
-    for method in config.methods:
-        method_dir = os.path.join(workdir, _folder(method))
-        finished = os.path.join(method_dir, "finished.json")
-        if os.path.exists(finished):
-            compat.print_msg(f"{method}: finished in an earlier run, results read from {finished}.")
-            with open(finished) as f:
-                rows.extend(json.load(f))
-            continue
-        with _dtype_policy(config.train.mixed_precision):
-            method_rows = train_and_evaluate(config, method, task, weights, method_dir, model_scope)
-        with open(finished, "w") as f:
-            json.dump(method_rows, f)
-        rows.extend(method_rows)
-    for row in rows:
-        row.update(report.weights_columns(provenance))
-    report.write_results(rows, workdir)
-    report.plot_curves(rows, workdir)
-    report.plot_drift(config, workdir)
-    table = report.comparison_table(rows, config) + "\n\n" + report.weights_note(provenance)
-    if config.task == "reid":
-        table += "\n\n" + report.how_to_read(rows, len(task.dataset.query))
-    with open(os.path.join(workdir, "comparison.md"), "w") as f:
-        f.write(table + "\n")
-    compat.print_msg(table)
-    return rows
+    config_checks.validate_config(config)
+    with workdir_lib.locked(workdir):
+        workdir_lib.record_or_check_config(config, workdir, start_over=start_over)
+        keras.utils.set_random_seed(config.seed)
+        task = _read_task(config, workdir)
+        weights = _backbone_weights(config, workdir)
+        provenance = _record_weights(config, weights, workdir)
+        rows = []
+        for method in config.methods:
+            method_dir = os.path.join(workdir, _folder(method))
+            finished = os.path.join(method_dir, "finished.json")
+            method_rows = workdir_lib.read_json(finished)
+            if method_rows is not None:
+                compat.print_msg(
+                    f"{method}: finished in an earlier run, results read from {finished}."
+                )
+            else:
+                with _dtype_policy(config.train.mixed_precision):
+                    method_rows = train_and_evaluate(
+                        config, method, task, weights, method_dir, model_scope
+                    )
+                workdir_lib.write_json(finished, method_rows)
+            rows.extend(method_rows)
+        for row in rows:
+            row.update(report.weights_columns(provenance))
+        report.write_results(rows, workdir)
+        report.plot_curves(rows, workdir)
+        report.plot_drift(config, workdir)
+        table = report.comparison_table(rows, config) + "\n\n" + report.weights_note(provenance)
+        if config.task == "reid":
+            table += "\n\n" + report.how_to_read(rows, len(task.dataset.query))
+        workdir_lib.write_text(os.path.join(workdir, "comparison.md"), table + "\n")
+        compat.print_msg(table)
+        return rows
 
 
 def train_and_evaluate(config, method, task, weights, workdir, model_scope=contextlib.nullcontext):
@@ -99,37 +106,59 @@ def train_and_evaluate(config, method, task, weights, workdir, model_scope=conte
     evaluator = task.evaluator(model)
     checkpoint = RunCheckpoint(os.path.join(workdir, "checkpoints"), verbose=1)
     newest = checkpoint.newest()
-    train_data, steps = task.make_train(start_epoch=newest["epoch"] if newest else 0)
+    done_epochs = newest["epoch"] if newest else 0
     snapshot = os.path.join(workdir, "pretrained.npz")
-    logging.info("Method %s: %s", method, plan)
-    model.fit(
-        train_data,
-        epochs=periods[-1].end_epoch,
-        steps_per_epoch=steps,
-        shuffle=False,  # The dataset shuffles itself, seeded.
-        callbacks=[
-            # Order matters: logs written by earlier callbacks reach the later ones, and an
-            # epoch is checkpointed only once its evaluation is recorded.
-            RollbackRefine(partition, plan=plan, snapshot=snapshot),
-            BlockDiagnostics(
-                partition,
-                gradient_batch=next(iter(train_data)),
-                every_n_steps=config.diagnostics.every_n_steps or None,
-                snapshot=snapshot,
-            ),
-            NanGuard(checkpoint),
-            EvaluateAndRecord(
-                evaluator,
-                _evaluation_epochs(periods, config.evaluation.every_epochs),
-                periods,
-                os.path.join(workdir, "epochs.jsonl"),
-            ),
-            keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
-            checkpoint,
-        ],
+    if newest:
+        _check_snapshot_of_these_weights(snapshot, model, partition, config)
+    # Epochs after the checkpoint are trained (and logged) again; so is a cut last line.
+    workdir_lib.truncate_json_lines(
+        os.path.join(workdir, "epochs.jsonl"), lambda record: record["epoch"] < done_epochs
     )
+    logging.info("Method %s: %s", method, plan)
+    if done_epochs >= periods[-1].end_epoch:
+        # Killed after the last checkpoint: every epoch and its evaluation are recorded.
+        checkpoint.restore(model)
+        compat.print_msg(
+            f"{method}: all {done_epochs} epochs were trained in an earlier run "
+            f"({newest['weights']}); evaluating that state again for the pictures."
+        )
+        evaluator()
+    else:
+        train_data, steps = task.make_train(start_epoch=done_epochs)
+        try:
+            model.fit(
+                train_data,
+                epochs=periods[-1].end_epoch,
+                steps_per_epoch=steps,
+                shuffle=False,  # The dataset shuffles itself, seeded.
+                callbacks=[
+                    # Order matters: logs written by earlier callbacks reach the later ones,
+                    # and an epoch is checkpointed only once its weights are checked finite
+                    # and its evaluation is recorded.
+                    RollbackRefine(partition, plan=plan, snapshot=snapshot),
+                    BlockDiagnostics(
+                        partition,
+                        gradient_batch=next(iter(train_data)),
+                        every_n_steps=config.diagnostics.every_n_steps or None,
+                        snapshot=snapshot,
+                    ),
+                    NanGuard(checkpoint),
+                    EvaluateAndRecord(
+                        evaluator,
+                        _evaluation_epochs(periods, config.evaluation.every_epochs),
+                        periods,
+                        os.path.join(workdir, "epochs.jsonl"),
+                    ),
+                    keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
+                    checkpoint,
+                ],
+            )
+        except Exception as error:
+            task.raise_if_images_are_bad(error)
+            raise
     evaluator.write_pictures(workdir, title=method)
-    model.save(os.path.join(workdir, "model.keras"))  # For keras-rollback-export-features.
+    # For keras-rollback-export-features.
+    workdir_lib.save_model(model, os.path.join(workdir, "model.keras"))
     return report.read_history(
         os.path.join(workdir, "epochs.jsonl"), method, periods, device_name()
     )
@@ -155,6 +184,19 @@ class ReIDTask:
 
     def evaluator(self, model):
         return ReIDEvaluator(self.config, self.dataset, model, self.preprocessing)
+
+    def raise_if_images_are_bad(self, error):
+        """After `error` stopped training, raises `BadImageError` naming the files if some
+        image cannot be decoded.
+
+        Reading the dataset checks each file's header and end marker only (two small
+        reads a file); a file corrupt inside decodes with an error that names no file. Only
+        then is every image decoded to find it: healthy runs pay nothing for it.
+        """
+        if type(error).__name__ != "InvalidArgumentError":
+            return
+        records = [*self.dataset.train, *self.dataset.query, *self.dataset.gallery]
+        reid_data.drop_bad_images(records, check="decode", on_bad_image="raise")
 
 
 class ReIDEvaluator:
@@ -220,6 +262,9 @@ class ClassificationTask:
     def evaluator(self, model):
         return ClassificationEvaluator(model, self.dataset.test)
 
+    def raise_if_images_are_bad(self, error):
+        """TensorFlow Datasets decodes its own records: its error stands as it is."""
+
 
 class ClassificationEvaluator:
     """Top-1 accuracy of the classifier on the test split."""
@@ -263,8 +308,9 @@ class EvaluateAndRecord(keras.callbacks.Callback):
             compat.print_msg(
                 f"Epoch {epoch + 1}, end of period {period:g}: loss={logs['loss']:.4f}, {summary}"
             )
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"epoch": epoch, **{k: float(v) for k, v in logs.items()}}) + "\n")
+        workdir_lib.append_json_line(
+            self.path, {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
+        )
 
 
 def _evaluation_epochs(periods, every_epochs):
@@ -309,20 +355,13 @@ def _read_task(config, workdir):
                 reid_data.load_tfds_fine_grained, name, data_dir=root or None, **common
             )
         )
-    if config.task != "reid":
-        raise ValueError(f"Unknown task {config.task!r}. Expected 'reid' or 'classification'.")
     if name != "synthetic":
-        if not root:
-            raise ValueError(
-                f"dataset.name={name!r} needs --config.dataset.root=<the dataset's folder>."
-            )
         if name == "folder":
             return ReIDTask(config, _read_folder(config.dataset))
         return ReIDTask(config, reid_data.read_reid_dataset(name, root))
-    root = os.path.join(workdir, "synthetic-market1501")
-    if not os.path.isdir(os.path.join(root, "query")):
-        logging.info("Writing a synthetic Market-1501-layout dataset to %s", root)
-        reid_data.write_synthetic_market1501(root, seed=config.seed, **config.synthetic)
+    root = workdir_lib.synthetic_dataset(
+        os.path.join(workdir, "synthetic-market1501"), seed=config.seed, **config.synthetic
+    )
     return ReIDTask(config, reid_data.read_market1501(root))
 
 
@@ -335,14 +374,38 @@ def _read_folder(dataset_config):
     )
 
 
+def _check_snapshot_of_these_weights(path, model, partition, config):
+    """Refuses to resume when the run's snapshot is not of the weights the model starts from.
+
+    The model was just built from `config.model.weights`; the snapshot holds the weights
+    the run started from. A snapshot of other weights (a replaced weights file, a rebuilt
+    cache) would roll blocks back to a state this run never had.
+    """
+    if not os.path.exists(path):
+        raise ValueError(
+            f"Cannot resume {os.path.dirname(path)!r}: its checkpoints exist but its pre-trained "
+            f"snapshot {path!r} is missing, so rollbacks have nothing to restore. Pass "
+            "--start_over to start the work dir over."
+        )
+    differing = PretrainedSnapshot.load(path, partition).differences(
+        PretrainedSnapshot.capture(model, partition)
+    )
+    if differing:
+        raise ValueError(
+            f"Pre-trained snapshot {path!r} of this run differs from the weights "
+            f"config.model.weights={config.model.weights!r} gives now in {len(differing)} "
+            f"arrays (e.g. {differing[:3]}): the run started from other pre-trained weights. "
+            "Restore those weights, or pass --start_over to start the work dir over."
+        )
+
+
 def _record_weights(config, weights, workdir):
     """Fetches named weights (a clear error when missing) and writes `weights.json`."""
     provenance = weights_provenance(config.model.backbone, weights)
     if config.model.weights == "synthetic_source":
         provenance["weights"] = "synthetic_source"
         provenance["description"] = "pre-trained here on a disjoint synthetic task"
-    with open(os.path.join(workdir, "weights.json"), "w") as f:
-        json.dump(provenance, f, indent=1)
+    workdir_lib.write_json(os.path.join(workdir, "weights.json"), provenance, indent=1)
     logging.info("Backbone weights: %s", provenance)
     return provenance
 

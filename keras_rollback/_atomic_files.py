@@ -1,25 +1,34 @@
 """Crash-safe file writes and checksums shared by snapshots and run checkpoints."""
 
+import errno
 import hashlib
 import os
+import re
+import shutil
 import tempfile
 
 TEMP_MARKER = ".tmp-"
 
 
-def atomic_write(path, write, suffix=""):
+def atomic_write(path, write, suffix="", expected_bytes=0):
     """Writes `path` through `write(temp_path)`, then renames the temp file over `path`.
 
     A reader sees the old file or the complete new one, never a partial one:
     the temp file lives in the same directory (so the rename is atomic), is
     flushed to disk before the rename, and is removed if writing fails. An
-    `OSError` (disk full, permissions) is re-raised naming `path`.
+    `OSError` (disk full, permissions), or another error carrying an errno in its
+    message (h5py's `RuntimeError` on a full disk), is raised as an `OSError` with that
+    errno naming `path`.
 
     Args:
         path: Final file path.
         write: Callable writing the whole file to the path it is given.
         suffix: Ending the temp file's name must have (writers such as
             `model.save_weights` check it).
+        expected_bytes: About how large the file will be. If the disk has less free
+            space, `OSError(ENOSPC)` is raised before anything is written: h5py, which
+            `save_weights` uses, cannot be relied on to fail cleanly when the disk fills
+            up during its write (it may crash the process on exit). Defaults to `0`.
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -28,6 +37,12 @@ def atomic_write(path, write, suffix=""):
     for name in os.listdir(directory):  # Left behind by a writer that was killed.
         if name.startswith(prefix):
             os.unlink(os.path.join(directory, name))
+    if expected_bytes and shutil.disk_usage(directory).free < expected_bytes:
+        raise OSError(
+            errno.ENOSPC,
+            f"Cannot write {path!r}: {os.strerror(errno.ENOSPC)} (about {expected_bytes} bytes "
+            f"needed, {shutil.disk_usage(directory).free} free)",
+        )
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
     os.close(fd)
     try:
@@ -37,10 +52,19 @@ def atomic_write(path, write, suffix=""):
     except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise OSError(e.errno, f"Cannot write {path!r}: {e.strerror or e}") from e
+        code = e.errno if isinstance(e, OSError) else _errno_in_message(e)
+        if code is not None:
+            raise OSError(code, f"Cannot write {path!r}: {os.strerror(code)}") from e
         raise
     _fsync_directory(directory)
+
+
+def _errno_in_message(error):
+    """The errno an exception's message reports (h5py: "errno = 28"), or None."""
+    match = re.search(r"errno = (\d+)", str(error))
+    if match is None:
+        return errno.ENOSPC if "No space left on device" in str(error) else None
+    return int(match.group(1))
 
 
 def sha256_of_file(path):

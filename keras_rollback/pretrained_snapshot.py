@@ -3,7 +3,6 @@
 import hashlib
 import json
 import os
-import warnings
 
 import numpy as np
 from keras import ops
@@ -31,8 +30,9 @@ class PretrainedSnapshot:
     `save` writes one `.npz` file atomically (temp file, then rename) holding
     the arrays and a small JSON manifest with each array's shape, dtype and
     SHA-256. `load` verifies all three (a truncated, corrupt or edited file
-    is reported by path and array name) and, given a partition, checks the
-    snapshot against the model.
+    is reported by path and array name; a file without a manifest is refused,
+    see `rebuild_manifest`) and, given a partition, checks the snapshot
+    against the model.
 
     Example:
 
@@ -105,7 +105,9 @@ class PretrainedSnapshot:
                 # numpy's stub lets `**arrays` fill `allow_pickle`; the keys are weight paths.
                 np.savez(f, **arrays)  # type: ignore[arg-type]
 
-        _atomic_files.atomic_write(path, write, suffix=".npz")
+        _atomic_files.atomic_write(
+            path, write, suffix=".npz", expected_bytes=sum(a.nbytes for a in arrays.values())
+        )
 
     @classmethod
     def load(cls, path, partition=None):
@@ -130,19 +132,60 @@ class PretrainedSnapshot:
         manifest = arrays.pop(_MANIFEST_KEY, None)
         snapshot = cls({_path(k): a for k, a in arrays.items()})
         if manifest is None:
-            warnings.warn(
-                f"Pre-trained snapshot {path!r} has no manifest (written by an older "
-                "keras_rollback): its checksums cannot be verified.",
-                stacklevel=2,
+            raise ValueError(
+                f"Pre-trained snapshot {path!r} has no manifest, so its checksums cannot be "
+                "verified (written by an older keras_rollback, or not by PretrainedSnapshot). "
+                "If you trust its arrays, add one with "
+                f"PretrainedSnapshot.rebuild_manifest({path!r}); otherwise delete it."
             )
-        else:
-            snapshot._verify(manifest, path)
+        snapshot._verify(manifest, path)
         if partition is not None:
             try:
                 snapshot.check(partition)
             except ValueError as e:
                 raise ValueError(f"Pre-trained snapshot {path!r}: {e}") from None
         return snapshot
+
+    @classmethod
+    def rebuild_manifest(cls, path):
+        """Adds a manifest to a snapshot file that has none, trusting its arrays as they are.
+
+        For `.npz` files written without one (older keras_rollback versions): `load`
+        refuses them, since nothing shows that their arrays are intact. Call this only for
+        a file you know to be good; it is rewritten atomically.
+
+        Returns:
+            The snapshot read from `path`.
+
+        Raises:
+            ValueError: if `path` is unreadable or already has a manifest.
+        """
+        path = os.fspath(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise ValueError(f"Cannot read pre-trained snapshot {path!r}: {e}") from e
+        if _MANIFEST_KEY in arrays:
+            raise ValueError(f"Pre-trained snapshot {path!r} already has a manifest.")
+        snapshot = cls({_path(k): a for k, a in arrays.items()})
+        snapshot.save(path)
+        return snapshot
+
+    def differences(self, other):
+        """Sorted variable paths whose arrays differ between this snapshot and `other`
+        (absent from one of them, or another shape, dtype or value)."""
+        paths = set(self.arrays) | set(other.arrays)
+        return sorted(
+            p
+            for p in paths
+            if p not in self.arrays
+            or p not in other.arrays
+            or self.arrays[p].dtype != other.arrays[p].dtype
+            or not np.array_equal(self.arrays[p], other.arrays[p])
+        )
 
     def _verify(self, manifest, path):
         try:

@@ -111,10 +111,39 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.last_saved = None
         self._set_initial_epoch = False
-        checkpoint = self.newest()
+        checkpoint = self.restore(self.model)
         if checkpoint is None:
             return
-        model = self.model
+        compat.set_fit_initial_epoch(self.model, checkpoint["epoch"])
+        self._set_initial_epoch = True
+        self.last_saved = checkpoint
+        epochs = (self.params or {}).get("epochs")
+        if epochs is not None and checkpoint["epoch"] >= epochs:
+            next_step = f"all {epochs} epochs are done; nothing is left to train."
+        else:
+            next_step = f"training continues at epoch {checkpoint['epoch'] + 1}."
+        compat.print_msg(
+            f"RunCheckpoint: resumed from {checkpoint['weights']} after {checkpoint['epoch']} "
+            f"finished epochs; {next_step}"
+        )
+
+    def restore(self, model):
+        """Loads the newest good checkpoint into `model` (weights, optimizer state, seeded
+        layers' generator states) outside `fit`.
+
+        Lets a script that finds every epoch already trained (`newest()["epoch"]` equals
+        the planned epochs) evaluate the final state without calling `fit`.
+
+        Returns:
+            The checkpoint loaded, as returned by `newest()`, or None if there is none
+            (the model is left as it was).
+
+        Raises:
+            ValueError: if the checkpoint does not fit `model`, naming the file.
+        """
+        checkpoint = self.newest()
+        if checkpoint is None:
+            return None
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         try:
@@ -129,13 +158,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             random_states = json.load(f).get("random_states", [])
         for variable, state in zip(_random_state_variables(model), random_states):
             variable.assign(np.asarray(state, dtype=variable.dtype))
-        compat.set_fit_initial_epoch(model, checkpoint["epoch"])
-        self._set_initial_epoch = True
-        self.last_saved = checkpoint
-        compat.print_msg(
-            f"RunCheckpoint: resumed from {checkpoint['weights']} after {checkpoint['epoch']} "
-            f"finished epochs; training continues at epoch {checkpoint['epoch'] + 1}."
-        )
+        return checkpoint
 
     def on_epoch_end(self, epoch, logs=None):
         loss = (logs or {}).get("loss")
@@ -159,7 +182,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         weights_path = os.path.join(self.directory, f"{name}.weights.h5")
         manifest_path = os.path.join(self.directory, f"{name}.json")
         model = self.model
-        _atomic_files.atomic_write(weights_path, model.save_weights, suffix=".weights.h5")
+        _atomic_files.atomic_write(
+            weights_path,
+            model.save_weights,
+            suffix=".weights.h5",
+            expected_bytes=_state_bytes(model),
+        )
         manifest = {
             "format": _FORMAT,
             "epoch": finished_epochs,
@@ -254,6 +282,15 @@ def _random_state_variables(model):
     """The model's variables that are not weights: seed generator states, in model order."""
     weights = {id(w) for w in model.weights}
     return [v for v in model.variables if id(v) not in weights]
+
+
+def _state_bytes(model):
+    """About the size of a weights file of `model`: its variables and its optimizer's."""
+    variables = list(model.variables)
+    if model.optimizer is not None:
+        variables += list(model.optimizer.variables)
+    data = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
+    return data + 1024 * len(variables)  # HDF5 headers and names.
 
 
 def _write_text(path, text):

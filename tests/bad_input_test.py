@@ -28,9 +28,16 @@ Rows whose test lives in another file (checkpoints, snapshots, NaN) name that fi
 | NaN or infinite loss | `NanGuard` | `FloatingPointError` naming the epoch, the step and the last good checkpoint | `fault_injection_test.py::test_nan_loss_stops_at_once_naming_epoch_step_and_last_good_checkpoint` |
 """
 
+import errno
+import os
 import re
+import shutil
+import subprocess
+import sys
+import time
 
 import keras
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,11 +45,19 @@ from testing_models import TINY_BLOCKS
 from testing_models import tiny_cnn
 from testing_models import tiny_partition
 
+from experiments import config_checks
+from experiments import pretrain
+from experiments import train
+from experiments import workdir as workdir_lib
+from experiments.configs import smoke
 from keras_rollback import BlockPartition
 from keras_rollback import RefinePlan
+from keras_rollback import _atomic_files
 from keras_rollback import data as data_lib
 from keras_rollback import metrics
 from keras_rollback import models
+from keras_rollback.nan_guard import NanGuard
+from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 
 MARKET_SPLITS = ("bounding_box_train", "query", "bounding_box_test")
 
@@ -216,3 +231,257 @@ def test_periods_that_do_not_divide_the_schedule():
     plan = RefinePlan(period_epochs=40, periods=4)
     with pytest.raises(ValueError, match=r"epochs=150 does not fit the plan.*\[40, 80, 120, 160\]"):
         plan.resolve(partition.block_names, partition.head_name, epochs=150)
+
+
+def test_camera_zero_in_a_market1501_file_name(tmp_path):
+    _market_tree(tmp_path)
+    _write_image(tmp_path / "query" / "0002_c0s1_000451_03.jpg")
+    with pytest.raises(
+        ValueError, match=r"Invalid camera number 0 in .*query/0002_c0s1_000451_03\.jpg"
+    ):
+        data_lib.read_market1501(tmp_path)
+
+
+def test_misspelt_config_field_on_the_command_line():
+    argv = ["main", "--config=experiments/configs/smoke.py", "--config.model.arch=resnet5"]
+    with pytest.raises(
+        config_checks.ConfigError,
+        match=r"--config\.model\.arch names no field .*Did you mean --config\.model\.backbone\?",
+    ):
+        config_checks.check_override_fields(argv, "experiments/configs/synthetic.py")
+
+
+def test_misspelt_second_method_is_reported_before_anything_trains(tmp_path, monkeypatch):
+    config = smoke.get_config()
+    config.methods = ("rollback", "rolback")
+    monkeypatch.setattr(train, "train_and_evaluate", _must_not_run)
+    with pytest.raises(
+        config_checks.ConfigError,
+        match=r"config\.methods: Unknown method 'rolback'.*Did you mean 'rollback'\?",
+    ):
+        train.run_experiment(config, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_keep_block_of_a_block_the_backbone_has_not():
+    config = smoke.get_config()
+    config.methods = ("keep_block:conv6_x",)
+    with pytest.raises(
+        config_checks.ConfigError, match=r"keep_block:conv6_x names no block of resnet18"
+    ):
+        config_checks.validate_config(config)
+
+
+def test_decay_epochs_longer_than_the_period():
+    config = smoke.get_config()
+    config.plan.decay_epochs = 20
+    with pytest.raises(
+        config_checks.ConfigError,
+        match=r"config\.plan\.decay_epochs=20 is longer than config\.plan\.period_epochs=1",
+    ):
+        config_checks.validate_config(config)
+
+
+def test_unknown_dataset_name():
+    config = smoke.get_config()
+    config.dataset.name = "market1051"
+    config.dataset.root = "/data/market"
+    with pytest.raises(
+        config_checks.ConfigError,
+        match=r"config\.dataset\.name='market1051'.*Did you mean 'market1501'\?",
+    ):
+        config_checks.validate_config(config)
+
+
+def test_rerun_of_a_work_dir_with_another_config(tmp_path, monkeypatch):
+    config = smoke.get_config()
+    with workdir_lib.locked(tmp_path):
+        workdir_lib.record_or_check_config(config, str(tmp_path))
+    recorded = (tmp_path / "config.json").read_text()
+    changed = smoke.get_config()
+    changed.seed = 1
+    changed.plan.learning_rate = 0.05
+    changed.methods = ("fine_tune",)  # Cannot change results: not a difference.
+    monkeypatch.setattr(train, "train_and_evaluate", _must_not_run)
+    with pytest.raises(
+        workdir_lib.ConfigMismatchError,
+        match=r"(?s)differing fields:\n  plan\.learning_rate: 0\.01 .*, 0\.05 now\n  seed: 0 .*"
+        r", 1 now\n.*--start_over",
+    ):
+        train.run_experiment(changed, str(tmp_path))
+    assert (tmp_path / "config.json").read_text() == recorded
+    assert sorted(os.listdir(tmp_path)) == [".lock", "config.json"]  # Nothing else written.
+
+
+def test_start_over_replaces_the_run_of_another_config(tmp_path):
+    (tmp_path / "rollback").mkdir()
+    (tmp_path / "rollback" / "finished.json").write_text("[]")
+    with pytest.raises(workdir_lib.ConfigMismatchError, match=r"holds files but no config\.json"):
+        workdir_lib.record_or_check_config(smoke.get_config(), str(tmp_path))
+    workdir_lib.record_or_check_config(smoke.get_config(), str(tmp_path), start_over=True)
+    assert sorted(os.listdir(tmp_path)) == ["config.json"]
+
+
+def test_second_process_on_a_locked_work_dir(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from experiments import workdir\n"
+            "with workdir.locked(sys.argv[1]):\n    print('locked', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.time()
+        with (
+            pytest.raises(
+                workdir_lib.WorkDirBusyError,
+                match=rf"{re.escape(str(tmp_path))}.*in use by another process \(pid {holder.pid},",
+            ),
+            workdir_lib.locked(str(tmp_path)),
+        ):
+            pass
+        assert time.time() - started < 5
+    finally:
+        holder.kill()
+        holder.wait()
+    with workdir_lib.locked(str(tmp_path)):  # Free once the holder is gone.
+        pass
+
+
+def test_cut_last_line_of_the_epoch_log(tmp_path):
+    path = tmp_path / "epochs.jsonl"
+    path.write_text('{"epoch": 0, "loss": 1.5}\n{"epoch": 1, "lo')
+    assert workdir_lib.read_json_lines(str(path)) == [{"epoch": 0, "loss": 1.5}]
+    workdir_lib.truncate_json_lines(str(path), lambda record: True)
+    workdir_lib.append_json_line(str(path), {"epoch": 1, "loss": 1.25})
+    assert workdir_lib.read_json_lines(str(path))[-1] == {"epoch": 1, "loss": 1.25}
+
+
+def test_half_written_result_file_of_an_older_run(tmp_path):
+    path = tmp_path / "finished.json"
+    path.write_text('[{"method": "rollback", "ep')
+    assert workdir_lib.read_json(str(path)) is None  # The method is trained again.
+
+
+def test_partial_or_changed_synthetic_dataset(tmp_path):
+    arguments = dict(
+        num_train_identities=2,
+        num_test_identities=2,
+        num_cameras=2,
+        images_per_camera=2,
+        num_distractors=1,
+        num_junk=1,
+        image_size=(32, 16),
+        seed=0,
+    )
+    root = str(tmp_path / "synthetic")
+    workdir_lib.synthetic_dataset(root, **arguments)
+    image = sorted((tmp_path / "synthetic" / "query").iterdir())[0]
+    original = image.read_bytes()
+    image.write_bytes(original[: len(original) // 2])
+    assert re.search(
+        rf"{re.escape(str(image))}.*differs from its size and SHA-256",
+        data_lib.verify_synthetic_market1501(root, **arguments),
+    )
+    workdir_lib.synthetic_dataset(root, **arguments)  # Written again, the same images.
+    assert image.read_bytes() == original
+    shutil.rmtree(tmp_path / "synthetic" / "query")
+    assert "misses images" in data_lib.verify_synthetic_market1501(root)
+
+
+def test_truncated_cached_pretraining_file(tmp_path):
+    path = tmp_path / "resnet18-synthetic-source-0.weights.h5"
+    tiny_cnn().save_weights(path)
+    workdir_lib.write_json(
+        str(path) + ".json",
+        {"bytes": path.stat().st_size, "sha256": _atomic_files.sha256_of_file(path)},
+    )
+    assert pretrain._cache_problem(str(path)) is None
+    path.write_bytes(path.read_bytes()[:100])
+    assert "is truncated or damaged (100 bytes" in pretrain._cache_problem(str(path))
+    (tmp_path / (path.name + ".json")).unlink()
+    assert "no size and checksum record" in pretrain._cache_problem(str(path))
+
+
+def test_snapshot_of_other_weights_of_the_same_architecture_at_resume(tmp_path):
+    config = ml_collections.ConfigDict({"model": {"weights": "other.weights.h5"}})
+    model = tiny_cnn()
+    partition = tiny_partition(model)
+    path = tmp_path / "pretrained.npz"
+    PretrainedSnapshot.capture(tiny_cnn(seed=1), partition).save(path)
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(path))}.*differs from the weights "
+        r"config\.model\.weights='other\.weights\.h5'.*--start_over",
+    ):
+        train._check_snapshot_of_these_weights(str(path), model, partition, config)
+    PretrainedSnapshot.capture(model, partition).save(path)
+    train._check_snapshot_of_these_weights(str(path), model, partition, config)
+
+
+def test_image_corrupt_inside_stops_training_naming_the_file(tmp_path):
+    names = ("0002_c1s1_000451_03.jpg", "0003_c2s1_000451_03.jpg")
+    _market_tree(tmp_path, names=names)
+    corrupt = tmp_path / "bounding_box_train" / names[1]
+    data = bytearray(corrupt.read_bytes())
+    data[20:-2] = b"\x00" * (len(data) - 22)  # Header and end marker intact: passes the check.
+    corrupt.write_bytes(bytes(data))
+    config = smoke.get_config()
+    config.image_size = (8, 4)
+    config.batch_size = 2
+    task = train.ReIDTask(config, data_lib.read_market1501(tmp_path))
+    batches, _ = task.make_train(start_epoch=0)
+    with pytest.raises(tf.errors.InvalidArgumentError) as raw:
+        next(iter(batches))
+    with pytest.raises(
+        data_lib.BadImageError, match=rf"{re.escape(str(corrupt))}: cannot be decoded"
+    ):
+        task.raise_if_images_are_bad(raw.value)
+
+
+def test_weights_made_non_finite_by_a_step_whose_loss_was_finite():
+    # Losses are computed before the update: the one step's loss is finite (about 1e10).
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc")])
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e30),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    x, y = np.full((8, 4), 1e10, "float32"), np.arange(8) % 3
+    with pytest.raises(
+        FloatingPointError,
+        match=r"Weight '.*fc/kernel' holds 12 non-finite values after the last step of epoch 1",
+    ):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[NanGuard()])
+
+
+def test_disk_full_before_a_weights_file_is_written(tmp_path):
+    path = tmp_path / "epoch-000001.weights.h5"
+
+    def write(tmp):
+        raise AssertionError("nothing may be written when the disk cannot hold the file")
+
+    with pytest.raises(OSError, match=rf"{re.escape(str(path))}.*No space left on device") as info:
+        _atomic_files.atomic_write(path, write, expected_bytes=1 << 62)
+    assert info.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []
+
+
+def test_disk_full_reported_by_h5py_as_a_runtime_error(tmp_path):
+    path = tmp_path / "epoch-000001.weights.h5"
+
+    def write(tmp):
+        raise RuntimeError("Can't write data (file write failed: errno = 28, error message = x)")
+
+    with pytest.raises(OSError, match=rf"{re.escape(str(path))}.*No space left on device") as info:
+        _atomic_files.atomic_write(path, write)
+    assert info.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("a method was trained although the config is invalid")

@@ -116,15 +116,28 @@ def test_array_swapped_in_without_its_manifest_entry_is_reported(tmp_path):
         PretrainedSnapshot.load(path, partition)
 
 
-def test_file_without_manifest_loads_with_a_warning(tmp_path):
+def test_file_without_manifest_is_refused_until_its_manifest_is_rebuilt(tmp_path):
     model = tiny_cnn()
     partition = tiny_partition(model)
     arrays = PretrainedSnapshot.capture(model, partition).arrays
     path = tmp_path / "old.npz"
     np.savez(path, **{p.replace("/", "|"): a for p, a in arrays.items()})
-    with pytest.warns(UserWarning, match=r"old\.npz.*no manifest"):
-        loaded = PretrainedSnapshot.load(path, partition)
+    with pytest.raises(ValueError, match=r"old\.npz.*no manifest.*rebuild_manifest"):
+        PretrainedSnapshot.load(path, partition)
+    PretrainedSnapshot.rebuild_manifest(path)
+    loaded = PretrainedSnapshot.load(path, partition)
     np.testing.assert_array_equal(loaded.arrays["b1_conv/kernel"], arrays["b1_conv/kernel"])
+    with pytest.raises(ValueError, match="already has a manifest"):
+        PretrainedSnapshot.rebuild_manifest(path)
+
+
+def test_differences_name_the_arrays_of_other_weights(tmp_path):
+    model = tiny_cnn()
+    partition = tiny_partition(model)
+    snapshot = PretrainedSnapshot.capture(model, partition)
+    assert snapshot.differences(PretrainedSnapshot.capture(model, partition)) == []
+    model.get_layer("b1_conv").kernel.assign(model.get_layer("b1_conv").kernel + 1.0)
+    assert snapshot.differences(PretrainedSnapshot.capture(model, partition)) == ["b1_conv/kernel"]
 
 
 def test_failed_write_keeps_the_previous_file_and_names_the_path(tmp_path, monkeypatch):

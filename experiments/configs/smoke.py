@@ -17,5 +17,6 @@ def get_config():
     config.batch_size = 8
     config.plan.period_epochs = 1
     config.plan.periods = 2
+    config.plan.decay_epochs = 1  # Equal to the period: no decay.
     config.evaluation.ranked_list_queries = 2
     return config

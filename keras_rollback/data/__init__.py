@@ -26,4 +26,5 @@ from keras_rollback.data.reid_dataset import DatasetLayoutError
 from keras_rollback.data.reid_dataset import ReIDDataset
 from keras_rollback.data.reid_dataset import ReIDRecord
 from keras_rollback.data.reid_dataset import read_reid_folders
+from keras_rollback.data.synthetic import verify_synthetic_market1501
 from keras_rollback.data.synthetic import write_synthetic_market1501

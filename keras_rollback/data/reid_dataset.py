@@ -246,7 +246,8 @@ def parse_file_names(
 
     Raises:
         DatasetLayoutError: if the folder is missing or holds no image.
-        ValueError: if a file name does not match `pattern` and `on_unparseable="raise"`.
+        ValueError: if a file name does not match `pattern` and `on_unparseable="raise"`,
+            or names a camera below `first_camera_index`.
     """
     folder = pathlib.Path(folder)
     regex = re.compile(pattern)
@@ -287,6 +288,11 @@ def parse_file_names(
             unparseable.append(name)
             continue
         camid = int(match.group("camid")) - first_camera_index if has_camera else None
+        if camid is not None and camid < 0:
+            raise ValueError(
+                f"Invalid camera number {match.group('camid')} in {str(folder / name)!r}: "
+                f"cameras are numbered from {first_camera_index} in this dataset's file names."
+            )
         records.append(ReIDRecord(str(folder / name), int(match.group("pid")), camid))
     if unparseable:
         logger.warning(

@@ -14,6 +14,8 @@ The output is deterministic for a seed and fast to write (about a millisecond an
 tests and the offline default job of the project use it in place of Market-1501.
 """
 
+import hashlib
+import json
 import os
 import pathlib
 
@@ -44,6 +46,10 @@ TEXTURES = ("plain", "horizontal_stripes", "vertical_stripes", "checks")
 ACCESSORIES = ("none", "backpack", "bag", "hat")
 MIN_IMAGE_SIZE = (32, 16)
 MAX_CAMERAS = 9  # Market-1501 names carry a single camera digit.
+# Written last: lists every image with its size and SHA-256, so a reader can tell a complete
+# dataset from one whose writer was killed, or one edited since.
+MANIFEST = "synthetic_market1501.json"
+SPLIT_FOLDERS = ("bounding_box_train", "query", "bounding_box_test")
 
 
 def check_positive_int(name, value, minimum=1):
@@ -254,7 +260,9 @@ def write_synthetic_market1501(
     identity, one image per camera goes to `query/` and the others to
     `bounding_box_test/`, so every query has a match in another camera. The gallery also
     gets `num_distractors` images of other people (pid `0000`) and `num_junk` background or
-    fragment images (pid `-1`, dropped by the reader).
+    fragment images (pid `-1`, dropped by the reader). The manifest `synthetic_market1501.json`
+    (the arguments, and each image's size and SHA-256) is written last;
+    `verify_synthetic_market1501` checks a folder against it.
 
     With `T` = `num_train_identities`, `Q` = `num_test_identities`, `k` =
     `cameras_per_identity` and `n` = `images_per_camera`, the reader finds `T*k*n` training
@@ -323,7 +331,7 @@ def write_synthetic_market1501(
         raise ValueError(f"Expected an integer seed. Received: seed={seed!r}.")
     image_size = tuple(image_size)
     root = pathlib.Path(directory)
-    folders = {name: root / name for name in ("bounding_box_train", "query", "bounding_box_test")}
+    folders = {name: root / name for name in SPLIT_FOLDERS}
     existing = [str(folder) for folder in folders.values() if folder.exists()]
     if existing:
         raise FileExistsError(f"Refusing to overwrite existing dataset folders: {existing}.")
@@ -361,4 +369,73 @@ def write_synthetic_market1501(
         person = draw_identity(rng) if junk % 2 else None
         image = render(cameras[camera], person, rng, image_size, fragment=True)
         write(folders["bounding_box_test"], -1, camera, image, box=1)
+    arguments = {
+        "num_train_identities": num_train_identities,
+        "num_test_identities": num_test_identities,
+        "num_cameras": num_cameras,
+        "cameras_per_identity": cameras_per_identity,
+        "images_per_camera": images_per_camera,
+        "num_distractors": num_distractors,
+        "num_junk": num_junk,
+        "image_size": list(image_size),
+        "seed": int(seed),
+    }
+    files = {name: _file_entry(root / name) for name in _image_names(root)}
+    manifest = json.dumps({"arguments": arguments, "files": files}, indent=1)
+    temp = root / f".{MANIFEST}.partial"
+    temp.write_text(manifest)
+    os.replace(temp, root / MANIFEST)
     return root
+
+
+def verify_synthetic_market1501(directory, **arguments):
+    """Checks a dataset written by `write_synthetic_market1501` against its manifest.
+
+    Example:
+
+    >>> problem = verify_synthetic_market1501("/tmp/synthetic_market", seed=0)  # doctest: +SKIP
+
+    Args:
+        directory: path-like. The dataset folder.
+        **arguments: Arguments of `write_synthetic_market1501` the dataset must have been
+            written with (those not given are not compared).
+
+    Returns:
+        `None` if the folder holds exactly the images its manifest lists, each with the
+        listed size and SHA-256, written with `arguments`; otherwise a sentence saying what
+        is wrong, naming the file.
+    """
+    root = pathlib.Path(directory)
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+        recorded, files = manifest["arguments"], manifest["files"]
+    except FileNotFoundError:
+        return f"{str(root / MANIFEST)!r} is missing (writer killed before it finished?)"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"{str(root / MANIFEST)!r} is unreadable ({e})"
+    wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in arguments.items()}
+    differing = sorted(k for k, v in wanted.items() if recorded.get(k) != v)
+    if differing:
+        return f"{str(root)!r} was written with other arguments: {differing}"
+    found = set(_image_names(root))
+    missing, extra = sorted(set(files) - found), sorted(found - set(files))
+    if missing or extra:
+        return f"{str(root)!r} misses images {missing[:3]} or holds unlisted ones {extra[:3]}"
+    for name, entry in files.items():
+        if _file_entry(root / name) != entry:
+            return f"{str(root / name)!r} differs from its size and SHA-256 in the manifest"
+    return None
+
+
+def _image_names(root):
+    return sorted(
+        f"{folder}/{name}"
+        for folder in SPLIT_FOLDERS
+        if (root / folder).is_dir()
+        for name in os.listdir(root / folder)
+    )
+
+
+def _file_entry(path):
+    data = path.read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
