@@ -59,7 +59,10 @@ class RollbackRefine(keras.callbacks.Callback):
     The pre-trained snapshot is captured when training first begins, unless
     given. For a resumable run, give `snapshot` a file path: the first run
     captures the snapshot and saves it there, later runs (resumed with
-    `keras.callbacks.BackupAndRestore` or `initial_epoch`) load it. Resuming
+    `RunCheckpoint`, `keras.callbacks.BackupAndRestore` or `initial_epoch`)
+    load it. Prefer `RunCheckpoint`: `BackupAndRestore` does not save the
+    generator state of `Dropout` and other seeded layers, so a run it resumes
+    draws other masks and differs from an uninterrupted one. Resuming
     past epoch 0 without a saved snapshot is an error, since the weights
     then are no longer the pre-trained ones.
 

@@ -26,6 +26,25 @@ Rows whose test lives in another file (checkpoints, snapshots, NaN) name that fi
 | run checkpoint of another architecture | `RunCheckpoint` | `ValueError` naming the file and the model | `run_checkpoint_test.py::test_checkpoint_of_another_architecture_is_reported_by_path` |
 | disk full while checkpointing | `RunCheckpoint`, `PretrainedSnapshot.save` | `OSError` (ENOSPC) naming the file; the previous file intact | `fault_injection_test.py::test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_names_the_file` |
 | NaN or infinite loss | `NanGuard` | `FloatingPointError` naming the epoch, the step and the last good checkpoint | `fault_injection_test.py::test_nan_loss_stops_at_once_naming_epoch_step_and_last_good_checkpoint` |
+| camera 0 in a Market-1501 file name (`c0`) | `data.read_market1501` | `ValueError` naming the file and the first camera number | `test_camera_zero_in_a_market1501_file_name` |
+| misspelt config field (`--config.model.arch`) | `experiments.main` | `ConfigError` naming the field and the closest valid one | `test_misspelt_config_field_on_the_command_line` |
+| misspelt second method | `experiments.train.run_experiment` | `ConfigError` naming the method and the closest one, before anything trains or is written | `test_misspelt_second_method_is_reported_before_anything_trains` |
+| `keep_block:` of a block the backbone has not | `experiments.train.run_experiment` | `ConfigError` naming the block and the blocks | `test_keep_block_of_a_block_the_backbone_has_not` |
+| `decay_epochs` longer than the period | `experiments.train.run_experiment` | `ConfigError` naming both fields | `test_decay_epochs_longer_than_the_period` |
+| unknown dataset name | `experiments.train.run_experiment` | `ConfigError` naming the value and the closest name | `test_unknown_dataset_name` |
+| rerun of a work dir with another config | `experiments.train.run_experiment` | `ConfigMismatchError` naming every differing field with both values, nothing written; `--start_over` to start over | `test_rerun_of_a_work_dir_with_another_config` |
+| work dir holding files but no recorded config | `experiments.train.run_experiment` | `ConfigMismatchError` naming the work dir; `--start_over` deletes its contents | `test_start_over_replaces_the_run_of_another_config` |
+| second process on a work dir in use | `experiments.train.run_experiment` | `WorkDirBusyError` at once, naming the work dir and the holder's pid | `test_second_process_on_a_locked_work_dir` |
+| cut last line of `epochs.jsonl` | `experiments.report.read_history` | no error: the cut line is ignored, and dropped before the rerun appends | `test_cut_last_line_of_the_epoch_log` |
+| half-written `finished.json` of an older version | `experiments.train.run_experiment` | warning naming the file; the method is trained again | `test_half_written_result_file_of_an_older_run` |
+| partial or changed synthetic dataset | `experiments` (synthetic data) | verification names the file; the dataset is written again (temp folder, then rename) | `test_partial_or_changed_synthetic_dataset` |
+| truncated cached pre-training file | `experiments.pretrain` | warning naming the file; pre-trained again | `test_truncated_cached_pretraining_file` |
+| pre-trained snapshot without manifest | `PretrainedSnapshot.load` | `ValueError` naming the file and `rebuild_manifest` | `pretrained_snapshot_test.py::test_file_without_manifest_is_refused_until_its_manifest_is_rebuilt` |
+| snapshot of other weights of the same architecture at resume | `experiments.train.run_experiment` | `ValueError` naming the snapshot and `config.model.weights` | `test_snapshot_of_other_weights_of_the_same_architecture_at_resume` |
+| JPEG corrupt inside (valid header and end marker) | `experiments.train.run_experiment` | `BadImageError` naming the file (every image is decoded only after TensorFlow's error) | `test_image_corrupt_inside_stops_training_naming_the_file` |
+| weights made non-finite by a step whose loss was finite | `NanGuard` | `FloatingPointError` naming the weight and the epoch, before evaluation and checkpoint | `test_weights_made_non_finite_by_a_step_whose_loss_was_finite` |
+| disk too full for a checkpoint | `RunCheckpoint`, `PretrainedSnapshot.save` | `OSError` (ENOSPC) naming the file before h5py writes anything | `test_disk_full_before_a_weights_file_is_written` |
+| disk full reported by h5py mid-write | `RunCheckpoint` | `OSError` (ENOSPC) naming the file, temp file removed | `test_disk_full_reported_by_h5py_as_a_runtime_error` |
 """
 
 import errno

@@ -62,10 +62,15 @@ def test_generic_reader_relabels_drops_junk_keeps_distractors(custom_tree):
 
 
 def test_first_camera_index_shifts_camera_ids(custom_tree):
+    # The tree has camera 0 files: with cameras numbered from 1 they are invalid, by name.
+    with pytest.raises(ValueError, match=r"Invalid camera number 0 in .*_cam0_"):
+        reid_dataset.read_reid_folders(
+            custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=1
+        )
     dataset = reid_dataset.read_reid_folders(
-        custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=1
+        custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=-1
     )
-    assert [r.camid for r in dataset.query] == [-1, 0]
+    assert [r.camid for r in dataset.query] == [1, 2]
 
 
 def test_summary_is_logged_with_published_numbers(custom_tree, caplog):
@@ -108,20 +113,26 @@ def test_missing_root_names_path_and_layout(tmp_path):
 def test_missing_split_folder_names_it(custom_tree):
     (custom_tree / "q").rename(custom_tree / "queries")
     with pytest.raises(reid_dataset.DatasetLayoutError, match=r"missing \['q'\](.|\n)*queries"):
-        reid_dataset.read_reid_folders(custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS)
+        reid_dataset.read_reid_folders(
+            custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=0
+        )
 
 
 def test_nested_dataset_folder_is_suggested(tmp_path, custom_tree):
     with pytest.raises(
         reid_dataset.DatasetLayoutError, match=r"seems to be in .*mine.*pass that folder"
     ):
-        reid_dataset.read_reid_folders(tmp_path, pattern=PATTERN, split_dirs=SPLIT_DIRS)
+        reid_dataset.read_reid_folders(
+            tmp_path, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=0
+        )
 
 
 def test_unparsable_file_name_names_the_file(custom_tree):
     (custom_tree / "g" / "person7.jpg").write_bytes(b"")
     with pytest.raises(ValueError, match=r"person7\.jpg.*does not match the pattern"):
-        reid_dataset.read_reid_folders(custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS)
+        reid_dataset.read_reid_folders(
+            custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=0
+        )
 
 
 def test_split_without_images_is_an_error(custom_tree):
@@ -129,7 +140,9 @@ def test_split_without_images_is_an_error(custom_tree):
         image.unlink()
     (custom_tree / "q" / "readme.txt").write_bytes(b"")
     with pytest.raises(reid_dataset.DatasetLayoutError, match=r"Empty split: no .* image in .*q'"):
-        reid_dataset.read_reid_folders(custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS)
+        reid_dataset.read_reid_folders(
+            custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=0
+        )
 
 
 def test_split_with_only_junk_is_an_error(tmp_path):
@@ -137,7 +150,9 @@ def test_split_with_only_junk_is_an_error(tmp_path):
         tmp_path, {"tr": ["-1_cam0_a.jpg"], "q": ["0001_cam0_a.jpg"], "g": ["0001_cam1_a.jpg"]}
     )
     with pytest.raises(reid_dataset.DatasetLayoutError, match=r"'train' of .* has no usable image"):
-        reid_dataset.read_reid_folders(root, pattern=PATTERN, split_dirs=SPLIT_DIRS)
+        reid_dataset.read_reid_folders(
+            root, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=0
+        )
 
 
 @pytest.mark.parametrize(
@@ -155,6 +170,8 @@ def test_invalid_arguments_are_echoed(custom_tree, kwargs, message):
 
 
 def test_unknown_split_name(custom_tree):
-    dataset = reid_dataset.read_reid_folders(custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS)
+    dataset = reid_dataset.read_reid_folders(
+        custom_tree, pattern=PATTERN, split_dirs=SPLIT_DIRS, first_camera_index=0
+    )
     with pytest.raises(ValueError, match="Received: name='test'"):
         dataset.split("test")

@@ -8,6 +8,7 @@ they finish. Then a full disk while checkpointing and a NaN loss, in process.
 """
 
 import errno
+import json
 import os
 import pathlib
 import subprocess
@@ -189,3 +190,63 @@ def test_nan_loss_stops_at_once_naming_epoch_step_and_last_good_checkpoint(tmp_p
         "epoch-000002.json",
         "epoch-000002.weights.h5",
     ]
+
+
+EXPERIMENT_JOB = pathlib.Path(__file__).with_name("experiment_fault_job.py")
+# A few of tools/fault_table.py's kill points of the experiment runner, on a one-method,
+# one-epoch smoke run: the synthetic dataset cut while written, a cut epoch-log line, and a
+# kill after the last checkpoint (the rerun evaluates and marks the method finished).
+EXPERIMENT_KILL_POINTS = ["image:20", "line:fine_tune:0", "epoch_end:fine_tune:0"]
+
+
+def _start_experiment(workdir, kill_points=()):
+    env = dict(
+        os.environ,
+        FAULT_KILL_POINTS=",".join(kill_points),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=os.pathsep.join([str(JOB.parent.parent), os.environ.get("PYTHONPATH", "")]),
+    )
+    log = pathlib.Path(f"{workdir}-{len(list(workdir.parent.glob(workdir.name + '-*.log')))}.log")
+    with open(log, "w") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(EXPERIMENT_JOB),
+                f"--workdir={workdir}",
+                "--config=experiments/configs/smoke.py",
+                "--config.methods=('fine_tune',)",
+            ],
+            env=env,
+            stdout=output,
+            stderr=output,
+            cwd=JOB.parent.parent,
+        )
+    process.log = log
+    return process
+
+
+def _results_without_wall_times(workdir):
+    rows = json.loads((workdir / "results.json").read_text())
+    return [{k: v for k, v in row.items() if k != "wall_time"} for row in rows]
+
+
+def test_experiment_killed_at_its_kill_points_resumes_to_the_uninterrupted_results(tmp_path):
+    reference = _start_experiment(tmp_path / "reference")
+    runs = []
+    while True:
+        process = _start_experiment(tmp_path / "killed", EXPERIMENT_KILL_POINTS)
+        process.wait()
+        runs.append(process.returncode)
+        assert process.returncode in (0, -9), process.log.read_text()
+        if process.returncode == 0:
+            break
+        assert len(runs) <= len(EXPERIMENT_KILL_POINTS), process.log.read_text()
+    reference.wait()
+    assert reference.returncode == 0, reference.log.read_text()
+    assert runs == [-9] * len(EXPERIMENT_KILL_POINTS) + [0]
+    assert _results_without_wall_times(tmp_path / "killed") == _results_without_wall_times(
+        tmp_path / "reference"
+    )
+    last = process.log.read_text()
+    assert "fine_tune: all 1 epochs were trained in an earlier run" in last, last
+    assert (tmp_path / "killed" / "fine_tune" / "cmc.png").is_file()
