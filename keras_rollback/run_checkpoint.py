@@ -38,7 +38,8 @@ class RunCheckpoint(keras.callbacks.Callback):
     its manifest is loaded and `fit` continues at the epoch after it, as
     with `keras.callbacks.BackupAndRestore`; a missing, truncated or corrupt
     newer one is skipped with a warning naming its path. Rerunning the
-    command of a finished run trains no further epoch.
+    command of a finished run trains no further epoch (`restore` loads the
+    newest checkpoint outside `fit`, to evaluate it).
 
     With `RollbackRefine`, give it `snapshot=<path>` so that the resumed run
     rolls back to the saved pre-trained weights; the period and the group
@@ -58,8 +59,8 @@ class RunCheckpoint(keras.callbacks.Callback):
     checkpoint = RunCheckpoint("workdir/checkpoints")
     model.fit(train_ds, epochs=160, callbacks=[
         RollbackRefine(partition, period_epochs=40, snapshot="workdir/pretrained.npz"),
+        NanGuard(checkpoint),  # Before the checkpoint: non-finite weights are never saved.
         checkpoint,
-        NanGuard(checkpoint),
     ])
     ```
 
