@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 
@@ -92,7 +93,12 @@ def synthetic_source_weights(config, cache_dir):
         )
         model.fit(train, epochs=config.pretrain.epochs, shuffle=False, verbose=2)
     backbone = model.get_layer(f"{config.model.backbone}_backbone")
-    _atomic_files.atomic_write(path, backbone.save_weights, suffix=".weights.h5")
+    _atomic_files.atomic_write(
+        path,
+        backbone.save_weights,
+        suffix=".weights.h5",
+        expected_bytes=sum(math.prod(w.shape) * 4 for w in backbone.weights),
+    )
     workdir_lib.write_json(
         path + ".json",
         {"bytes": os.path.getsize(path), "sha256": _atomic_files.sha256_of_file(path)},

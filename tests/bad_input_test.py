@@ -33,7 +33,7 @@ Rows whose test lives in another file (checkpoints, snapshots, NaN) name that fi
 | `decay_epochs` longer than the period | `experiments.train.run_experiment` | `ConfigError` naming both fields | `test_decay_epochs_longer_than_the_period` |
 | unknown dataset name | `experiments.train.run_experiment` | `ConfigError` naming the value and the closest name | `test_unknown_dataset_name` |
 | rerun of a work dir with another config | `experiments.train.run_experiment` | `ConfigMismatchError` naming every differing field with both values, nothing written; `--start_over` to start over | `test_rerun_of_a_work_dir_with_another_config` |
-| work dir holding files but no recorded config | `experiments.train.run_experiment` | `ConfigMismatchError` naming the work dir; `--start_over` deletes its contents | `test_start_over_replaces_the_run_of_another_config` |
+| `--start_over` on a work dir of another config | `experiments.train.run_experiment` | refused without it (`ConfigMismatchError`); with it the contents are deleted and the new config recorded | `test_start_over_replaces_the_run_of_another_config` |
 | second process on a work dir in use | `experiments.train.run_experiment` | `WorkDirBusyError` at once, naming the work dir and the holder's pid | `test_second_process_on_a_locked_work_dir` |
 | cut last line of `epochs.jsonl` | `experiments.report.read_history` | no error: the cut line is ignored, and dropped before the rerun appends | `test_cut_last_line_of_the_epoch_log` |
 | half-written `finished.json` of an older version | `experiments.train.run_experiment` | warning naming the file; the method is trained again | `test_half_written_result_file_of_an_older_run` |
@@ -48,6 +48,7 @@ Rows whose test lives in another file (checkpoints, snapshots, NaN) name that fi
 """
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -333,12 +334,16 @@ def test_rerun_of_a_work_dir_with_another_config(tmp_path, monkeypatch):
 
 
 def test_start_over_replaces_the_run_of_another_config(tmp_path):
+    workdir_lib.record_or_check_config(smoke.get_config(), str(tmp_path))
     (tmp_path / "rollback").mkdir()
     (tmp_path / "rollback" / "finished.json").write_text("[]")
-    with pytest.raises(workdir_lib.ConfigMismatchError, match=r"holds files but no config\.json"):
-        workdir_lib.record_or_check_config(smoke.get_config(), str(tmp_path))
-    workdir_lib.record_or_check_config(smoke.get_config(), str(tmp_path), start_over=True)
+    changed = smoke.get_config()
+    changed.seed = 3
+    with pytest.raises(workdir_lib.ConfigMismatchError, match=r"seed: 0 .*, 3 now"):
+        workdir_lib.record_or_check_config(changed, str(tmp_path))
+    workdir_lib.record_or_check_config(changed, str(tmp_path), start_over=True)
     assert sorted(os.listdir(tmp_path)) == ["config.json"]
+    assert json.loads((tmp_path / "config.json").read_text())["seed"] == 3
 
 
 def test_second_process_on_a_locked_work_dir(tmp_path):
