@@ -19,6 +19,7 @@ def _table2_one_step(root):
     config.image_size = (64, 32)
     config.methods = ("rollback",)
     config.plan.period_epochs = 1
+    config.plan.decay_epochs = 1  # No decay inside the one-epoch period (checked before training).
     config.plan.periods = 1
     config.evaluation.every_epochs = 0
     config.evaluation.ranked_list_queries = 1
