@@ -135,11 +135,15 @@ def same(a, b):
     )
 
 
-def run_chain(workdir, backend, points=(), random_kills=0, rng=None, max_runs=40):
-    """Reruns until exit 0; returns (exit codes, killed points, error text or None)."""
+def run_chain(workdir, backend, points=(), random_kills=0, rng=None, window=150, max_runs=40):
+    """Reruns until exit 0; returns (exit codes, error text or None). With `rng`, the first
+    `random_kills` runs are killed after a random time in [5, window] seconds (if still
+    running then)."""
     codes = []
     for _ in range(max_runs):
-        kill_after = rng.uniform(5, 150) if rng is not None and len(codes) < random_kills else None
+        kill_after = (
+            rng.uniform(5, window) if rng is not None and len(codes) < random_kills else None
+        )
         code, _, text = run_once(workdir, backend, points, kill_after)
         codes.append(code)
         if code == 0:
@@ -155,7 +159,9 @@ def main():
     parser.add_argument("--out", default="/tmp/fault_table")
     parser.add_argument("--random_chains", type=int, default=2)
     parser.add_argument("--random_kills", type=int, default=3)
-    parser.add_argument("--chains", default=",".join(KILL_CHAINS))
+    parser.add_argument("--random_window", type=float, default=150, help="seconds")
+    parser.add_argument("--random_first_seed", type=int, default=0)
+    parser.add_argument("--chains", default=",".join(KILL_CHAINS), help="'' for none")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     lines = []
@@ -169,7 +175,7 @@ def main():
             raise SystemExit(f"{backend}: the reference run failed:\n{text[-3000:]}")
         reference = outcome(reference_dir)
         print(f"{backend}: reference run {seconds:.0f} s", flush=True)
-        for chain in args.chains.split(","):
+        for chain in filter(None, args.chains.split(",")):
             points = KILL_CHAINS[chain]
             workdir = os.path.join(base, chain)
             codes, error = run_chain(workdir, backend, points)
@@ -185,10 +191,15 @@ def main():
             print("\n".join(lines[-len(points) :]), flush=True)
             if error:
                 print(f"{backend} {chain} failed: exit codes {codes}\n{error}", flush=True)
-        for seed in range(args.random_chains):
+        seeds = range(args.random_first_seed, args.random_first_seed + args.random_chains)
+        for seed in seeds:
             workdir = os.path.join(base, f"random-{seed}")
             codes, error = run_chain(
-                workdir, backend, random_kills=args.random_kills, rng=random.Random(seed)
+                workdir,
+                backend,
+                random_kills=args.random_kills,
+                rng=random.Random(seed),
+                window=args.random_window,
             )
             identical = error is None and same(outcome(workdir), reference)
             lines.append(
