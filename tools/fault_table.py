@@ -71,6 +71,8 @@ KILL_CHAINS = {
     ],
 }
 METHODS = ("rollback", "base_cy")
+# Result columns that differ between runs without being results: time, the work dir's path.
+RUN_SPECIFIC = ("wall_time", "weights_file")
 
 
 def run_once(workdir, backend, kill_points=(), kill_after=None):
@@ -105,9 +107,10 @@ def run_once(workdir, backend, kill_points=(), kill_after=None):
 
 
 def outcome(workdir):
-    """What a finished run left: result rows without wall times, final weights per method."""
+    """What a finished run left: result rows without wall times and paths, final weights
+    per method."""
     with open(os.path.join(workdir, "results.json")) as f:
-        rows = [{k: v for k, v in row.items() if k != "wall_time"} for row in json.load(f)]
+        rows = [{k: v for k, v in row.items() if k not in RUN_SPECIFIC} for row in json.load(f)]
     import h5py
 
     weights = {}
