@@ -42,7 +42,8 @@ TEST_SIZES = {
     "fault_injection_test.py": "large",  # kills and resumes training jobs in subprocesses
     "models_convert_torchvision_test.py": "large",  # builds and converts torchvision ResNets
     "multi_process_job_test.py": "large",  # three two-process jobs (170-230 s busy)
-    "experiments_launch_test.py": "large",  # two-process and one-process smoke runs (~420 s busy)
+    "experiments_launch_test.py": "large",
+    "experiments_study_test.py": "large",  # two seeds x three methods of the real loop (~100 s idle)  # two-process and one-process smoke runs (~420 s busy)
 }
 # Extra tags per test file (why is given beside each).
 TEST_TAGS = {
