@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 
 from keras_rollback import partition_report
-from keras_rollback.models import backbone_spec
+from keras_rollback.models import backbone_registry
 from keras_rollback.resolution_blocks import ResolutionBlocks
 from keras_rollback.resolution_blocks import layer_resolutions
 
@@ -218,9 +218,9 @@ class BlockPartition:
         Returns:
             A `BlockPartition`.
         """
-        spec, blocks = backbone_spec.find_backbone(model)
+        spec, blocks = backbone_registry.find_backbone(model)
         if spec is None:
-            families = ", ".join(s.family for s in backbone_spec.backbone_specs())
+            families = ", ".join(s.family for s in backbone_registry.backbone_specs())
             raise ValueError(
                 f"No preset partition for model {model.name!r}: it contains no registered "
                 f"backbone ({families}; keras.applications ResNet/ResNetV2/InceptionV3/"

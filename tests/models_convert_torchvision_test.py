@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from keras_rollback.models.backbones import build_backbone  # noqa: E402
-from keras_rollback.models.backbones import keras_hub_resnet  # noqa: E402
 from keras_rollback.models.convert_torchvision import convert_torchvision_checkpoint  # noqa: E402
+from keras_rollback.models.torchvision_resnet import keras_hub_resnet  # noqa: E402
 from keras_rollback.models.torchvision_weights import torchvision_name_map  # noqa: E402
 
 

@@ -9,9 +9,9 @@ from PIL import Image
 
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.layerwise_sgd import LayerwiseSGD
-from keras_rollback.models.backbones import keras_hub_resnet
 from keras_rollback.models.reid_model import build_feature_model
 from keras_rollback.models.reid_model import build_reid_model
+from keras_rollback.models.torchvision_resnet import keras_hub_resnet
 from keras_rollback.rollback_refine import RollbackRefine
 
 MARKET_NAME = re.compile(r"^(\d{4})_c(\d)s\d_\d+_\d+\.jpg$")

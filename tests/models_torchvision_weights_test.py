@@ -12,7 +12,7 @@ nn = torch.nn
 
 from torch_resnet import torch_resnet  # noqa: E402
 
-from keras_rollback.models.backbones import keras_hub_resnet  # noqa: E402
+from keras_rollback.models.torchvision_resnet import keras_hub_resnet  # noqa: E402
 from keras_rollback.models.torchvision_weights import load_torchvision_weights  # noqa: E402
 from keras_rollback.models.torchvision_weights import read_state_dict  # noqa: E402
 from keras_rollback.models.torchvision_weights import torchvision_name_map  # noqa: E402

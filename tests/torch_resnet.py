@@ -102,7 +102,7 @@ def torch_resnet(arch, blocks, widths, seed=0):
 
 def write_torchvision_checkpoint(path, arch="resnet50", seed=0):
     """Saves a randomly initialised full-size torchvision ResNet state_dict; returns the model."""
-    from keras_rollback.models.backbones import RESNET_CONFIGS
+    from keras_rollback.models.torchvision_resnet import RESNET_CONFIGS
 
     model = torch_resnet(arch, RESNET_CONFIGS[arch][1], (64, 128, 256, 512), seed=seed)
     torch.save(model.state_dict(), path)

@@ -9,6 +9,10 @@ The BUILD files are generated from the tree, so they cannot drift:
     python tools/check_build.py           # exit 1 and show the diff if a BUILD file is stale
     python tools/check_build.py --write   # regenerate them
 
+Bazel refuses a cycle between targets. An import inside a function that closes a cycle (which
+Python allows) becomes a dep of the root package's target (see `import_graph`); any other
+cycle is named here, so the check fails rather than `bazel test`.
+
 CI runs the check. Test sizes and tags are the only hand-kept inputs (`TEST_SIZES`,
 `TEST_TAGS` below); a test file missing from `TEST_SIZES` gets `DEFAULT_TEST_SIZE`.
 """
@@ -42,8 +46,8 @@ TEST_SIZES = {
     "fault_injection_test.py": "large",  # kills and resumes training jobs in subprocesses
     "models_convert_torchvision_test.py": "large",  # builds and converts torchvision ResNets
     "multi_process_job_test.py": "large",  # three two-process jobs (170-230 s busy)
-    "experiments_launch_test.py": "large",
-    "experiments_study_test.py": "large",  # two seeds x three methods of the real loop (~100 s idle)  # two-process and one-process smoke runs (~420 s busy)
+    "experiments_launch_test.py": "large",  # two-process and one-process smoke runs (~420 s busy)
+    "experiments_study_test.py": "large",  # two seeds x three methods of the real loop (~100 s idle)
 }
 # Extra tags per test file (why is given beside each).
 TEST_TAGS = {
@@ -90,15 +94,22 @@ def project_modules():
     return modules
 
 
-def imported_modules(path, package, modules):
+def imported_modules(path, package, modules, *, deferred=False):
     """Absolute names of the modules `path` imports (relative imports resolved).
 
     `from package import name` counts as importing `package.name` when that is a module, and
     as importing `package` (whose `__init__` defines or re-exports the name) otherwise.
+    With `deferred=True`, only the imports inside functions (run when called, not on import).
     """
     tree = ast.parse(path.read_text(), filename=str(path))
+    in_function = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            in_function.update(id(n) for n in ast.walk(node) if n is not node)
     names = []
     for node in ast.walk(tree):
+        if deferred and id(node) not in in_function:
+            continue
         if isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -112,16 +123,60 @@ def imported_modules(path, package, modules):
     return names
 
 
-def project_deps(path, modules, local_modules=()):
+def _package_of(name, path):
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def import_graph(modules):
+    """Module -> the project modules it imports, and the deferred imports that close a cycle.
+
+    Python allows a cycle closed by an import inside a function (`LayerwiseSGD` picks its fused
+    torch subclass, which derives from it, when constructed); Bazel refuses any cycle between
+    targets. Such an edge is left out of the importing module's deps and given to the root
+    package's target instead (`//keras_rollback`), which Python runs before any of its modules.
+    """
+    graph = {}
+    for name, path in modules.items():
+        imported = imported_modules(path, _package_of(name, path), modules)
+        graph[name] = {m for m in imported if m in modules and m != name}
+    closing = set()
+    for name, path in modules.items():
+        for target in imported_modules(path, _package_of(name, path), modules, deferred=True):
+            if target in graph[name] and _reaches(graph, target, name, skip=(name, target)):
+                closing.add((name, target))
+    for name, target in closing:
+        graph[name].discard(target)
+    for name, target in closing:
+        graph[name.split(".")[0]].add(target)
+    return graph, closing
+
+
+def _reaches(graph, start, goal, skip):
+    seen, stack = set(), [start]
+    while stack:
+        name = stack.pop()
+        if name == goal:
+            return True
+        if name in seen:
+            continue
+        seen.add(name)
+        stack.extend(m for m in graph[name] if (name, m) != skip)
+    return False
+
+
+def project_deps(path, modules, local_modules=(), graph=None):
     """Sorted labels of the project modules (and local test helpers) that `path` imports."""
     name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    if graph is not None and name in graph:
+        imported = graph[name]
+    else:
+        imported = imported_modules(path, _package_of(name, path), modules)
     deps = set()
-    for imported in imported_modules(path, package, modules):
-        if imported in local_modules:
-            deps.add(f":{imported}")
-        elif imported in modules and modules[imported] != path:
-            deps.add(label(modules[imported], path.parent))
+    for module in imported:
+        if module in local_modules:
+            deps.add(f":{module}")
+        elif module in modules and modules[module] != path:
+            deps.add(label(modules[module], path.parent))
     return sorted(deps, key=_label_sort_key)
 
 
@@ -150,13 +205,18 @@ def _rule(kind, name, **attributes):
     return "\n".join(lines) + "\n)\n"
 
 
-def library_build(directory, modules):
+def library_build(directory, modules, graph):
     """BUILD text for one package directory under a package root."""
     rules = []
     for path in sorted(directory.glob("*.py")):
         srcs = [path.name]
         rules.append(
-            _rule("py_library", target_name(path), srcs=srcs, deps=project_deps(path, modules))
+            _rule(
+                "py_library",
+                target_name(path),
+                srcs=srcs,
+                deps=project_deps(path, modules, graph=graph),
+            )
         )
     return HEADER + '\npackage(default_visibility = ["//visibility:public"])\n\n' + "\n".join(rules)
 
@@ -194,20 +254,53 @@ def tests_build(modules):
 def expected_build_files():
     """BUILD path -> the text it must hold."""
     modules = project_modules()
+    graph, _ = import_graph(modules)
     files = {}
     for root in PACKAGE_ROOTS:
         for directory in sorted(
             {p.parent for p in modules.values() if p.is_relative_to(REPO_ROOT / root)}
         ):
-            files[directory / "BUILD"] = library_build(directory, modules)
+            files[directory / "BUILD"] = library_build(directory, modules, graph)
     files[REPO_ROOT / TESTS_DIR / "BUILD"] = tests_build(modules)
     return files
+
+
+def dependency_cycle(graph):
+    """One cycle of the import graph (a list closed on its first module), or None."""
+    done, on_path = set(), []
+
+    def visit(name):
+        if name in on_path:
+            return on_path[on_path.index(name) :] + [name]
+        if name in done:
+            return None
+        on_path.append(name)
+        for imported in sorted(graph[name]):
+            cycle = visit(imported)
+            if cycle:
+                return cycle
+        on_path.pop()
+        done.add(name)
+        return None
+
+    for name in graph:
+        cycle = visit(name)
+        if cycle:
+            return cycle
+    return None
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="regenerate the stale BUILD files")
     args = parser.parse_args(argv)
+    cycle = dependency_cycle(import_graph(project_modules())[0])
+    if cycle:
+        print(
+            f"Import cycle (Bazel refuses cycles between targets): {' -> '.join(cycle)}",
+            file=sys.stderr,
+        )
+        return 1
     stale = []
     for path, text in expected_build_files().items():
         current = path.read_text() if path.is_file() else ""

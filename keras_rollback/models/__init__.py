@@ -1,13 +1,12 @@
 """Backbones (a registry of families with weight provenance), the paper's ReID model, weights."""
 
+from keras_rollback.models.backbone_registry import backbone_specs
+from keras_rollback.models.backbone_registry import get_backbone_spec
 from keras_rollback.models.backbone_spec import BackboneSpec
-from keras_rollback.models.backbone_spec import backbone_specs
-from keras_rollback.models.backbone_spec import get_backbone_spec
 from keras_rollback.models.backbone_spec import register_backbone
 from keras_rollback.models.backbones import ARCHITECTURES
 from keras_rollback.models.backbones import backbone_preprocessing
 from keras_rollback.models.backbones import build_backbone
-from keras_rollback.models.backbones import keras_hub_resnet
 from keras_rollback.models.backbones import resolve_source
 from keras_rollback.models.backbones import weights_provenance
 from keras_rollback.models.bnneck_model import build_bnneck_feature_model
@@ -16,6 +15,7 @@ from keras_rollback.models.convert_torchvision import convert_torchvision_checkp
 from keras_rollback.models.keras_weights import load_weights_strict
 from keras_rollback.models.reid_model import build_feature_model
 from keras_rollback.models.reid_model import build_reid_model
+from keras_rollback.models.torchvision_resnet import keras_hub_resnet
 from keras_rollback.models.torchvision_weights import load_torchvision_weights
 from keras_rollback.models.torchvision_weights import read_state_dict
 from keras_rollback.models.torchvision_weights import torchvision_name_map

@@ -10,9 +10,9 @@ import keras
 
 from keras_rollback.models.backbone_spec import BackboneSpec
 from keras_rollback.models.backbone_spec import register_backbone
-from keras_rollback.models.backbones import RESNET_CONFIGS
-from keras_rollback.models.backbones import import_keras_hub
-from keras_rollback.models.backbones import keras_hub_resnet
+from keras_rollback.models.torchvision_resnet import RESNET_CONFIGS
+from keras_rollback.models.torchvision_resnet import import_keras_hub
+from keras_rollback.models.torchvision_resnet import keras_hub_resnet
 from keras_rollback.models.weight_source import WeightSource
 from keras_rollback.resolution_blocks import all_layers
 

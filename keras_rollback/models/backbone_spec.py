@@ -1,4 +1,7 @@
-"""`BackboneSpec`: everything about one backbone family, and the registry of them."""
+"""`BackboneSpec`: everything about one backbone family, and `register_backbone` to add one.
+
+Lookups are in `backbone_registry`, which imports the built-in families first.
+"""
 
 import dataclasses
 import re
@@ -129,66 +132,6 @@ def register_backbone(spec):
     return spec
 
 
-def backbone_specs():
-    """Every registered `BackboneSpec`, in registration order."""
-    _load_presets()
+def registered_specs():
+    """The families registered so far, in order (see `backbone_registry` for lookups)."""
     return tuple(_REGISTRY.values())
-
-
-def backbone_architectures():
-    """Every registered architecture name, in registration order."""
-    return tuple(dict.fromkeys(a for spec in backbone_specs() for a in spec.architectures))
-
-
-def get_backbone_spec(arch, source=None):
-    """The family that builds `arch` from `source` (None: the first registered with `arch`).
-
-    Args:
-        arch: String. An architecture, e.g. `"resnet50"`.
-        source: String or None. `"keras_hub"`, `"keras_applications"` or None.
-            Defaults to `None`.
-
-    Returns:
-        A `BackboneSpec`.
-    """
-    specs = [s for s in backbone_specs() if arch in s.architectures]
-    if not specs:
-        raise ValueError(
-            f"Unknown backbone. Received: arch={arch!r}. Expected one of {list(backbone_architectures())}."
-        )
-    if source is None:
-        return specs[0]
-    if source not in SOURCES:
-        raise ValueError(
-            f"Unknown backbone source. Received: source={source!r}. Expected one of {list(SOURCES)}."
-        )
-    for spec in specs:
-        if spec.source == source:
-            return spec
-    others = sorted(
-        a for s in backbone_specs() if s.source == source for a in s.architectures if "resnet" in a
-    )
-    library = "keras-hub" if source == "keras_hub" else "keras.applications"
-    raise ValueError(
-        f"{library} has no {arch} (its ResNets: {others}). Received: arch={arch!r}, "
-        f"source={source!r}; use source={specs[0].source!r}."
-    )
-
-
-def find_backbone(model):
-    """The first registered family found in `model` and its rule blocks (`{}`: by resolution).
-
-    Returns:
-        `(spec, blocks)`, or `(None, None)` when no family is found.
-    """
-    paths = [w.path for w in model.weights]
-    for spec in backbone_specs():
-        blocks = spec.find_blocks(model, paths)
-        if blocks is not None:
-            return spec, blocks
-    return None, None
-
-
-def _load_presets():
-    # The presets register themselves on import; imported here to avoid an import cycle.
-    from keras_rollback.models import backbone_presets  # noqa: F401

@@ -5,29 +5,20 @@ import os
 from absl import logging
 
 from keras_rollback._atomic_files import sha256_of_file
+from keras_rollback.models import backbone_registry
 from keras_rollback.models import backbone_spec
 from keras_rollback.models import weight_source
 from keras_rollback.models.keras_weights import load_weights_strict
 from keras_rollback.models.torchvision_weights import TORCH_CHECKPOINT_SUFFIXES
 from keras_rollback.models.torchvision_weights import load_torchvision_weights
 
-# torchvision's ResNet v1.5 configurations: block type and blocks per stage.
-RESNET_CONFIGS = {
-    "resnet18": ("basic_block", (2, 2, 2, 2)),
-    "resnet34": ("basic_block", (3, 4, 6, 3)),
-    "resnet50": ("bottleneck_block", (3, 4, 6, 3)),
-    "resnet101": ("bottleneck_block", (3, 4, 23, 3)),
-    "resnet152": ("bottleneck_block", (3, 8, 36, 3)),
-}
-RESNET_WIDTHS = (64, 128, 256, 512)
 SOURCES = backbone_spec.SOURCES
 
 
 def __getattr__(name):
-    # Every registered architecture, read from the registry on first use (the registered
-    # presets import this module's builders, so they cannot be imported here at load time).
+    # Read from the registry at each access, so families registered later are listed too.
     if name == "ARCHITECTURES":
-        return backbone_spec.backbone_architectures()
+        return backbone_registry.backbone_architectures()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -54,7 +45,7 @@ def resolve_source(arch, source=None):
     Returns:
         The source name.
     """
-    return backbone_spec.get_backbone_spec(arch, source).source
+    return backbone_registry.get_backbone_spec(arch, source).source
 
 
 def backbone_preprocessing(arch, source=None, weights=None):
@@ -77,7 +68,7 @@ def backbone_preprocessing(arch, source=None, weights=None):
     Returns:
         A preprocessing mode.
     """
-    spec = backbone_spec.get_backbone_spec(arch, source)
+    spec = backbone_registry.get_backbone_spec(arch, source)
     if isinstance(weights, str) and weights in spec.weights.get(arch, {}):
         return spec.weights[arch][weights].preprocessing
     return spec.preprocessing
@@ -105,7 +96,7 @@ def weights_provenance(arch, weights, source=None):
     """
     if weights is None:
         return {"weights": None, "description": "random initialisation"}
-    spec = backbone_spec.get_backbone_spec(arch, source)
+    spec = backbone_registry.get_backbone_spec(arch, source)
     named = _named_weights(spec, arch, weights)
     if named is not None:
         if named.kind == "torchvision":
@@ -189,7 +180,7 @@ def build_backbone(
     Returns:
         A `keras.Model` mapping images to the last feature map.
     """
-    spec = backbone_spec.get_backbone_spec(arch, source)
+    spec = backbone_registry.get_backbone_spec(arch, source)
     if last_stride not in (1, 2) or isinstance(last_stride, bool):
         raise ValueError(f"`last_stride` must be 1 or 2. Received: last_stride={last_stride!r}")
     if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
@@ -230,56 +221,6 @@ def build_backbone(
         else:
             load_torchvision_weights(model, weight_file)
     return model
-
-
-def keras_hub_resnet(
-    arch,
-    *,
-    input_shape=(None, None, 3),
-    last_stride=2,
-    widths=RESNET_WIDTHS,
-    blocks=None,
-    name=None,
-):
-    """A randomly initialised keras-hub `ResNetBackbone` with torchvision's configuration.
-
-    Args:
-        arch: String. A ResNet of `RESNET_CONFIGS`; its block type is used,
-            and its blocks per stage unless `blocks` is given.
-        input_shape: Tuple. Input shape without the batch size. Defaults to
-            `(None, None, 3)`.
-        last_stride: 1 or 2. Stride of the last stage. Defaults to `2`.
-        widths: Tuple of 4 integers. Base width of each stage (keras-hub
-            requires 64 for the first); reduced widths give small test
-            models. Defaults to `(64, 128, 256, 512)`.
-        blocks: Tuple of 4 integers or None. Blocks per stage. Defaults to
-            `None` (those of `arch`).
-        name: String or None. Model name. Defaults to `"<arch>_backbone"`.
-
-    Returns:
-        A `keras_hub.models.ResNetBackbone`.
-    """
-    if arch not in RESNET_CONFIGS:
-        raise ValueError(
-            f"Unknown ResNet. Received: arch={arch!r}. Expected one of {list(RESNET_CONFIGS)}."
-        )
-    block_type, default_blocks = RESNET_CONFIGS[arch]
-    blocks = default_blocks if blocks is None else tuple(blocks)
-    for label, values in (("widths", widths), ("blocks", blocks)):
-        if len(values) != 4 or not all(isinstance(v, int) and v > 0 for v in values):
-            raise ValueError(f"`{label}` must be 4 positive integers. Received: {label}={values!r}")
-    keras_hub = import_keras_hub()
-    return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[7],
-        stackwise_num_filters=list(widths),
-        stackwise_num_blocks=list(blocks),
-        stackwise_num_strides=[1, 2, 2, last_stride],
-        block_type=block_type,
-        use_pre_activation=False,
-        image_shape=input_shape,
-        name=name or f"{arch}_backbone",
-    )
 
 
 def _named_weights(spec, arch, weights):
@@ -329,13 +270,3 @@ def _weight_file(weights, arch, source):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Weight file not found. Received: weights={path!r}")
     return path
-
-
-def import_keras_hub():
-    try:
-        import keras_hub
-    except ImportError as e:
-        raise ImportError(
-            "ResNet backbones with torchvision's layout need keras-hub (a dependency of keras-rollback): `pip install keras-hub`."
-        ) from e
-    return keras_hub

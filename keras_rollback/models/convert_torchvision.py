@@ -17,8 +17,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from keras_rollback.models.backbones import RESNET_CONFIGS
-from keras_rollback.models.backbones import keras_hub_resnet
+from keras_rollback.models.torchvision_resnet import RESNET_CONFIGS
+from keras_rollback.models.torchvision_resnet import keras_hub_resnet
 from keras_rollback.models.torchvision_weights import load_torchvision_weights
 
 
