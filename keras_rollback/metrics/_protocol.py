@@ -46,6 +46,10 @@ class Protocol:
     def num_queries(self):
         return len(self.query_pids)
 
+    @property
+    def num_gallery(self):
+        return len(self.gallery_pids)
+
     def without_junk_columns(self):
         """`(kept_columns, protocol)`: the id -1 columns dropped, for a gallery to subset.
 
@@ -89,6 +93,28 @@ def check_options(max_rank, ap_method, chunk_size):
     if ap_method not in AP_METHODS:
         raise ValueError(f"Received: ap_method={ap_method!r}. Expected one of {AP_METHODS}.")
     _validation.check_chunk_size(chunk_size)
+
+
+def setup_from_distances(
+    distances, query_pids, gallery_pids, query_camids, gallery_camids, query_gallery_indices
+):
+    """Validates a distance matrix and the ids of its rows and columns.
+
+    Returns:
+        `(distances, protocol)`: the matrix as a 2-D array or tensor, and its `Protocol`.
+    """
+    distances = _validation.as_matrix(distances)
+    num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
+    protocol = setup(
+        num_queries,
+        num_gallery,
+        query_pids,
+        gallery_pids,
+        query_camids,
+        gallery_camids,
+        query_gallery_indices,
+    )
+    return distances, protocol
 
 
 def setup(

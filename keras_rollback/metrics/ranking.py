@@ -337,17 +337,10 @@ def ranking_scores(
     [0.5]
     """
     _protocol.check_options(max_rank, ap_method, chunk_size)
-    distances = _validation.as_matrix(distances)
-    num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
-    protocol = _protocol.setup(
-        num_queries,
-        num_gallery,
-        query_pids,
-        gallery_pids,
-        query_camids,
-        gallery_camids,
-        query_gallery_indices,
+    distances, protocol = _protocol.setup_from_distances(
+        distances, query_pids, gallery_pids, query_camids, gallery_camids, query_gallery_indices
     )
+    num_queries, num_gallery = protocol.num_queries, protocol.num_gallery
     verbose = _show_progress(verbose, num_queries, num_gallery)
     chunks = _matrix_chunks(distances, _chunk_size(chunk_size, num_queries, num_gallery))
     return _evaluate(chunks, protocol, max_rank=max_rank, ap_method=ap_method, verbose=verbose)
@@ -539,11 +532,10 @@ def single_gallery_shot_cmc(
         or num_repeats < 1
     ):
         raise ValueError(f"Received: num_repeats={num_repeats!r}. Expected a positive integer.")
-    distances = _validation.as_matrix(distances)
-    num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
-    protocol = _protocol.setup(
-        num_queries, num_gallery, query_pids, gallery_pids, query_camids, gallery_camids, None
+    distances, protocol = _protocol.setup_from_distances(
+        distances, query_pids, gallery_pids, query_camids, gallery_camids, None
     )
+    num_queries, num_gallery = protocol.num_queries, protocol.num_gallery
     keys = np.random.default_rng(seed).random((num_repeats, num_gallery))
     kept_columns, protocol = protocol.without_junk_columns()
     if kept_columns is not None:

@@ -56,17 +56,10 @@ def reference_ranking_scores(
     0.8333333333333333
     """
     _protocol.check_options(max_rank, ap_method, None)
-    distances = _validation.as_matrix(distances)
-    num_queries, num_gallery = _validation.check_floating_matrix(distances, "distances")
-    protocol = _protocol.setup(
-        num_queries,
-        num_gallery,
-        query_pids,
-        gallery_pids,
-        query_camids,
-        gallery_camids,
-        query_gallery_indices,
+    distances, protocol = _protocol.setup_from_distances(
+        distances, query_pids, gallery_pids, query_camids, gallery_camids, query_gallery_indices
     )
+    num_queries = protocol.num_queries
     distances = _validation.to_numpy(distances)
     if not np.isfinite(distances).all():
         rows = np.flatnonzero(~np.isfinite(distances).all(axis=1))

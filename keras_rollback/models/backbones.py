@@ -2,6 +2,7 @@
 
 import os
 
+import keras
 from absl import logging
 
 from keras_rollback._atomic_files import sha256_of_file
@@ -221,6 +222,39 @@ def build_backbone(
         else:
             load_torchvision_weights(model, weight_file)
     return model
+
+
+def resolve_backbone(backbone, *, weights, source, input_shape, last_stride):
+    """The backbone model a head is built on, and the name the head's model is given after it.
+
+    Args:
+        backbone: String (an architecture, built by `build_backbone`) or a
+            `keras.Model` (used as it is; load its weights before passing it).
+        weights, source, input_shape, last_stride: As `build_backbone`; for a
+            given model, `weights` and `source` must be None.
+
+    Returns:
+        `(backbone_model, label)`: the architecture name, or the model's name.
+    """
+    if isinstance(backbone, keras.Model):
+        if weights is not None or source is not None:
+            raise ValueError(
+                "`weights` and `source` apply to a backbone built by name; load the weights of a given "
+                f"backbone model before passing it. Received: weights={weights!r}, source={source!r}"
+            )
+        return backbone, backbone.name
+    if isinstance(backbone, str):
+        model = build_backbone(
+            backbone,
+            weights=weights,
+            source=source,
+            input_shape=input_shape,
+            last_stride=last_stride,
+        )
+        return model, backbone
+    raise ValueError(
+        f"`backbone` must be an architecture name or a keras.Model. Received: backbone={backbone!r}"
+    )
 
 
 def _named_weights(spec, arch, weights):

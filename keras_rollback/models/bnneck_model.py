@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_rollback.models.backbones import build_backbone
+from keras_rollback.models.backbones import resolve_backbone
 from keras_rollback.models.reid_model import POOLED_FEATURE
 
 BNNECK = "bnneck"
@@ -64,26 +64,9 @@ def build_bnneck_model(
         raise ValueError(f"Received: num_classes={num_classes!r}. Expected an integer > 1.")
     if not isinstance(bnneck, bool):
         raise ValueError(f"Received: bnneck={bnneck!r}. Expected True or False.")
-    if isinstance(backbone, keras.Model):
-        if weights is not None or source is not None:
-            raise ValueError(
-                "`weights` and `source` apply to a backbone built by name. "
-                f"Received: weights={weights!r}, source={source!r}"
-            )
-        backbone_model, label = backbone, backbone.name
-    elif isinstance(backbone, str):
-        backbone_model = build_backbone(
-            backbone,
-            weights=weights,
-            source=source,
-            input_shape=input_shape,
-            last_stride=last_stride,
-        )
-        label = backbone
-    else:
-        raise ValueError(
-            f"`backbone` must be an architecture name or a keras.Model. Received: backbone={backbone!r}"
-        )
+    backbone_model, label = resolve_backbone(
+        backbone, weights=weights, source=source, input_shape=input_shape, last_stride=last_stride
+    )
     images = keras.Input(shape=tuple(input_shape), name="images")
     feature = keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURE)(backbone_model(images))
     classified = feature

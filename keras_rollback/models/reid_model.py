@@ -4,7 +4,7 @@ import random
 
 import keras
 
-from keras_rollback.models.backbones import build_backbone
+from keras_rollback.models.backbones import resolve_backbone
 
 POOLED_FEATURE = "pooled_feature"
 DEFAULT_INPUT_SHAPE = (288, 144, 3)
@@ -91,28 +91,9 @@ def build_reid_model(
         raise ValueError(
             f"`leaky_relu_alpha` must be a float >= 0. Received: leaky_relu_alpha={leaky_relu_alpha!r}"
         )
-    if isinstance(backbone, keras.Model):
-        if weights is not None or source is not None:
-            raise ValueError(
-                "`weights` and `source` apply to a backbone built by name; load the weights of a given "
-                f"backbone model before passing it. Received: weights={weights!r}, source={source!r}"
-            )
-        backbone_model = backbone
-        label = backbone.name
-    elif isinstance(backbone, str):
-        backbone_model = build_backbone(
-            backbone,
-            weights=weights,
-            source=source,
-            input_shape=input_shape,
-            last_stride=last_stride,
-        )
-        label = backbone
-    else:
-        raise ValueError(
-            f"`backbone` must be an architecture name or a keras.Model. Received: backbone={backbone!r}"
-        )
-
+    backbone_model, label = resolve_backbone(
+        backbone, weights=weights, source=source, input_shape=input_shape, last_stride=last_stride
+    )
     images = keras.Input(shape=tuple(input_shape), name="images")
     feature_map = backbone_model(images)
     feature = keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURE)(feature_map)
