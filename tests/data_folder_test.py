@@ -122,7 +122,8 @@ def test_command_line_run_on_a_custom_folder(tmp_path, pattern):
         "--config.image_size=(24, 12)",
         f"--workdir={workdir}",
     ]
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # The source tree (under Bazel, this file is a runfiles symlink to it).
+    repo = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([repo, *sys.path]))
     result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr[-4000:]

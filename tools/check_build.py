@@ -40,6 +40,13 @@ TEST_SIZES = {
     "data_market1501_test.py": "small",
     "data_msmt17_test.py": "small",
     "data_reid_dataset_test.py": "small",
+    # Library tests of 9-15 s under `bazel test //...` (two side by side): CI's Bazel gate runs
+    # the small tests, so these put the optimizer, snapshot, registry and metrics in it.
+    "block_diagnostics_test.py": "small",
+    "layerwise_sgd_test.py": "small",
+    "metrics_distance_test.py": "small",
+    "models_backbone_spec_test.py": "small",
+    "pretrained_snapshot_test.py": "small",
     # 140-390 s when the machine is busy.
     "experiments_main_test.py": "large",  # the real experiment loop, two methods x two periods
     "experiments_paper_weights_test.py": "large",  # full-size ResNet-50 file, a Table 2 step
@@ -59,6 +66,7 @@ TEST_TAGS = {
     # Spawn `tests/two_process_job.py` and `python -m experiments.main` from the source tree.
     "multi_process_job_test.py": ["no-cache"],
     "experiments_launch_test.py": ["no-cache"],
+    "data_folder_test.py": ["no-cache"],
 }
 
 
