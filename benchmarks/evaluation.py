@@ -254,7 +254,6 @@ def _make_data(directory, dim):
 
 def _worker(directory, repeats, max_rank, torchreid_source):
     """Ours on the active backend, beside torchreid in the same process: row dicts."""
-    import keras
 
     from keras_rollback.metrics import distance as distance_lib
     from keras_rollback.metrics import ranking
@@ -274,7 +273,7 @@ def _worker(directory, repeats, max_rank, torchreid_source):
             for _, _, chunk in distance_lib.iter_distance_chunks(
                 data["q_feat"], kept_gallery, chunk_size=chunk_size
             ):
-                keras.ops.convert_to_numpy(chunk)
+                np.asarray(chunk)  # Read as the engine reads it (a TensorFlow tensor uncopied).
 
         jobs = {
             "distances": lambda data=data, ids=ids, options=options: ranking_scores(

@@ -10,6 +10,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score
 
+from keras_rollback.metrics import ranking
 from keras_rollback.metrics import ranking_scores
 from keras_rollback.metrics import ranking_scores_from_features
 from keras_rollback.metrics import reference_ranking_scores
@@ -100,6 +101,15 @@ def test_fast_path_equals_loop_reference(
 def test_larger_random_case_with_many_ties_equals_reference():
     rng = np.random.default_rng(0)
     assert_matches_reference(random_case(rng, 30, 400, 20, 4, tie_levels=50), max_rank=20)
+
+
+@pytest.mark.parametrize("block_distances", [1, 400, 1000])
+def test_rows_gathered_in_blocks_equal_reference(monkeypatch, block_distances):
+    """Candidates are gathered for blocks of rows at once: one row, 1 and 2.5 rows' worth."""
+    monkeypatch.setattr(ranking, "_CANDIDATE_BLOCK", block_distances)
+    rng = np.random.default_rng(1)
+    assert_matches_reference(random_case(rng, 30, 400, 20, 4, tie_levels=50), max_rank=20)
+    assert_matches_reference(random_case(rng, 25, 400, 8, 3), max_rank=20, chunk_size=7)
 
 
 # Both the engine and the reference loop are checked against independent computations.

@@ -8,11 +8,12 @@ own dtype (float64 stays float64 on every backend):
 - the query's identity items (its true matches and its junk: a few dozen, or thousands
   for a vehicle or a tracklet) are put in ranking order (distance, then gallery index)
   with one `lexsort` per chunk: O(P log P) for P identity items;
-- one pass over the row keeps the items no farther than the last true match (the only
-  ones that can precede a true match; for a good model a small part of the gallery);
-  their distances are sorted (a value sort, no indices) and two `searchsorted` of the
-  true matches' distances give, for each true match, the items strictly closer and those
-  at exactly its distance;
+- one comparison of a block of rows with each row's last true match keeps the items no
+  farther than it (the only ones that can precede a true match; for a good model a small
+  part of the gallery), a few numpy calls per block rather than per row; each row's kept
+  distances are sorted (a value sort, no indices) and two `searchsorted` of the true
+  matches' distances give, for each true match, the items strictly closer and those at
+  exactly its distance;
 - the identity's own items closer than a true match are known from the first step and
   subtracted (junk is never counted); an item of another identity at exactly a true
   match's distance is ranked before it when its gallery index is lower: such ties are
@@ -39,6 +40,9 @@ AP_METHODS = _protocol.AP_METHODS
 # gallery reads the whole gallery, so larger chunks read it fewer times; the engine's
 # temporaries are a fraction of a chunk.
 _DISTANCES_PER_CHUNK = 2**25
+# Distances compared with their rows' thresholds at once (a few numpy calls for a block of
+# rows rather than a few per row); the block's temporaries stay a few times 4M items.
+_CANDIDATE_BLOCK = 2**22
 # Above this many distances a call shows a progress bar unless verbose=0.
 _PROGRESS_BAR_DISTANCES = 2**28
 
@@ -79,6 +83,20 @@ def _other_identities_tied_ahead(tied_columns, tied_values, identity_columns, va
     return (others_before - others_before[run_first])[~is_other]
 
 
+def _candidates(block, thresholds, is_kept):
+    """The distances of each row of `block` no farther than the row's threshold.
+
+    Only kept columns count. Returns `(values, row_bounds)`: the distances, row by row, and
+    where each row's start (`len(block) + 1` bounds).
+    """
+    mask = block <= thresholds[:, None]
+    if is_kept is not None:
+        mask &= is_kept
+    flat = np.flatnonzero(mask)
+    row_bounds = np.searchsorted(flat, np.arange(len(block) + 1) * block.shape[1])
+    return np.ravel(block)[flat], row_bounds
+
+
 def _true_match_positions(chunk, protocol, start):
     """Ranks the true matches of the queries in a chunk of rows of distances.
 
@@ -110,30 +128,49 @@ def _true_match_positions(chunk, protocol, start):
     bounds = np.searchsorted(good_rows, np.arange(num_rows + 1))
     goods_ahead = np.arange(len(good_rows)) - bounds[good_rows]
     closer = np.zeros(len(good_rows), dtype=np.int64)
-    keep = np.empty(chunk.shape[1], dtype=bool)
-    for row in np.flatnonzero(np.diff(bounds)):
+    has_other_tie = np.zeros(len(good_rows), dtype=bool)
+    # Each row keeps the items no farther than its last true match: the only ones that can
+    # precede one (a row without a true match keeps none).
+    row_thresholds = np.full(num_rows, -np.inf, dtype=chunk.dtype)
+    has_goods = np.diff(bounds) > 0
+    row_thresholds[has_goods] = good_values[bounds[1:][has_goods] - 1]
+    block_rows = max(1, _CANDIDATE_BLOCK // max(1, chunk.shape[1]))
+    for block_start in range(0, num_rows, block_rows):
+        block_stop = min(block_start + block_rows, num_rows)
+        candidates, row_bounds = _candidates(
+            chunk[block_start:block_stop], row_thresholds[block_start:block_stop], protocol.is_kept
+        )
+        for offset in np.flatnonzero(has_goods[block_start:block_stop]):
+            first, last = bounds[block_start + offset], bounds[block_start + offset + 1]
+            row_candidates = candidates[row_bounds[offset] : row_bounds[offset + 1]]
+            row_candidates.sort()  # In place: each row's stretch of `candidates` is sorted.
+            closer[first:last] = row_candidates.searchsorted(good_values[first:last], "left")
+        # A true match's run of equal distances starts at `closer` and holds its identity's
+        # items at that distance; one more equal item after them is another identity's.
+        first, last = bounds[block_start], bounds[block_stop]
+        block_row = good_rows[first:last] - block_start
+        after_run = row_bounds[block_row] + closer[first:last] + good_identity_tied[first:last]
+        inside = after_run < row_bounds[block_row + 1]
+        has_other_tie[first:last][inside] = (
+            candidates[after_run[inside]] == good_values[first:last][inside]
+        )
+    # Items of other identities at exactly a true match's distance (rare): found where a
+    # match's ties outnumber its own identity's, and ranked by gallery index.
+    for row in np.unique(good_rows[has_other_tie]):
         first, last = bounds[row], bounds[row + 1]
         thresholds = good_values[first:last]
-        distances = chunk[row]
-        # The items no farther than the last true match: the only ones that can precede one.
-        np.less_equal(distances, thresholds[-1], out=keep)
+        kept = chunk[row] <= thresholds[-1]
         if protocol.is_kept is not None:
-            keep &= protocol.is_kept
-        candidates = distances[keep]
-        candidates.sort()
-        closer[first:last] = candidates.searchsorted(thresholds, side="left")
-        tied = candidates.searchsorted(thresholds, side="right") - closer[first:last]
-        if (tied != good_identity_tied[first:last]).any():
-            # Items of other identities at exactly a true match's distance (rare).
-            kept_columns = np.flatnonzero(keep)
-            is_tied = np.isin(distances[kept_columns], thresholds)
-            closer[first:last] += _other_identities_tied_ahead(
-                kept_columns[is_tied],
-                distances[kept_columns[is_tied]],
-                columns[identity_bounds[row] : identity_bounds[row + 1]],
-                thresholds,
-                good_columns[first:last],
-            )
+            kept &= protocol.is_kept
+        kept_columns = np.flatnonzero(kept)
+        tied_columns = kept_columns[np.isin(chunk[row, kept_columns], thresholds)]
+        closer[first:last] += _other_identities_tied_ahead(
+            tied_columns,
+            chunk[row, tied_columns],
+            columns[identity_bounds[row] : identity_bounds[row + 1]],
+            thresholds,
+            good_columns[first:last],
+        )
     positions = closer - identity_closer[is_good] + goods_ahead
     return good_rows, positions, goods_ahead
 
