@@ -1,7 +1,10 @@
-"""Shared pytest fixtures: the read-only test data beside the checkout."""
+"""Shared pytest fixtures: the read-only test data beside the checkout; JAX's compilation cache."""
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -9,6 +12,20 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(
     os.environ.get("KERAS_ROLLBACK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")
 )
+
+# JAX compiles every new model's steps; the suite builds the same tiny models over and over,
+# in this process and in the jobs it starts (fault injection, experiments). A compilation
+# cache for this session (inherited by those jobs) serves the repeats: the same compiled
+# programs, so the same numbers. Measured on 2 cores: fault_injection_test and
+# experiments_main_test took 129 s with it, cold, against 221 s without.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _JAX_CACHE = tempfile.mkdtemp(prefix="keras-rollback-tests-jax-cache-")
+    atexit.register(shutil.rmtree, _JAX_CACHE, ignore_errors=True)
+    os.environ.update(
+        JAX_COMPILATION_CACHE_DIR=_JAX_CACHE,
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
 
 
 @pytest.fixture

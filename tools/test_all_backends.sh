@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 status=0
 for backend in tensorflow jax torch; do
   echo "=== KERAS_BACKEND=${backend} ==="
-  KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider "$@" || status=1
+  # The slowest tests of each backend are listed, to keep an eye on the suite's time.
+  KERAS_BACKEND="${backend}" python -m pytest tests -q -p no:cacheprovider --durations=15 "$@" || status=1
 done
 exit "${status}"
