@@ -255,6 +255,7 @@ def _make_data(directory, dim):
 def _worker(directory, repeats, max_rank, torchreid_source):
     """Ours on the active backend, beside torchreid in the same process: row dicts."""
 
+    from keras_rollback.metrics import _validation
     from keras_rollback.metrics import distance as distance_lib
     from keras_rollback.metrics import ranking
     from keras_rollback.metrics import ranking_scores
@@ -273,7 +274,7 @@ def _worker(directory, repeats, max_rank, torchreid_source):
             for _, _, chunk in distance_lib.iter_distance_chunks(
                 data["q_feat"], kept_gallery, chunk_size=chunk_size
             ):
-                np.asarray(chunk)  # Read as the engine reads it (a TensorFlow tensor uncopied).
+                _validation.to_numpy(chunk)  # The engine's own read of a chunk.
 
         jobs = {
             "distances": lambda data=data, ids=ids, options=options: ranking_scores(

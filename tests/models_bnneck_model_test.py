@@ -42,6 +42,18 @@ def test_outputs_logits_then_feature_and_evaluates_after_the_bnneck():
         build_bnneck_feature_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]))
 
 
+def test_bad_backbones_are_rejected_naming_the_argument():
+    backbone = keras_hub_resnet("resnet18", input_shape=SHAPE, blocks=(1, 1, 1, 1))
+    with pytest.raises(ValueError, match=r"Received: weights='imagenet', source=None"):
+        build_bnneck_model(4, backbone, input_shape=SHAPE, weights="imagenet")
+    with pytest.raises(ValueError, match=r"Received: weights=None, source='keras_hub'"):
+        build_bnneck_model(4, backbone, input_shape=SHAPE, source="keras_hub")
+    with pytest.raises(ValueError, match="Received: backbone=50"):
+        build_bnneck_model(4, 50, input_shape=SHAPE)
+    with pytest.raises(ValueError, match=r"Unknown backbone\. Received: arch='resnet5'"):
+        build_bnneck_model(4, "resnet5", input_shape=SHAPE)
+
+
 def test_rollback_refine_is_unchanged_under_the_triplet_and_smoothed_loss():
     """The callback only moves weights, learning rates and momentum: a different loss (CE
     with label smoothing + batch-hard triplet, BNNeck head) needs no change to it."""

@@ -136,7 +136,7 @@ def _package_of(name, path):
 
 
 def import_graph(modules):
-    """Module -> the project modules it imports, and the deferred imports that close a cycle.
+    """Module -> the project modules it imports, as Bazel deps.
 
     Python allows a cycle closed by an import inside a function (`LayerwiseSGD` picks its fused
     torch subclass, which derives from it, when constructed); Bazel refuses any cycle between
@@ -154,9 +154,8 @@ def import_graph(modules):
                 closing.add((name, target))
     for name, target in closing:
         graph[name].discard(target)
-    for name, target in closing:
         graph[name.split(".")[0]].add(target)
-    return graph, closing
+    return graph
 
 
 def _reaches(graph, start, goal, skip):
@@ -172,13 +171,8 @@ def _reaches(graph, start, goal, skip):
     return False
 
 
-def project_deps(path, modules, local_modules=(), graph=None):
-    """Sorted labels of the project modules (and local test helpers) that `path` imports."""
-    name = module_name(path)
-    if graph is not None and name in graph:
-        imported = graph[name]
-    else:
-        imported = imported_modules(path, _package_of(name, path), modules)
+def project_deps(path, imported, modules, local_modules=()):
+    """Sorted labels of the `imported` project modules (and local test helpers) of `path`."""
     deps = set()
     for module in imported:
         if module in local_modules:
@@ -186,6 +180,11 @@ def project_deps(path, modules, local_modules=(), graph=None):
         elif module in modules and modules[module] != path:
             deps.add(label(modules[module], path.parent))
     return sorted(deps, key=_label_sort_key)
+
+
+def _imports(path, modules):
+    """The modules a test file or helper imports (tests are not in the import graph)."""
+    return imported_modules(path, _package_of(module_name(path), path), modules)
 
 
 def _label_sort_key(dep):
@@ -223,7 +222,7 @@ def library_build(directory, modules, graph):
                 "py_library",
                 target_name(path),
                 srcs=srcs,
-                deps=project_deps(path, modules, graph=graph),
+                deps=project_deps(path, graph[module_name(path)], modules),
             )
         )
     return HEADER + '\npackage(default_visibility = ["//visibility:public"])\n\n' + "\n".join(rules)
@@ -235,7 +234,7 @@ def tests_build(modules):
     local = {p.stem for p in helpers}
     rules = []
     for path in helpers:
-        deps = project_deps(path, modules, local)
+        deps = project_deps(path, _imports(path, modules), modules, local)
         if path.name == "conftest.py":
             rules.append(
                 _rule(
@@ -245,7 +244,7 @@ def tests_build(modules):
         else:
             rules.append(_rule("py_library", path.stem, srcs=[path.name], deps=deps))
     for path in sorted(directory.glob("*_test.py")):
-        deps = [":conftest"] + project_deps(path, modules, local)
+        deps = [":conftest"] + project_deps(path, _imports(path, modules), modules, local)
         rules.append(
             _rule(
                 "pytest_test",
@@ -262,7 +261,7 @@ def tests_build(modules):
 def expected_build_files():
     """BUILD path -> the text it must hold."""
     modules = project_modules()
-    graph, _ = import_graph(modules)
+    graph = import_graph(modules)
     files = {}
     for root in PACKAGE_ROOTS:
         for directory in sorted(
@@ -302,7 +301,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="regenerate the stale BUILD files")
     args = parser.parse_args(argv)
-    cycle = dependency_cycle(import_graph(project_modules())[0])
+    cycle = dependency_cycle(import_graph(project_modules()))
     if cycle:
         print(
             f"Import cycle (Bazel refuses cycles between targets): {' -> '.join(cycle)}",

@@ -84,17 +84,18 @@ def _other_identities_tied_ahead(tied_columns, tied_values, identity_columns, va
 
 
 def _candidates(block, thresholds, is_kept):
-    """The distances of each row of `block` no farther than the row's threshold.
+    """The items of each row of `block` no farther than the row's threshold.
 
-    Only kept columns count. Returns `(values, row_bounds)`: the distances, row by row, and
-    where each row's start (`len(block) + 1` bounds).
+    Only kept columns count. Returns `(flat, values, row_bounds)`: their flat indices into
+    `block` (row by row, in gallery order), their distances, and where each row's items
+    start (`len(block) + 1` bounds).
     """
     mask = block <= thresholds[:, None]
     if is_kept is not None:
         mask &= is_kept
     flat = np.flatnonzero(mask)
     row_bounds = np.searchsorted(flat, np.arange(len(block) + 1) * block.shape[1])
-    return np.ravel(block)[flat], row_bounds
+    return flat, np.ravel(block)[flat], row_bounds
 
 
 def _true_match_positions(chunk, protocol, start):
@@ -137,7 +138,7 @@ def _true_match_positions(chunk, protocol, start):
     block_rows = max(1, _CANDIDATE_BLOCK // max(1, chunk.shape[1]))
     for block_start in range(0, num_rows, block_rows):
         block_stop = min(block_start + block_rows, num_rows)
-        candidates, row_bounds = _candidates(
+        _, candidates, row_bounds = _candidates(
             chunk[block_start:block_stop], row_thresholds[block_start:block_stop], protocol.is_kept
         )
         for offset in np.flatnonzero(has_goods[block_start:block_stop]):
@@ -159,14 +160,13 @@ def _true_match_positions(chunk, protocol, start):
     for row in np.unique(good_rows[has_other_tie]):
         first, last = bounds[row], bounds[row + 1]
         thresholds = good_values[first:last]
-        kept = chunk[row] <= thresholds[-1]
-        if protocol.is_kept is not None:
-            kept &= protocol.is_kept
-        kept_columns = np.flatnonzero(kept)
-        tied_columns = kept_columns[np.isin(chunk[row, kept_columns], thresholds)]
+        kept_columns, kept_values, _ = _candidates(
+            chunk[row : row + 1], thresholds[-1:], protocol.is_kept
+        )
+        is_tied = np.isin(kept_values, thresholds)
         closer[first:last] += _other_identities_tied_ahead(
-            tied_columns,
-            chunk[row, tied_columns],
+            kept_columns[is_tied],
+            kept_values[is_tied],
             columns[identity_bounds[row] : identity_bounds[row + 1]],
             thresholds,
             good_columns[first:last],
