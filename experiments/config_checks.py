@@ -19,13 +19,14 @@ from keras_rollback.data.fine_grained import TFDS_DATASETS
 from keras_rollback.data.readers import READERS
 from keras_rollback.metrics.ranking import AP_METHODS
 from keras_rollback.models import build_reid_model
+from keras_rollback.user_error import UserError
 
 CONFIG_FLAG = "config"
 REID_DATASETS = (*READERS, "folder", "synthetic")
 CLASSIFICATION_DATASETS = (*TFDS_DATASETS, "fgvc_aircraft")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The experiment's configuration is invalid; the message names the field."""
 
 

@@ -16,7 +16,7 @@ from ml_collections import config_flags
 from experiments import config_checks
 from experiments import launch
 from experiments import study
-from keras_rollback.models import MissingWeightsError
+from keras_rollback import command_line
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for the config, logs, checkpoints and results.")
@@ -35,14 +35,13 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        if "study" in FLAGS.config:  # Several seeds: experiments/configs/study.py.
-            study.run_study(FLAGS.config, FLAGS.workdir)
-        else:
-            launch.run(FLAGS.config, FLAGS.workdir, start_over=FLAGS.start_over)
-    except MissingWeightsError as e:  # Says what to download and where: no traceback.
-        raise SystemExit(f"Error: {e}") from None
+    if "study" in FLAGS.config:  # Several seeds: experiments/configs/study.py.
+        study.run_study(FLAGS.config, FLAGS.workdir)
+    else:
+        launch.run(FLAGS.config, FLAGS.workdir, start_over=FLAGS.start_over)
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=config_checks.parse_flags_checking_config_fields)
+    # A user's mistake (missing weights or dataset, a work dir in use or started with another
+    # config...) is one paragraph and exit status 1; KERAS_ROLLBACK_DEBUG=1 shows its traceback.
+    command_line.run(main, flags_parser=config_checks.parse_flags_checking_config_fields)

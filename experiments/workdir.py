@@ -22,6 +22,7 @@ from absl import logging
 
 from keras_rollback import _atomic_files
 from keras_rollback.data import synthetic
+from keras_rollback.user_error import UserError
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
@@ -32,11 +33,11 @@ LOCK_FILE = ".lock"
 RESULT_NEUTRAL_FIELDS = ("methods", "distribution")
 
 
-class WorkDirBusyError(RuntimeError):
+class WorkDirBusyError(UserError, RuntimeError):
     """Another process holds the work dir's lock."""
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(UserError, ValueError):
     """A rerun's config differs from the one the work dir was started with."""
 
 

@@ -11,6 +11,7 @@ from keras_rollback.refine_plan import Period
 from keras_rollback.refine_plan import RefinePlan
 from keras_rollback.refine_tune import refine_tune
 from keras_rollback.rollback_refine import RollbackRefine
+from keras_rollback.user_error import UserError
 from keras_rollback.version import __version__
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "PretrainedSnapshot",
     "RefinePlan",
     "RollbackRefine",
+    "UserError",
     "__version__",
     "batch_size_scale",
     "refine_tune",

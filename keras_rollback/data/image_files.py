@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from keras_rollback.user_error import UserError
+
 logger = logging.getLogger(__name__)
 
 IMAGE_CHECKS = ("header", "decode", "none")
@@ -31,7 +33,7 @@ class BadImage(NamedTuple):
     reason: str
 
 
-class BadImageError(ValueError):
+class BadImageError(UserError, ValueError):
     """One or more image files are missing, empty, truncated, corrupt or not images."""
 
 

@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from keras_rollback.user_error import UserError
+
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -157,7 +159,7 @@ class ReIDDataset:
         return "\n".join(lines)
 
 
-class DatasetLayoutError(ValueError):
+class DatasetLayoutError(UserError, ValueError):
     """A dataset folder is missing, laid out differently than expected, or empty."""
 
 
@@ -280,7 +282,7 @@ def parse_file_names(
         match = regex.match(name)
         if match is None:
             if on_unparseable == "raise":
-                raise ValueError(
+                raise DatasetLayoutError(
                     f"Cannot parse the person and camera ids of {str(folder / name)!r}: the "
                     f"file name does not match the pattern {regex.pattern!r}. Pass "
                     "on_unparseable='skip' to leave such files out."
@@ -289,7 +291,7 @@ def parse_file_names(
             continue
         camid = int(match.group("camid")) - first_camera_index if has_camera else None
         if camid is not None and camid < 0:
-            raise ValueError(
+            raise DatasetLayoutError(
                 f"Invalid camera number {match.group('camid')} in {str(folder / name)!r}: "
                 f"cameras are numbered from {first_camera_index} in this dataset's file names."
             )

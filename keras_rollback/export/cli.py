@@ -14,8 +14,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from keras_rollback import command_line
 from keras_rollback.data import pipeline
 from keras_rollback.export import feature_extractor
+from keras_rollback.models.model_file import load_model_file
 
 
 def define_flags():
@@ -41,8 +43,6 @@ def define_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    import keras
-
     FLAGS = flags.FLAGS
     try:
         image_size = tuple(int(v) for v in FLAGS.image_size) if FLAGS.image_size else None
@@ -51,7 +51,8 @@ def main(argv):
             f"--image_size must be height,width integers. Received: {FLAGS.image_size}"
         ) from None
     logging.set_verbosity(logging.INFO)
-    model = keras.saving.load_model(FLAGS.model, compile=False)
+    feature_extractor.check_export_target(FLAGS.output, FLAGS.format)  # Before loading.
+    model = load_model_file(FLAGS.model)
     feature_extractor.export_feature_extractor(
         model,
         FLAGS.output,
@@ -66,4 +67,4 @@ def main(argv):
 def run():
     """Entry point of the CLI: defines the flags and runs `main`."""
     define_flags()
-    app.run(main)
+    command_line.run(main)

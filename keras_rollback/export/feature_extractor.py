@@ -23,6 +23,7 @@ from keras_rollback import backend_utils
 from keras_rollback.data import pipeline
 from keras_rollback.models import bnneck_model
 from keras_rollback.models import reid_model
+from keras_rollback.user_error import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def export_feature_extractor(
         The path of the artifact (str).
 
     Raises:
+        ExportTargetError: if `path` cannot receive the artifact (see `check_export_target`).
         ValueError: if an argument is invalid, the model's input is not channels-last RGB,
             or the model normalises its input itself while `preprocessing` is not `"none"`.
     """
@@ -125,6 +127,7 @@ def export_feature_extractor(
         "keras_backend_trained": keras.backend.backend(),
     }
     path = os.fspath(path)
+    check_export_target(path, format)
     with tempfile.TemporaryDirectory() as scratch:
         model_file = os.path.join(scratch, "feature_model.keras")
         feature_model.save(model_file)
@@ -142,6 +145,33 @@ def export_feature_extractor(
         path,
     )
     return path
+
+
+class ExportTargetError(UserError, ValueError):
+    """The path an artifact is to be written to cannot hold it."""
+
+
+def check_export_target(path, format):
+    """Raises `ExportTargetError` unless `path` can receive an artifact of `format`.
+
+    An ONNX artifact is a file ending in `.onnx`; a SavedModel is a folder, so `path` must
+    not be a file. The folder the artifact goes into must exist.
+    """
+    path = os.fspath(path)
+    if format == "onnx" and not path.endswith(".onnx"):
+        raise ExportTargetError(
+            f"An ONNX export is a file ending in '.onnx'. Received: output={path!r}."
+        )
+    if format == "tf_saved_model" and os.path.isfile(path):
+        raise ExportTargetError(
+            f"A SavedModel is a folder, but {path!r} is a file. Choose a folder path, or "
+            "--format=onnx for a single file."
+        )
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ExportTargetError(
+            f"Cannot write {path!r}: its folder {parent!r} does not exist. Create it first."
+        )
 
 
 def read_contract(path):

@@ -13,12 +13,16 @@ from keras_rollback.models.bnneck_model import build_bnneck_feature_model
 from keras_rollback.models.bnneck_model import build_bnneck_model
 from keras_rollback.models.convert_torchvision import convert_torchvision_checkpoint
 from keras_rollback.models.keras_weights import load_weights_strict
+from keras_rollback.models.model_file import ModelFileError
+from keras_rollback.models.model_file import load_model_file
 from keras_rollback.models.reid_model import build_feature_model
 from keras_rollback.models.reid_model import build_reid_model
 from keras_rollback.models.torchvision_resnet import keras_hub_resnet
 from keras_rollback.models.torchvision_weights import load_torchvision_weights
 from keras_rollback.models.torchvision_weights import read_state_dict
 from keras_rollback.models.torchvision_weights import torchvision_name_map
+from keras_rollback.models.weight_file_errors import WeightFileError
+from keras_rollback.models.weight_file_errors import WeightFileNotFoundError
 from keras_rollback.models.weight_source import MissingWeightsError
 from keras_rollback.models.weight_source import WeightSource
 from keras_rollback.models.weight_source import weights_home
@@ -27,6 +31,9 @@ __all__ = [
     "ARCHITECTURES",
     "BackboneSpec",
     "MissingWeightsError",
+    "ModelFileError",
+    "WeightFileError",
+    "WeightFileNotFoundError",
     "WeightSource",
     "backbone_preprocessing",
     "backbone_specs",
@@ -38,6 +45,7 @@ __all__ = [
     "convert_torchvision_checkpoint",
     "get_backbone_spec",
     "keras_hub_resnet",
+    "load_model_file",
     "load_torchvision_weights",
     "load_weights_strict",
     "read_state_dict",

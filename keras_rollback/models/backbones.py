@@ -12,6 +12,8 @@ from keras_rollback.models import weight_source
 from keras_rollback.models.keras_weights import load_weights_strict
 from keras_rollback.models.torchvision_weights import TORCH_CHECKPOINT_SUFFIXES
 from keras_rollback.models.torchvision_weights import load_torchvision_weights
+from keras_rollback.models.weight_file_errors import WeightFileError
+from keras_rollback.models.weight_file_errors import WeightFileNotFoundError
 
 SOURCES = backbone_spec.SOURCES
 
@@ -297,10 +299,10 @@ def _weight_file(weights, arch, source):
                 f"Received: weights={path!r}, arch={arch!r}, source={source!r}."
             )
     else:
-        raise ValueError(
+        raise WeightFileError(
             f"Unknown weight file type. Received: weights={path!r}. Expected a Keras '.weights.h5' file or "
             f"a torchvision state_dict ({', '.join(TORCH_CHECKPOINT_SUFFIXES)})."
         )
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Weight file not found. Received: weights={path!r}")
+        raise WeightFileNotFoundError(f"Weight file not found. Received: weights={path!r}")
     return path

@@ -17,6 +17,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from keras_rollback import command_line
 from keras_rollback.models.torchvision_resnet import RESNET_CONFIGS
 from keras_rollback.models.torchvision_resnet import keras_hub_resnet
 from keras_rollback.models.torchvision_weights import load_torchvision_weights
@@ -75,7 +76,7 @@ def main(argv):
 def run():
     """Entry point of the CLI: defines the flags and runs `main`."""
     define_flags()
-    app.run(main)
+    command_line.run(main)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ import tempfile
 
 import h5py
 
+from keras_rollback.models.weight_file_errors import WeightFileError
+from keras_rollback.models.weight_file_errors import WeightFileNotFoundError
+
 
 def load_weights_strict(model, path):
     """Loads a `.weights.h5` file into `model`, or raises without touching it.
@@ -30,9 +33,9 @@ def load_weights_strict(model, path):
     """
     path = os.fspath(path)
     if not path.endswith(".weights.h5"):
-        raise ValueError(f"Expected a '.weights.h5' file. Received: path={path!r}")
+        raise WeightFileError(f"Expected a '.weights.h5' file. Received: path={path!r}")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Weight file not found. Received: path={path!r}")
+        raise WeightFileNotFoundError(f"Weight file not found. Received: path={path!r}")
     with tempfile.TemporaryDirectory() as tmp:
         reference = os.path.join(tmp, "expected.weights.h5")
         model.save_weights(reference)
@@ -46,7 +49,7 @@ def load_weights_strict(model, path):
         if k in found and found[k] != expected[k]
     ]
     if missing or unexpected or mismatched:
-        raise ValueError(
+        raise WeightFileError(
             f"Weight file {path!r} does not fit model {model.name!r}; nothing was loaded. "
             f"{len(missing)} weight(s) missing from the file: {missing[:5]}; {len(unexpected)} "
             f"unexpected: {unexpected[:5]}; {len(mismatched)} with another shape: {mismatched[:5]}."

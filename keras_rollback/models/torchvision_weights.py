@@ -7,6 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 from absl import logging
 
+from keras_rollback.models.weight_file_errors import WeightFileError
+from keras_rollback.models.weight_file_errors import WeightFileNotFoundError
+
 TORCH_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 # torch BatchNorm parameters and buffers -> Keras BatchNormalization variables.
@@ -40,11 +43,11 @@ def read_state_dict(path):
     """
     path = os.fspath(path)
     if not path.endswith(TORCH_CHECKPOINT_SUFFIXES):
-        raise ValueError(
+        raise WeightFileError(
             f"Unknown checkpoint type. Received: path={path!r}. Expected one of {list(TORCH_CHECKPOINT_SUFFIXES)}."
         )
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"Checkpoint not found. Received: path={path!r}")
+        raise WeightFileNotFoundError(f"Checkpoint not found. Received: path={path!r}")
     if path.endswith(".safetensors"):
         return _read_safetensors(path)
     import torch
@@ -55,7 +58,7 @@ def read_state_dict(path):
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
-        raise ValueError(f"{path!r} is not a state_dict (a mapping from names to tensors).")
+        raise WeightFileError(f"{path!r} is not a state_dict (a mapping from names to tensors).")
     return {name: _to_numpy(tensor) for name, tensor in state.items()}
 
 
@@ -175,7 +178,7 @@ def load_torchvision_weights(backbone, checkpoint, *, prefix=""):
         f"{n} {tuple(state[n].shape)}" for n in state if n not in used and n not in ignored
     ]
     if missing or mismatched or unexpected:
-        raise ValueError(
+        raise WeightFileError(
             f"Checkpoint {source} does not fit model {backbone.name!r} (another architecture or prefix? "
             f"prefix={prefix!r}); nothing was loaded. {len(missing)} missing: {missing[:5]}; "
             f"{len(mismatched)} with another shape: {mismatched[:5]}; {len(unexpected)} unexpected: "
@@ -223,7 +226,7 @@ def _read_safetensors(path):
     try:
         state = load_file(path)
     except (SafetensorError, OSError) as e:
-        raise ValueError(f"{path!r} is not a safetensors file: {e}") from None
+        raise WeightFileError(f"{path!r} is not a safetensors file: {e}") from None
     return {
         name: array.astype(np.float32) if array.dtype.kind == "f" else array
         for name, array in state.items()
@@ -241,11 +244,11 @@ def _load_pickled_state_dict(path):
     except pickle.UnpicklingError as e:
         found = _UNSUPPORTED_GLOBAL.search(str(e))
         if found is None:  # Not a pickle at all: a truncated or foreign file.
-            raise ValueError(
+            raise WeightFileError(
                 f"{path!r} is not a readable torch checkpoint: not a state_dict written by "
                 "`torch.save` (a truncated download or another format?)."
             ) from None
-        raise ValueError(
+        raise WeightFileError(
             f"Refusing to read {path!r}: it is not a plain state_dict of tensors (it stores a "
             f"{found.group(1)!r} object). Loading it would unpickle arbitrary Python objects, "
             "which can run code from the file, so keras-rollback reads only tensors. Save the "
@@ -253,6 +256,6 @@ def _load_pickled_state_dict(path):
             ".safetensors file."
         ) from None
     except (RuntimeError, EOFError) as e:  # Not a torch file, or a truncated one.
-        raise ValueError(
+        raise WeightFileError(
             f"{path!r} is not a readable torch checkpoint ({str(e).splitlines()[0]})."
         ) from None

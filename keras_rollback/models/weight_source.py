@@ -10,6 +10,7 @@ from absl import logging
 
 from keras_rollback._atomic_files import atomic_write
 from keras_rollback._atomic_files import sha256_of_file
+from keras_rollback.user_error import UserError
 
 HOME_ENVIRONMENT_VARIABLE = "KERAS_ROLLBACK_HOME"
 OFFLINE_ENVIRONMENT_VARIABLE = "KERAS_ROLLBACK_OFFLINE"
@@ -19,7 +20,7 @@ MANIFEST = "manifest.json"
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{8,64})\.[a-z]+$")
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """Pre-trained weights that are neither in the cache folder nor downloadable now.
 
     Its message is one paragraph naming the file, where to download it and the
