@@ -96,3 +96,34 @@ def test_invalid_options_are_echoed(image_folder):
         image_files.find_bad_images([image_folder / "good.jpg"], check="full")
     with pytest.raises(ValueError, match="Received: on_bad_image='ignore'"):
         image_files.drop_bad_images([], on_bad_image="ignore")
+
+
+def test_decode_image_equals_pil_on_every_real_market1501_jpeg(mini_market1501):
+    pil = pytest.importorskip("PIL.Image")
+    paths = sorted(mini_market1501.rglob("*.jpg"))
+    assert len(paths) == 96
+    largest_default_difference = 0
+    for path in paths:
+        contents = tf.io.read_file(str(path))
+        ours = image_files.decode_image(contents).numpy()
+        with pil.open(path) as image:
+            expected = np.asarray(image.convert("RGB"))
+        np.testing.assert_array_equal(ours, expected, err_msg=str(path))
+        tensorflow_default = tf.io.decode_jpeg(contents, channels=3).numpy()
+        largest_default_difference = max(
+            largest_default_difference,
+            int(np.abs(tensorflow_default.astype(int) - expected.astype(int)).max()),
+        )
+    # TensorFlow's default IDCT is not PIL's: the test would notice a return to it.
+    assert largest_default_difference > 0
+
+
+def test_decode_image_reads_png_grey_and_rgba_as_rgb(tmp_path):
+    pil = pytest.importorskip("PIL.Image")
+    pixels = np.random.default_rng(1).integers(0, 256, size=(12, 7, 4), dtype=np.uint8)
+    for mode, array in (("RGBA", pixels), ("L", pixels[..., 0]), ("RGB", pixels[..., :3])):
+        path = tmp_path / f"{mode}.png"
+        pil.fromarray(array, mode).save(path)
+        ours = image_files.decode_image(tf.io.read_file(str(path))).numpy()
+        with pil.open(path) as image:
+            np.testing.assert_array_equal(ours, np.asarray(image.convert("RGB")), err_msg=mode)

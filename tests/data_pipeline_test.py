@@ -146,7 +146,7 @@ def test_bicubic_resize_matches_pil(mini_market1501):
     path = sorted((mini_market1501 / "query").iterdir())[0]
     expected = np.asarray(pil.open(path).convert("RGB").resize((144, 288), pil.BICUBIC), np.float32)
     ours = pipeline.ImageTransform().resize(pipeline.read_image(str(path))).numpy()
-    assert np.abs(ours - expected).mean() < 1.5  # Grey levels; JPEG decoders differ slightly.
+    assert np.abs(ours - expected).mean() < 1.5  # Grey levels: the resize kernels differ slightly.
 
 
 def test_eval_dataset_keeps_order_and_metadata(tiny):

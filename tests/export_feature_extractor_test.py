@@ -70,7 +70,13 @@ def exported(tmp_path_factory):
     onnx_file = export_feature_extractor(
         model, folder / "features.onnx", format="onnx", preprocessing="torch"
     )
-    return {"raw": raw, "library": library, "saved_model": saved_model, "onnx": onnx_file}
+    return {
+        "model": model,
+        "raw": raw,
+        "library": library,
+        "saved_model": saved_model,
+        "onnx": onnx_file,
+    }
 
 
 def test_saved_model_features_equal_library_features_on_images_of_any_size(exported):
@@ -80,6 +86,28 @@ def test_saved_model_features_equal_library_features_on_images_of_any_size(expor
     )
     difference = np.abs(features - exported["library"]).max()
     print(f"{keras.backend.backend()} tf_saved_model max |difference| = {difference:.3g}")
+    assert difference <= 1e-5
+
+
+def test_saved_model_fed_pil_decoded_real_jpegs_equals_library_features(
+    exported, mini_market1501
+):
+    """A server decoding with PIL (as the authors' pipeline) gets the evaluation's features."""
+    paths = sorted((mini_market1501 / "query").glob("*.jpg"))
+    records = [ReIDRecord(str(path), index, 0) for index, path in enumerate(paths)]
+    library = extract_features(
+        build_feature_model(exported["model"]),
+        make_eval_dataset(records, image_size=IMAGE_SIZE, batch_size=8),
+        verbose=0,
+    )["features"]
+    serve = tf.saved_model.load(exported["saved_model"]).signatures["serving_default"]
+    features = []
+    for path in paths:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        features.append(serve(images=tf.constant(pixels[None]))["features"].numpy())
+    difference = np.abs(np.concatenate(features) - library).max()
+    print(f"{keras.backend.backend()} PIL-decoded JPEGs, max |difference| = {difference:.3g}")
     assert difference <= 1e-5
 
 

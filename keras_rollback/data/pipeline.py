@@ -176,8 +176,8 @@ class ImageTransform:
 
 
 def read_image(path):
-    """Reads and decodes a JPEG or PNG file to a uint8 `[h, w, 3]` tensor."""
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    """Reads and decodes a JPEG or PNG file to a uint8 `[h, w, 3]` tensor, as PIL does."""
+    return image_files.decode_image(tf.io.read_file(path))
 
 
 def check_batch_size(batch_size):
