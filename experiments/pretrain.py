@@ -14,6 +14,7 @@ from keras_rollback import _atomic_files
 from keras_rollback.data import make_train_dataset
 from keras_rollback.data import read_market1501
 from keras_rollback.data import write_synthetic_market1501
+from keras_rollback.fit_verbosity import fit_verbosity
 from keras_rollback.models import backbone_preprocessing
 from keras_rollback.models import build_reid_model
 
@@ -91,7 +92,7 @@ def synthetic_source_weights(config, cache_dir):
             seed=config.seed,
             drop_remainder=config.distribution.num_processes > 1,  # Equal shares per process.
         )
-        model.fit(train, epochs=config.pretrain.epochs, shuffle=False, verbose=2)
+        model.fit(train, epochs=config.pretrain.epochs, shuffle=False, verbose=fit_verbosity())
     backbone = model.get_layer(f"{config.model.backbone}_backbone")
     _atomic_files.atomic_write(
         path,

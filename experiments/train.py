@@ -24,6 +24,7 @@ from keras_rollback import evaluation
 from keras_rollback.backend_utils import device_name
 from keras_rollback.evaluation import plot_cmc_curve
 from keras_rollback.evaluation import plot_ranked_list
+from keras_rollback.fit_verbosity import fit_verbosity
 from keras_rollback.metrics import k_reciprocal_rerank
 from keras_rollback.metrics import pairwise_distance
 from keras_rollback.models import backbone_preprocessing
@@ -131,6 +132,7 @@ def train_and_evaluate(config, method, task, weights, workdir, model_scope=conte
                 epochs=periods[-1].end_epoch,
                 steps_per_epoch=steps,
                 shuffle=False,  # The dataset shuffles itself, seeded.
+                verbose=fit_verbosity(),  # One line per epoch when output goes to a file.
                 callbacks=[
                     # Order matters: logs written by earlier callbacks reach the later ones,
                     # and an epoch is checkpointed only once its weights are checked finite

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_rollback.fit_verbosity import fit_verbosity
 from keras_rollback.refine_plan import RefinePlan
 from keras_rollback.rollback_refine import RollbackRefine
 
@@ -48,7 +49,9 @@ def refine_tune(
             exists, else captured from `model` and written). Defaults to a
             snapshot captured from `model` before period 1.
         callbacks: Optional list of extra callbacks, used in every period.
-        verbose: Passed to `model.fit`. Defaults to `"auto"`.
+        verbose: `"auto"`, 0, 1 or 2, passed to `model.fit`; `"auto"` shows progress
+            bars on a terminal and one line per epoch otherwise (see
+            `fit_verbosity`). Defaults to `"auto"`.
         **fit_kwargs: Other `model.fit` arguments (`validation_data`,
             `steps_per_epoch`, ...), except `epochs` and `initial_epoch`.
 
@@ -62,6 +65,7 @@ def refine_tune(
                 f"refine_tune sets `{reserved}` itself from the plan. Received: "
                 f"{reserved}={fit_kwargs[reserved]!r}"
             )
+    verbose = fit_verbosity(verbose)
     if plan is None:
         plan = RefinePlan(period_epochs=period_epochs, periods=periods)
     if getattr(model, "optimizer", None) is None:
