@@ -34,12 +34,22 @@ def parse_flags_checking_config_fields(argv):
     """`absl.app.run`'s flags parser: first checks every `--config.<field>` override
     against the config file's fields, so that a misspelt one is named with the closest valid
     field instead of ml_collections' raw `AttributeError`."""
+    exit_on_unknown_override_fields(argv, flags.FLAGS[CONFIG_FLAG].default_as_str or "")
+    return app.parse_flags_with_usage(argv)
+
+
+def exit_on_unknown_override_fields(argv, default_config):
+    """Exits with status 1 and one line naming the field, if `check_override_fields` fails.
+
+    Call it also before `config_flags.DEFINE_config_file(..., default_config)`: ml_collections
+    applies the `--config.<field>` overrides of `sys.argv` to the default config while the
+    flag is defined, and a misspelt field fails there with a traceback.
+    """
     try:
-        check_override_fields(argv, flags.FLAGS[CONFIG_FLAG].default_as_str or "")
+        check_override_fields(argv, default_config)
     except ConfigError as e:
         sys.stderr.write(f"FATAL Flags parsing error: {e}\n")
         sys.exit(1)
-    return app.parse_flags_with_usage(argv)
 
 
 def check_override_fields(argv, default_config):

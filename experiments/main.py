@@ -9,6 +9,8 @@
         --config.distribution.process_id=i --config.distribution.coordinator=node0:12345
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -19,9 +21,12 @@ from experiments import study
 from keras_rollback import command_line
 
 FLAGS = flags.FLAGS
+DEFAULT_CONFIG = "experiments/configs/synthetic.py"
 flags.DEFINE_string("workdir", None, "Directory for the config, logs, checkpoints and results.")
+if __name__ == "__main__":  # Overrides are applied while the flag is defined: check them first.
+    config_checks.exit_on_unknown_override_fields(sys.argv, DEFAULT_CONFIG)
 config_flags.DEFINE_config_file(
-    "config", "experiments/configs/synthetic.py", "Experiment configuration file.", lock_config=True
+    "config", DEFAULT_CONFIG, "Experiment configuration file.", lock_config=True
 )
 flags.DEFINE_bool(
     "start_over",

@@ -30,6 +30,7 @@ from keras_rollback.metrics import pairwise_distance
 from keras_rollback.models import backbone_preprocessing
 from keras_rollback.models import weights_provenance
 from keras_rollback.nan_guard import NanGuard
+from keras_rollback.onednn_bfloat16_error import raise_if_onednn_bfloat16
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 from keras_rollback.run_checkpoint import RunCheckpoint
 
@@ -324,7 +325,11 @@ def _evaluation_epochs(periods, every_epochs):
 
 @contextlib.contextmanager
 def _dtype_policy(name):
-    """Builds and trains under the `keras.mixed_precision` policy `name`, then restores."""
+    """Builds and trains under the `keras.mixed_precision` policy `name`, then restores.
+
+    Refuses (`OneDNNBFloat16Error`) a bfloat16 policy on a CPU whose oneDNN kernels make it NaN.
+    """
+    raise_if_onednn_bfloat16(name)
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
     try:

@@ -42,6 +42,42 @@ def device_name():
     return str(keras.distribution.list_devices()[0])
 
 
+def onednn_cpu_kernels(environ=None):
+    """Whether the active backend runs its CPU ops on oneDNN now, and how to turn that off.
+
+    TensorFlow uses oneDNN unless `TF_ENABLE_ONEDNN_OPTS` is `0`/`false` (read
+    once, when TensorFlow starts); torch while `torch.backends.mkldnn.enabled`
+    is true (read at each op). JAX runs XLA's own CPU kernels, never oneDNN's.
+    Only training on the CPU is concerned: on a GPU neither backend uses them.
+
+    Args:
+        environ: Mapping of environment variables, or None for `os.environ`.
+            Defaults to `None`.
+
+    Returns:
+        `(enabled, how_to_disable)`: a bool, and a sentence saying how to turn
+        oneDNN off on this backend (None where it is not used).
+    """
+    if not device_name().lower().startswith("cpu"):
+        return False, None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        value = (os.environ if environ is None else environ).get("TF_ENABLE_ONEDNN_OPTS", "1")
+        return value.strip().lower() not in ("0", "false"), (
+            "set the environment variable TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow is "
+            "imported (e.g. `TF_ENABLE_ONEDNN_OPTS=0 python -m experiments.main ...`)"
+        )
+    if backend == "torch":
+        import torch
+
+        enabled = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+        return enabled, (
+            "set `torch.backends.mkldnn.enabled = False` before training, or train inside "
+            "`with torch.backends.mkldnn.flags(enabled=False):`"
+        )
+    return False, None
+
+
 def squared_gradient_norms_function(model, loss_fn):
     """A function giving each trainable variable's squared gradient norm on one batch.
 

@@ -11,6 +11,7 @@ from keras_rollback import _atomic_files
 from keras_rollback import compat
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.layerwise_sgd import LayerwiseSGD
+from keras_rollback.onednn_bfloat16_error import raise_if_onednn_bfloat16
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 from keras_rollback.refine_plan import Period
 from keras_rollback.refine_plan import RefinePlan
@@ -137,6 +138,7 @@ class RollbackRefine(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
+        raise_if_onednn_bfloat16(model.dtype_policy)  # Before a NaN step, not after.
         self.epoch_records = []
         self._frozen_layers = []
         self.periods = self.plan.resolve(

@@ -78,11 +78,50 @@ def test_accepts_tf_data_of_dicts_with_progress_bar(capsys):
         ([], "no batch"),
         ([{"image": np.zeros((1, 16, 8, 3), "float32")}], "must be a dict with keys"),
         ([(np.zeros((1, 16, 8, 3)), 1)], "must be a dict with keys"),
+        (
+            [{"image": np.zeros((2, 16, 8, 3)), "pid": [1, 2], "camid": [1, 1], "path": ["a"]}],
+            "has 1 paths for 2 images",
+        ),
     ],
 )
 def test_bad_datasets_raise(dataset, message):
     with pytest.raises(ValueError, match=message):
         extract_features(tiny_cnn(), dataset, verbose=0)
+
+
+def nan_for_image(index, batch_size):
+    """A feature model whose feature of one image of each batch is NaN (a model gone wrong)."""
+    inputs = keras.Input((16, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    # Row `index` of the batch (before the flipped copies) times NaN, the others times 1.
+    rows = np.ones((2 * batch_size, 1), np.float32)
+    rows[index] = np.nan
+    outputs = keras.layers.Lambda(
+        lambda t: t * keras.ops.convert_to_tensor(rows), output_shape=(3,)
+    )(x)
+    return keras.Model(inputs, outputs, name="nan_model")
+
+
+def test_non_finite_features_are_caught_where_they_arise():
+    batches = random_batches(num_batches=3, batch_size=4)
+    with pytest.raises(FloatingPointError) as raised:
+        extract_features(nan_for_image(2, batch_size=4), batches, verbose=0)
+    message = str(raised.value)
+    assert "'nan_model'" in message and "batch 0" in message
+    assert "1 of the 4 images ('img_0_2.jpg')" in message
+
+
+def test_non_finite_feature_of_a_flipped_copy_names_its_image():
+    # Row 4 + 1 is the flipped copy of image 1.
+    with pytest.raises(FloatingPointError, match=r"\('img_0_1\.jpg'\) or their flipped"):
+        extract_features(nan_for_image(5, batch_size=4), random_batches(1), verbose=0)
+
+
+def test_non_finite_pixels_are_named():
+    batches = random_batches(num_batches=2)
+    batches[1]["image"][3, 0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"Batch 1 of `dataset`: NaN or infinite .*'img_1_3\.jpg'"):
+        extract_features(tiny_cnn(), batches, verbose=0)
 
 
 def market_split(root, folder):

@@ -2,6 +2,8 @@
 
 Every backend runs both policies on the CPU: bfloat16 and float16 compute with float32
 master weights. Rollback must restore the float32 weights bit for bit and zero the momentum.
+On a CPU whose oneDNN bfloat16 kernels give NaN (AVX512-BF16 / AMX-BF16 with oneDNN on, see
+docs/mixed_precision.md), bfloat16 training must be refused before its first step instead.
 """
 
 import keras
@@ -18,9 +20,20 @@ from experiments import train
 from experiments.configs import smoke
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RollbackRefine
+from keras_rollback.onednn_bfloat16_error import OneDNNBFloat16Error
+from keras_rollback.onednn_bfloat16_error import raise_if_onednn_bfloat16
 
 MOMENTUM = 0.9
 POLICIES = ("mixed_bfloat16", "mixed_float16")
+
+
+def refused_here(policy):
+    """Whether this machine refuses training under `policy` (its oneDNN bfloat16 kernels)."""
+    try:
+        raise_if_onednn_bfloat16(policy)
+    except OneDNNBFloat16Error:
+        return True
+    return False
 
 
 @pytest.fixture(params=POLICIES)
@@ -48,6 +61,10 @@ def test_rollback_restores_float32_master_weights_exactly_and_resets_momentum(po
     x, y = tiny_data()
     refine = RollbackRefine(partition, period_epochs=2, verbose=0)
     probe = PeriodStartProbe()
+    if refused_here(policy):
+        with pytest.raises(OneDNNBFloat16Error, match="oneDNN"):
+            model.fit(x, y, batch_size=8, epochs=4, callbacks=[refine, probe], verbose=0)
+        return
     model.fit(x, y, batch_size=8, epochs=4, shuffle=False, callbacks=[refine, probe], verbose=0)
 
     assert refine.snapshot is not None
@@ -82,8 +99,31 @@ def test_experiment_runs_under_a_mixed_precision_policy(tmp_path):
     config.methods = ("rollback",)
     config.model.weights = ""
     config.train.mixed_precision = "mixed_bfloat16"
+    if refused_here("mixed_bfloat16"):
+        with pytest.raises(OneDNNBFloat16Error, match="oneDNN"):
+            train.run_experiment(config, str(tmp_path))
+        assert keras.config.dtype_policy().name == "float32"
+        return
     rows = train.run_experiment(config, str(tmp_path))
     evaluated = [row for row in rows if row["mAP"] is not None]
     assert [row["period"] for row in evaluated] == [1, 2]
     assert all(np.isfinite(row["loss"]) and 0 <= row["mAP"] <= 1 for row in evaluated)
     assert keras.config.dtype_policy().name == "float32"  # Restored after the run.
+
+
+def test_experiment_refuses_bfloat16_on_a_cpu_with_onednn_bfloat16_kernels(tmp_path, monkeypatch):
+    # A Sapphire Rapids Xeon simulated: its /proc/cpuinfo flags include amx_bf16.
+    monkeypatch.setattr(
+        "keras_rollback.onednn_bfloat16_error.read_cpu_flags", lambda: {"avx512_bf16", "amx_bf16"}
+    )
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    if not refused_here("mixed_bfloat16"):
+        pytest.skip(f"{keras.backend.backend()} uses no oneDNN kernels here (JAX, or a GPU)")
+    config = smoke.get_config()
+    config.methods = ("rollback",)
+    config.model.weights = ""
+    config.train.mixed_precision = "mixed_bfloat16"
+    with pytest.raises(OneDNNBFloat16Error, match="refused before it started"):
+        train.run_experiment(config, str(tmp_path))
+    assert keras.config.dtype_policy().name == "float32"
+    assert not (tmp_path / "rollback" / "epochs.jsonl").exists()  # not one epoch trained

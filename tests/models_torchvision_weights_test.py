@@ -2,6 +2,7 @@
 
 import json
 import struct
+import sys
 
 import keras
 import numpy as np
@@ -169,6 +170,24 @@ def test_pth_and_safetensors_files_read_the_same(small_pair, tmp_path):
     for name, tensor in state.items():
         np.testing.assert_array_equal(from_pth[name], tensor.numpy())
         np.testing.assert_array_equal(from_safetensors[name], tensor.numpy())
+
+
+def test_safetensors_files_are_read_without_torch(small_pair, tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+
+    torch_model, _ = small_pair
+    state = {name: tensor.numpy() for name, tensor in torch_model.state_dict().items()}
+    save_file(state, tmp_path / "model.safetensors")
+    torch.save(torch_model.state_dict(), tmp_path / "model.pth")
+    # As without torch installed: every `import torch` raises ImportError.
+    monkeypatch.setitem(sys.modules, "torch", None)
+
+    read = read_state_dict(tmp_path / "model.safetensors")
+    assert sorted(read) == sorted(state)
+    for name, value in state.items():
+        np.testing.assert_array_equal(read[name], value)
+    with pytest.raises(ValueError, match=r"model\.pth', a pickled torch checkpoint, needs torch"):
+        read_state_dict(tmp_path / "model.pth")
 
 
 def test_model_without_torchvision_layout_is_rejected():

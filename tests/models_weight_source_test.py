@@ -3,35 +3,43 @@
 The torchvision file is made here from a torch copy of torchvision's ResNet-50 (real key names
 and shapes, random weights), so it is not torchvision's file: tests that load it register its
 SHA-256 in place of the published one, and one test checks that the published one refuses it.
+The safetensors copy (timm's `resnet18.tv_in1k` layout) is written from a keras-hub ResNet-18
+with numpy and the safetensors package, and loaded in a process where `import torch` fails.
 """
 
 import dataclasses
 import json
 import os
+import re
+import site
+import subprocess
+import sys
 
 import keras
 import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
-torch = pytest.importorskip("torch")
+from experiments import report
+from keras_rollback._atomic_files import sha256_of_file
+from keras_rollback.models import MissingWeightsError
+from keras_rollback.models import backbone_preprocessing
+from keras_rollback.models import build_backbone
+from keras_rollback.models import get_backbone_spec
+from keras_rollback.models import torchvision_name_map
+from keras_rollback.models import weights_home
+from keras_rollback.models import weights_provenance
 
-from torch_resnet import write_torchvision_checkpoint  # noqa: E402
-
-from experiments import report  # noqa: E402
-from keras_rollback._atomic_files import sha256_of_file  # noqa: E402
-from keras_rollback.models import MissingWeightsError  # noqa: E402
-from keras_rollback.models import backbone_preprocessing  # noqa: E402
-from keras_rollback.models import build_backbone  # noqa: E402
-from keras_rollback.models import get_backbone_spec  # noqa: E402
-from keras_rollback.models import weights_home  # noqa: E402
-from keras_rollback.models import weights_provenance  # noqa: E402
-
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILE = "resnet50-0676ba61.pth"
 
 
 @pytest.fixture(scope="module")
 def resnet50_file(tmp_path_factory):
     """A torchvision-format ResNet-50 state_dict and the torch model that wrote it."""
+    pytest.importorskip("torch")
+    from torch_resnet import write_torchvision_checkpoint
+
     path = tmp_path_factory.mktemp("torchvision") / FILE
     model = write_torchvision_checkpoint(path, "resnet50")
     return path, model.eval()
@@ -56,6 +64,7 @@ def use_cache(monkeypatch, home, checkpoint=None):
 def test_torchvision_v1_loads_through_the_registry_and_is_converted_once(
     resnet50_file, tmp_path, monkeypatch
 ):
+    torch = pytest.importorskip("torch")
     checkpoint, torch_model = resnet50_file
     use_cache(monkeypatch, tmp_path / "home", checkpoint)
     assert weights_home() == str(tmp_path / "home")
@@ -97,7 +106,17 @@ def test_a_file_that_is_not_torchvisions_is_refused(resnet50_file, tmp_path, mon
     assert not (tmp_path / "converted").exists()
 
 
-def test_missing_file_offline_names_file_url_and_folder(tmp_path, monkeypatch):
+def _assert_names_both_routes(message, folder):
+    """One paragraph naming the .pth and the safetensors file, their urls and the folder."""
+    assert "\n" not in message
+    assert "'resnet34-b627a593.pth'" in message
+    assert "https://download.pytorch.org/models/resnet34-b627a593.pth" in message
+    assert "'resnet34.tv_in1k.safetensors'" in message
+    assert "https://huggingface.co/timm/resnet34.tv_in1k/resolve/main/model.safetensors" in message
+    assert str(folder) in message
+
+
+def test_missing_file_offline_names_both_files_urls_and_folder(tmp_path, monkeypatch):
     use_cache(monkeypatch, tmp_path / "empty")
     for call in (
         lambda: build_backbone("resnet34", weights="torchvision_v1"),
@@ -105,11 +124,168 @@ def test_missing_file_offline_names_file_url_and_folder(tmp_path, monkeypatch):
     ):
         with pytest.raises(MissingWeightsError) as error:
             call()
-        message = str(error.value)
-        assert "\n" not in message
-        assert "'resnet34-b627a593.pth'" in message
-        assert "https://download.pytorch.org/models/resnet34-b627a593.pth" in message
-        assert str(tmp_path / "empty" / "torchvision") in message
+        _assert_names_both_routes(str(error.value), tmp_path / "empty" / "torchvision")
+
+
+def test_without_torch_the_safetensors_copy_comes_first(tmp_path, monkeypatch):
+    # As without torch installed: `import torch` raises ImportError, find_spec finds nothing.
+    monkeypatch.setitem(sys.modules, "torch", None)
+    use_cache(monkeypatch, tmp_path)
+    with pytest.raises(MissingWeightsError) as error:
+        weights_provenance("resnet34", "torchvision_v1")
+    message = str(error.value)
+    _assert_names_both_routes(message, tmp_path / "torchvision")
+    assert message.startswith(
+        f"Pre-trained weights file 'resnet34.tv_in1k.safetensors' is not in {tmp_path / 'torchvision'}"
+    )
+    # A .pth in the cache is not read without torch: the error says why it is not enough.
+    os.makedirs(tmp_path / "torchvision")
+    (tmp_path / "torchvision" / "resnet34-b627a593.pth").write_bytes(b"")
+    with pytest.raises(
+        MissingWeightsError, match=r"'resnet34-b627a593\.pth' is there, but reading"
+    ):
+        weights_provenance("resnet34", "torchvision_v1")
+
+
+def write_timm_safetensors(path, backbone):
+    """Writes `backbone`'s weights as timm's `tv_in1k` file does: torchvision's names and layout.
+
+    With the classifier (`fc.*`) and BatchNorm's `num_batches_tracked` counters, which
+    timm's files hold and the loader ignores.
+    """
+    state = {}
+    for weight in backbone.weights:
+        value = keras.ops.convert_to_numpy(weight)
+        state[torchvision_name_map(backbone)[weight.path]] = (
+            value.transpose(3, 2, 0, 1) if value.ndim == 4 else value
+        )
+    for name in list(state):
+        if name.endswith(".running_var"):
+            state[name.replace("running_var", "num_batches_tracked")] = np.array(7, np.int64)
+    state["fc.weight"] = np.zeros((1000, backbone.output_shape[-1]), np.float32)
+    state["fc.bias"] = np.zeros((1000,), np.float32)
+    save_file({n: np.ascontiguousarray(v) for n, v in state.items()}, path, {"format": "pt"})
+
+
+@pytest.fixture(scope="module")
+def resnet18_safetensors(tmp_path_factory):
+    """A safetensors file in timm's `resnet18.tv_in1k` layout and the weights it holds."""
+    backbone = build_backbone("resnet18", input_shape=(32, 32, 3))
+    rng = np.random.default_rng(0)
+    for weight in backbone.weights:  # Distinct values everywhere, variances positive.
+        weight.assign(rng.uniform(0.5, 1.5, weight.shape).astype(weight.dtype))
+    path = tmp_path_factory.mktemp("timm") / "resnet18.tv_in1k.safetensors"
+    write_timm_safetensors(path, backbone)
+    return path, [keras.ops.convert_to_numpy(w) for w in backbone.weights]
+
+
+@pytest.fixture(scope="module")
+def site_dirs_without_torch(tmp_path_factory):
+    """This interpreter's site-packages folders with torch left out, as in an install without it.
+
+    A folder holding torch is mirrored by symbolic links to everything else in it.
+    (`sys.modules["torch"] = None` is no substitute: scipy then fails on `None.Tensor`.)
+    """
+    dirs = []
+    for site_dir in [*site.getsitepackages(), site.getusersitepackages()]:
+        if not os.path.isdir(os.path.join(site_dir, "torch")):
+            dirs.append(site_dir)
+            continue
+        mirror = tmp_path_factory.mktemp("site-packages-without-torch")
+        for name in os.listdir(site_dir):
+            if not re.match(r"(torch|functorch|torchgen)([-.]|$)", name):
+                os.symlink(os.path.join(site_dir, name), mirror / name)
+        dirs.append(str(mirror))
+    return [d for d in dirs if os.path.isdir(d)]
+
+
+# Run by `python -S` with the site folders given in argv[1]: torch is not installed there. The
+# file is not timm's: its SHA-256 is registered in place of the published one.
+_LOAD_WITHOUT_TORCH = """
+import importlib.util, json, site, sys
+for site_dir in json.loads(sys.argv[1]):
+    site.addsitedir(site_dir)
+assert importlib.util.find_spec("torch") is None, "torch is importable"
+import dataclasses
+import keras
+import numpy as np
+from keras_rollback.models import build_backbone, get_backbone_spec, weights_provenance
+sources = get_backbone_spec("resnet18").weights["resnet18"]
+sources["torchvision_v1"] = dataclasses.replace(
+    sources["torchvision_v1"], safetensors_sha256=sys.argv[2]
+)
+backbone = build_backbone("resnet18", weights="torchvision_v1", input_shape=(32, 32, 3))
+np.savez(sys.argv[3], *[keras.ops.convert_to_numpy(w) for w in backbone.weights])
+print(json.dumps(weights_provenance("resnet18", "torchvision_v1")))
+assert "torch" not in sys.modules
+"""
+
+
+def test_safetensors_copy_loads_exactly_without_torch(
+    resnet18_safetensors, site_dirs_without_torch, tmp_path
+):
+    backend = keras.backend.backend()
+    if backend == "torch":
+        pytest.skip("the torch backend needs torch; run on tensorflow or jax")
+    checkpoint, expected = resnet18_safetensors
+    home = tmp_path / "home"
+    os.makedirs(home / "torchvision")
+    os.link(checkpoint, home / "torchvision" / checkpoint.name)
+    digest = sha256_of_file(checkpoint)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "KERAS_ROLLBACK_HOME": str(home),
+        "KERAS_ROLLBACK_OFFLINE": "1",
+        "PYTHONPATH": REPO_ROOT,
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-c",
+            _LOAD_WITHOUT_TORCH,
+            json.dumps(site_dirs_without_torch),
+            digest,
+            tmp_path / "weights.npz",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    loaded = np.load(tmp_path / "weights.npz")
+    assert len(loaded.files) == len(expected)
+    for k, value in enumerate(expected):
+        np.testing.assert_array_equal(loaded[f"arr_{k}"], value)
+    provenance = json.loads(result.stdout.strip().splitlines()[-1])
+    assert provenance["weights"] == "torchvision_v1" and provenance["top1"] == 69.758
+    assert provenance["file"] == provenance["file_name"] == "resnet18.tv_in1k.safetensors"
+    assert provenance["url"] == (
+        "https://huggingface.co/timm/resnet18.tv_in1k/resolve/main/model.safetensors"
+    )
+    assert provenance["sha256"] == digest
+    manifest = json.loads((home / "manifest.json").read_text())
+    entry = manifest["resnet18.tv_in1k.safetensors"]
+    assert entry["sha256"] == digest
+    assert entry["converted"] == os.path.join("converted", "resnet18.tv_in1k.weights.h5")
+    assert (home / entry["converted"]).is_file()
+
+
+def test_safetensors_copy_is_checked_against_the_published_sha256(
+    resnet18_safetensors, tmp_path, monkeypatch
+):
+    checkpoint, _ = resnet18_safetensors
+    use_cache(monkeypatch, tmp_path)
+    os.makedirs(tmp_path / "torchvision")
+    os.link(checkpoint, tmp_path / "torchvision" / checkpoint.name)
+    with pytest.raises(
+        ValueError, match=r"resnet18\.tv_in1k\.safetensors.*694f673df6520a31"
+    ) as error:
+        weights_provenance("resnet18", "torchvision_v1")
+    assert "huggingface.co/timm/resnet18.tv_in1k" in str(error.value)
 
 
 def test_keras_hub_and_keras_applications_weights_are_named_as_what_they_are():
@@ -144,3 +320,27 @@ def test_torchvision_v1_downloads_checks_and_loads(arch, tmp_path, monkeypatch):
     assert record["sha256"].startswith(record["file_name"].split("-")[1].split(".")[0])
     features = backbone(np.zeros((1, 128, 64, 3), "float32"))
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(features)))
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+def test_timm_safetensors_copy_holds_torchvisions_weights(arch, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    source = get_backbone_spec(arch).weight_source(arch, "torchvision_v1")
+    monkeypatch.setenv("KERAS_ROLLBACK_HOME", str(tmp_path / "pth"))
+    from_pth = build_backbone(arch, weights="torchvision_v1", input_shape=(64, 32, 3))
+    # A cache holding only the safetensors copy reads it, torch or not.
+    keras.utils.get_file(
+        source.safetensors_file,
+        source.safetensors_url,
+        cache_dir=str(tmp_path / "safetensors"),
+        cache_subdir="torchvision",
+    )
+    monkeypatch.setenv("KERAS_ROLLBACK_HOME", str(tmp_path / "safetensors"))
+    from_safetensors = build_backbone(arch, weights="torchvision_v1", input_shape=(64, 32, 3))
+    record = weights_provenance(arch, "torchvision_v1")
+    assert record["file"] == source.safetensors_file
+    if source.safetensors_sha256 is not None:
+        assert record["sha256"] == source.safetensors_sha256
+    for a, b in zip(from_pth.weights, from_safetensors.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))

@@ -57,13 +57,15 @@ fi
 echo "README command 1 (in ${clone}, fresh venv): ${command_1}"
 log1="${work}/readme_command_1.log"
 start=${SECONDS}
-if ! (cd "${clone}" && bash -c "${command_1}") >"${log1}" 2>&1; then
+timer=()  # GNU time reports the peak resident memory of the largest process.
+[[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f "README command 1: exit %x, wall %e s, peak RSS %M KiB")
+if ! (cd "${clone}" && "${timer[@]}" bash -c "${command_1}") >"${log1}" 2>&1; then
   tail -n 30 "${log1}" >&2
   report_missing "${log1}"
   echo "FAILED: README command 1 in a fresh virtualenv ($((SECONDS - start)) s)" >&2
   exit 1
 fi
-tail -n 25 "${log1}"
+tail -n 30 "${log1}"
 echo "ok: README command 1 in a fresh virtualenv ($((SECONDS - start)) s)"
 
 log2="${work}/import_every_module.log"

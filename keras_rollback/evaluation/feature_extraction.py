@@ -27,6 +27,19 @@ def _predict(feature_model, images):
     return np.asarray(ops.convert_to_numpy(feature_model(images, training=False)))
 
 
+def _non_finite_images(values, paths):
+    """The paths of the images whose rows of `values` hold NaN or infinity (a string), or "".
+
+    `values` has one row per image of the batch, then (with flip) one per flipped copy.
+    """
+    finite = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+    if finite.all():
+        return ""
+    bad = sorted({int(row) % len(paths) for row in np.flatnonzero(~finite)})
+    names = ", ".join(repr(str(paths[i])) for i in bad[:3])
+    return f"{len(bad)} of the {len(paths)} images ({names}{', ...' if len(bad) > 3 else ''})"
+
+
 def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbose=1):
     """Compute one feature vector per image of a ReID dataset.
 
@@ -54,6 +67,12 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
     Returns:
         Dict of numpy arrays: `"features"` float32 `(N, D)`, `"pid"` and `"camid"` int64
         `(N,)` (`"camid"` None without cameras), `"path"` str `(N,)`, in dataset order.
+
+    Raises:
+        FloatingPointError: `feature_model` gave a NaN or infinite feature for a finite
+            image: the error names the model, the batch and the images, so a model gone
+            wrong is caught here and not as non-finite distances in the metrics.
+        ValueError: A batch of `dataset` is malformed or holds non-finite pixels.
     """
     if verbose not in (0, 1):
         raise ValueError(f"Received: verbose={verbose!r}. Expected 0 or 1.")
@@ -72,9 +91,32 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
                 f"Batch {step}: `image` must be [B, H, W, C]. Received shape {images.shape}."
             )
         batch_size = len(images)
+        batch_paths = np.array(
+            [
+                p.decode() if isinstance(p, bytes) else str(p)
+                for p in _to_numpy(batch["path"]).ravel()
+            ]
+        )
+        if len(batch_paths) != batch_size:
+            raise ValueError(
+                f"Batch {step} of `dataset` has {len(batch_paths)} paths for {batch_size} images."
+            )
+        bad_images = _non_finite_images(images, batch_paths)
+        if bad_images:
+            raise ValueError(f"Batch {step} of `dataset`: NaN or infinite pixels in {bad_images}.")
         if flip:
             images = np.concatenate([images, images[:, :, ::-1]], axis=0)
         output = _predict(feature_model, images).reshape(len(images), -1).astype(np.float64)
+        bad_features = _non_finite_images(output, batch_paths)
+        if bad_features:
+            # Caught here, where they arise, not later as NaN distances in the metrics.
+            raise FloatingPointError(
+                f"Model {getattr(feature_model, 'name', feature_model)!r} gave NaN or "
+                f"infinite features for {bad_features}{' or their flipped copies' if flip else ''} "
+                f"of batch {step}, whose pixels are finite: its weights diverged, or it computes in "
+                "bfloat16 on a CPU whose oneDNN bfloat16 kernels give NaN (see "
+                "docs/mixed_precision.md)."
+            )
         if flip:
             output = output[:batch_size] + output[batch_size:]
         if normalize:
@@ -90,14 +132,7 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
             )
         if has_cameras:
             camids.append(_to_numpy(batch["camid"]).astype(np.int64).reshape(-1))
-        paths.append(
-            np.array(
-                [
-                    p.decode() if isinstance(p, bytes) else str(p)
-                    for p in _to_numpy(batch["path"]).ravel()
-                ]
-            )
-        )
+        paths.append(batch_paths)
         if progbar is not None:
             progbar.update(step + 1)
     if not features:

@@ -21,8 +21,7 @@ import keras
 
 from keras_rollback import backend_utils
 from keras_rollback.data import pipeline
-from keras_rollback.models import bnneck_model
-from keras_rollback.models import reid_model
+from keras_rollback.evaluation import model_evaluation
 from keras_rollback.user_error import UserError
 
 logger = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ def export_feature_extractor(
         raise ValueError(f"Expected a bool flip. Received: flip={flip!r}.")
     if not isinstance(model, keras.Model):
         raise ValueError(f"Expected a keras.Model. Received: model={model!r}.")
-    feature_model = _feature_model(model)
+    feature_model = model_evaluation.evaluation_feature_model(model)
     input_size = _check_input_layout(feature_model)
     image_size = tuple(image_size) if image_size is not None else input_size
     if image_size is None or None in image_size:
@@ -180,18 +179,6 @@ def read_contract(path):
     name = METADATA_FILE if os.path.isdir(path) else f"{os.path.basename(path)}.json"
     with open(os.path.join(folder, name)) as f:
         return json.load(f)
-
-
-def _feature_model(model):
-    if any(layer.name == bnneck_model.TRAINING_OUTPUT for layer in model.layers):
-        return bnneck_model.build_bnneck_feature_model(model)
-    try:
-        pooled = model.get_layer(reid_model.POOLED_FEATURE)
-    except ValueError:
-        return model
-    if model.outputs and model.outputs[0] is pooled.output:
-        return model
-    return reid_model.build_feature_model(model)
 
 
 def _check_input_layout(model):

@@ -150,15 +150,29 @@ _TORCHVISION_V1 = {
     "resnet152": ("resnet152-394f9c45.pth", 78.312, ()),
 }
 
+# The same files as safetensors, readable without torch: timm's `<arch>.tv_in1k` weights on the
+# Hugging Face Hub (torchvision's key names; every repository names its file `model.safetensors`,
+# kept in the cache folder as `<arch>.tv_in1k.safetensors`). The SHA-256s are those the Hub
+# publishes for the files (their Git LFS pointers); None where none was found: that file's
+# SHA-256 is recorded, not checked.
+_TIMM_TV_IN1K_SHA256 = {
+    "resnet18": "694f673df6520a3158624e8a89af086f59923ee4cd7436fe5bc3bc71d295ad81",
+    "resnet34": None,
+    "resnet50": "5d061a3c593d795bfe682d9b152bafbcf550579873492def3515b46db1189888",
+    "resnet101": None,
+    "resnet152": "15897077afdf4d6334dc0c3f8e6fb483afb3faa9298c139f3c6eb29bca6ae5b2",
+}
+
 
 def _torchvision_v1(arch):
     file_name, top1, equivalent = _TORCHVISION_V1[arch]
+    timm_name = f"{arch}.tv_in1k"
     return WeightSource(
         name="torchvision_v1",
         kind="torchvision",
         description=(
-            f"torchvision's {arch} IMAGENET1K_V1 weights ({file_name}), the weights of "
-            "`pretrained=True` that the paper's authors used"
+            f"torchvision's {arch} IMAGENET1K_V1 weights ({file_name}; as safetensors: timm's "
+            f"{timm_name}), the weights of `pretrained=True` that the paper's authors used"
         ),
         preprocessing="torch",
         file_name=file_name,
@@ -166,6 +180,9 @@ def _torchvision_v1(arch):
         top1=top1,
         recipe=_TORCHVISION_RECIPE,
         equivalent_files=equivalent,
+        safetensors_file=f"{timm_name}.safetensors",
+        safetensors_url=f"https://huggingface.co/timm/{timm_name}/resolve/main/model.safetensors",
+        safetensors_sha256=_TIMM_TV_IN1K_SHA256[arch],
     )
 
 

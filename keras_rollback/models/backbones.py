@@ -136,12 +136,14 @@ def build_backbone(
     ResNet-18/34, 2048 for ResNet-50/101/152 and InceptionV3.
 
     `weights="torchvision_v1"` loads the authors' weights: torchvision's
-    `IMAGENET1K_V1` file (`resnet50-0676ba61.pth` for ResNet-50), looked up in
-    `weights_home()/torchvision` (`$KERAS_ROLLBACK_HOME`, by default
-    `~/.keras/keras_rollback`), downloaded there when online, checked against
-    its SHA-256 and converted once into `weights_home()/converted`. Offline
-    and without the file, a `MissingWeightsError` says which file to download
-    from where and the folder to put it in.
+    `IMAGENET1K_V1` file (`resnet50-0676ba61.pth` for ResNet-50), or without
+    torch the same weights as timm's safetensors file
+    (`resnet50.tv_in1k.safetensors`), looked up in `weights_home()/torchvision`
+    (`$KERAS_ROLLBACK_HOME`, by default `~/.keras/keras_rollback`), downloaded
+    there when online, checked against its SHA-256 and converted once into
+    `weights_home()/converted`. Offline and without the file, a
+    `MissingWeightsError` says which files to download from where and the
+    folder to put them in.
 
     Example:
 

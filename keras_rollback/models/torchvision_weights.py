@@ -28,11 +28,12 @@ _BLOCK = re.compile(r"stack(\d+)_block(\d+)_(\d)_(conv|bn)$")
 def read_state_dict(path):
     """Reads a PyTorch state_dict file into numpy arrays.
 
-    `.safetensors` files are read with the `safetensors` package; other files
-    with `torch.load(path, weights_only=True)`, which never runs code from the
-    file: a file that pickles other Python objects is refused with a
-    `ValueError` naming it. A checkpoint that wraps the weights in a
-    `"state_dict"` entry is unwrapped.
+    `.safetensors` files are read with the `safetensors` package and numpy
+    (torch is not imported); other files with `torch.load(path,
+    weights_only=True)`, which never runs code from the file: a file that
+    pickles other Python objects is refused with a `ValueError` naming it, and
+    without torch installed a `ValueError` says so. A checkpoint that wraps
+    the weights in a `"state_dict"` entry is unwrapped.
 
     Args:
         path: String or path-like. A `.pth`, `.pt`, `.bin` or `.safetensors`
@@ -50,9 +51,8 @@ def read_state_dict(path):
         raise WeightFileNotFoundError(f"Checkpoint not found. Received: path={path!r}")
     if path.endswith(".safetensors"):
         return _read_safetensors(path)
-    import torch
-
-    state = _load_pickled_state_dict(path)
+    torch = _import_torch(path)
+    state = _load_pickled_state_dict(path, torch)
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not all(
@@ -233,11 +233,22 @@ def _read_safetensors(path):
     }
 
 
-def _load_pickled_state_dict(path):
+def _import_torch(path):
+    """torch, an optional dependency needed for pickled checkpoints only."""
+    try:
+        import torch
+    except ImportError:
+        raise WeightFileError(
+            f"Reading {path!r}, a pickled torch checkpoint, needs torch, which is not installed. "
+            "Install torch (CPU is enough), or use the same weights as a .safetensors file, "
+            "which is read without torch."
+        ) from None
+    return torch
+
+
+def _load_pickled_state_dict(path, torch):
     """`torch.load(weights_only=True)`: tensors only, a refusal naming the file otherwise."""
     import pickle
-
-    import torch  # Optional dependency, needed for pickled checkpoints only.
 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,6 +1,7 @@
 """`WeightSource`: what a backbone's pre-trained weights are, and the folder they are kept in."""
 
 import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -10,6 +11,7 @@ from absl import logging
 
 from keras_rollback._atomic_files import atomic_write
 from keras_rollback._atomic_files import sha256_of_file
+from keras_rollback.models.weight_file_errors import WeightFileError
 from keras_rollback.user_error import UserError
 
 HOME_ENVIRONMENT_VARIABLE = "KERAS_ROLLBACK_HOME"
@@ -64,6 +66,15 @@ class WeightSource:
         preset: String or None. keras-hub preset name. Defaults to `None`.
         equivalent_files: Tuple of strings. Other published file names holding
             the same weights (an older serialisation). Defaults to `()`.
+        safetensors_file: String or None. The name under which a copy of the
+            same weights as a `.safetensors` file, in torchvision's key
+            layout, is kept in the cache folder: read without torch (a
+            torchvision source). Defaults to `None`.
+        safetensors_url: String or None. Where that copy is published.
+            Defaults to `None`.
+        safetensors_sha256: String or None. Its full SHA-256 where known;
+            otherwise the SHA-256 of the file read is only recorded. Defaults
+            to `None`.
     """
 
     name: str
@@ -77,6 +88,9 @@ class WeightSource:
     recipe: str | None = None
     preset: str | None = None
     equivalent_files: tuple[str, ...] = ()
+    safetensors_file: str | None = None
+    safetensors_url: str | None = None
+    safetensors_sha256: str | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -85,6 +99,16 @@ class WeightSource:
             raise ValueError(f"A torchvision source needs a file_name and a url: {self.name!r}")
         if self.kind == "keras_hub" and not self.preset:
             raise ValueError(f"A keras-hub source needs a preset: {self.name!r}")
+        if self.safetensors_file is not None and not (
+            self.kind == "torchvision"
+            and self.safetensors_file.endswith(".safetensors")
+            and self.safetensors_url
+        ):
+            raise ValueError(
+                "A safetensors copy belongs to a torchvision source and needs a '.safetensors' "
+                f"file name and a url. Received: name={self.name!r}, kind={self.kind!r}, "
+                f"safetensors_file={self.safetensors_file!r}, safetensors_url={self.safetensors_url!r}"
+            )
 
     def provenance(self):
         """The record written beside results: name, kind, description, file, top-1, recipe."""
@@ -120,9 +144,10 @@ def load_torchvision_source(backbone, source):
 
     Looks for `<home>/converted/<file stem>.weights.h5` (written by an earlier
     call and listed in the manifest) and loads it strictly; otherwise finds
-    the torchvision file in `<home>/torchvision/` (downloading it when
-    online), checks its SHA-256, converts it with `load_torchvision_weights`
-    and writes the `.weights.h5` and its manifest entry.
+    the torchvision file, or the source's safetensors copy, in
+    `<home>/torchvision/` (downloading one when online, see `_weights_file`),
+    checks its SHA-256, converts it with `load_torchvision_weights` and writes
+    the `.weights.h5` and its manifest entry.
 
     Args:
         backbone: keras-hub `ResNetBackbone` of the source's architecture.
@@ -137,14 +162,14 @@ def load_torchvision_source(backbone, source):
 
     home = weights_home()
     manifest = _read_manifest(home)
-    for file_name in (source.file_name, *source.equivalent_files):
+    for file_name in _file_names(source):
         entry = manifest.get(file_name)
         converted = os.path.join(home, "converted", _converted_name(file_name))
         if entry and os.path.isfile(converted):
             load_weights_strict(backbone, converted)
             logging.info("Loaded %s (converted from %s).", converted, file_name)
-            return {**source.provenance(), **entry}
-    path = _torchvision_file(source, home)
+            return _record(source, entry)
+    path = _weights_file(source, home)
     file_name = os.path.basename(path)
     digest = _checked_sha256(path, source)
     load_torchvision_weights(backbone, path)
@@ -159,7 +184,7 @@ def load_torchvision_source(backbone, source):
     manifest[file_name] = entry
     _write_manifest(home, manifest)
     logging.info("Converted %s into %s (SHA-256 %s).", path, converted, digest)
-    return {**source.provenance(), **entry}
+    return _record(source, entry)
 
 
 def torchvision_provenance(source):
@@ -170,61 +195,124 @@ def torchvision_provenance(source):
     """
     home = weights_home()
     manifest = _read_manifest(home)
-    for file_name in (source.file_name, *source.equivalent_files):
+    for file_name in _file_names(source):
         converted = os.path.join(home, "converted", _converted_name(file_name))
         if file_name in manifest and os.path.isfile(converted):
-            return {**source.provenance(), **manifest[file_name]}
-    path = _torchvision_file(source, home)
-    return {
-        **source.provenance(),
-        "file": os.path.basename(path),
-        "sha256": _checked_sha256(path, source),
-    }
+            return _record(source, manifest[file_name])
+    path = _weights_file(source, home)
+    entry = {"file": os.path.basename(path), "sha256": _checked_sha256(path, source)}
+    return _record(source, entry)
 
 
-def missing_weights_message(file_name, url, folder, reason=None):
-    """The one-paragraph error of a weight file that is not available."""
+def missing_weights_message(file_name, url, folder, reason=None, alternative=None):
+    """The one-paragraph error of a weight file that is not available.
+
+    Args:
+        file_name: String. The file looked for, under this name in `folder`.
+        url: String. Where it is published.
+        folder: String. The cache folder it belongs in.
+        reason: String or None. Why it could not be downloaded. Defaults to
+            `None`.
+        alternative: Tuple `(file_name, url, what)` or None. Another file
+            holding the same weights, and what it is. Defaults to `None`.
+    """
     because = f" ({reason})" if reason else ""
-    return (
+    message = (
         f"Pre-trained weights file {file_name!r} is not in {folder} and could not be "
-        f"downloaded{because}. Download it from {url} (on any machine with internet access) "
-        f"and put it in {folder} (set {HOME_ENVIRONMENT_VARIABLE} to use another folder than "
-        f"{os.path.dirname(folder)}); it is converted to Keras on first use and cached there."
+        f"downloaded{because}. Download it from {url} (on any machine with internet access) and "
+        f"save it in {folder} under that name"
+    )
+    if alternative is not None:
+        other_name, other_url, what = alternative
+        message += f", or save {other_url} there as {other_name!r} ({what})"
+    return message + (
+        f"; set {HOME_ENVIRONMENT_VARIABLE} to use another folder than "
+        f"{os.path.dirname(folder)}. The file is converted to Keras on first use and cached there."
     )
 
 
-def _torchvision_file(source, home):
+def _file_names(source):
+    """Every file name the source's weights are kept under: torchvision's, then the safetensors copy."""
+    names = (source.file_name, *source.equivalent_files, source.safetensors_file)
+    return tuple(name for name in names if name)
+
+
+def _weights_file(source, home):
+    """A file of the source in `<home>/torchvision` that can be read here, downloaded if need be.
+
+    torchvision's `.pth` files need torch to be read; the safetensors copy only
+    the safetensors package. With torch importable, a cached `.pth` is read
+    first (the published file the authors used), then the safetensors copy,
+    and the `.pth` is downloaded when neither is there. Without torch only the
+    safetensors copy is read or downloaded.
+    """
     folder = os.path.join(home, "torchvision")
-    for file_name in (source.file_name, *source.equivalent_files):
+    torch_found = importlib.util.find_spec("torch") is not None
+    pickled = (source.file_name, *source.equivalent_files)
+    copy = (source.safetensors_file,) if source.safetensors_file else ()
+    readable = pickled + copy if torch_found or not copy else copy
+    for file_name in readable:
         path = os.path.join(folder, file_name)
         if os.path.isfile(path):
             return path
+    # Where each file is published, and what it is, for the download and the error.
+    routes = {source.file_name: (source.url, "torchvision's own file, read with torch")}
+    if copy:
+        routes[source.safetensors_file] = (
+            source.safetensors_url,
+            "the same weights as safetensors, in torchvision's key layout, read without torch",
+        )
+    download = readable[0]
     if os.environ.get(OFFLINE_ENVIRONMENT_VARIABLE, "").lower() in ("1", "true", "yes"):
         reason = f"{OFFLINE_ENVIRONMENT_VARIABLE} is set"
     else:
         try:
             os.makedirs(folder, exist_ok=True)
             return keras.utils.get_file(
-                source.file_name, source.url, cache_dir=home, cache_subdir="torchvision"
+                download, routes[download][0], cache_dir=home, cache_subdir="torchvision"
             )
         except Exception as e:  # keras.utils.get_file raises a bare Exception offline.
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise MissingWeightsError(missing_weights_message(source.file_name, source.url, folder, reason))
+    unreadable = [
+        n for n in pickled if n not in readable and os.path.isfile(os.path.join(folder, n))
+    ]
+    if unreadable:
+        reason += f"; {unreadable[0]!r} is there, but reading a .pth file needs torch"
+    other = next((name for name in routes if name != download), None)
+    alternative = (other, *routes[other]) if other else None
+    raise MissingWeightsError(
+        missing_weights_message(download, routes[download][0], folder, reason, alternative)
+    )
 
 
 def _checked_sha256(path, source):
+    """The file's SHA-256, checked against the pinned one or the digits in its name where known."""
     digest = sha256_of_file(path)
-    expected = source.sha256
+    file_name = os.path.basename(path)
+    if file_name == source.safetensors_file:
+        expected, url = source.safetensors_sha256, source.safetensors_url
+    else:
+        expected, url = source.sha256 if file_name == source.file_name else None, source.url
     if expected is None:
-        match = _HASH_PREFIX.search(os.path.basename(path))
+        match = _HASH_PREFIX.search(file_name)
         expected = match.group(1) if match else ""
+    if not expected:
+        logging.info("No published SHA-256 for %s: recording %s.", file_name, digest)
     if not digest.startswith(expected):
-        raise ValueError(
+        raise WeightFileError(
             f"Weight file {path!r} is not {source.description}: its SHA-256 is {digest}, expected "
             f"one starting with {expected} (a partial download or another file under this name). "
-            f"Download it again from {source.url}."
+            f"Download it again from {url}."
         )
     return digest
+
+
+def _record(source, entry):
+    """The provenance of the file read: the safetensors copy gives its own name and url."""
+    record = {**source.provenance(), **entry}
+    if entry["file"] == source.safetensors_file:
+        record.update(file_name=source.safetensors_file, url=source.safetensors_url)
+    return record
 
 
 def _converted_name(file_name):
