@@ -57,6 +57,8 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start
         The result rows (list of dicts).
     """
     config_checks.validate_config(config)
+    # Before anything trains (the synthetic pre-training included): bf16 that would turn NaN.
+    raise_if_onednn_bfloat16(config.train.mixed_precision)
     with workdir_lib.locked(workdir):
         workdir_lib.record_or_check_config(config, workdir, start_over=start_over)
         keras.utils.set_random_seed(config.seed)
@@ -325,11 +327,7 @@ def _evaluation_epochs(periods, every_epochs):
 
 @contextlib.contextmanager
 def _dtype_policy(name):
-    """Builds and trains under the `keras.mixed_precision` policy `name`, then restores.
-
-    Refuses (`OneDNNBFloat16Error`) a bfloat16 policy on a CPU whose oneDNN kernels make it NaN.
-    """
-    raise_if_onednn_bfloat16(name)
+    """Builds and trains under the `keras.mixed_precision` policy `name`, then restores."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
     try:
