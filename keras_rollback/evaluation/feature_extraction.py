@@ -4,6 +4,7 @@ import numpy as np
 from keras import ops
 from keras import utils
 
+from keras_rollback.fit_verbosity import fit_verbosity
 from keras_rollback.metrics._validation import to_numpy as _to_numpy
 
 BATCH_KEYS = ("image", "pid", "path")  # and "camid", unless the dataset has no cameras
@@ -76,7 +77,12 @@ def extract_features(feature_model, dataset, *, flip=True, normalize=True, verbo
     """
     if verbose not in (0, 1):
         raise ValueError(f"Received: verbose={verbose!r}. Expected 0 or 1.")
-    progbar = utils.Progbar(_num_batches(dataset), unit_name="batch") if verbose else None
+    # A redrawn bar on a terminal, one line at the end in a file (fit_verbosity).
+    progbar = (
+        utils.Progbar(_num_batches(dataset), unit_name="batch", verbose=fit_verbosity())
+        if verbose
+        else None
+    )
     features, pids, camids, paths = [], [], [], []
     has_cameras = True  # set by batch 0
     for step, batch in enumerate(dataset):

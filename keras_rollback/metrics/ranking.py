@@ -30,6 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_rollback.fit_verbosity import fit_verbosity
 from keras_rollback.metrics import _protocol
 from keras_rollback.metrics import _validation
 from keras_rollback.metrics import distance as distance_lib
@@ -207,7 +208,12 @@ def _evaluate(chunks, protocol, *, max_rank, ap_method, verbose):
     average_precision = np.full(num_queries, np.nan)
     inverse_negative_penalty = np.full(num_queries, np.nan)
     first_match_rank = np.full(num_queries, -1, dtype=np.int64)
-    progress = keras.utils.Progbar(num_queries, unit_name="query") if verbose else None
+    # A redrawn bar on a terminal, one line at the end in a file (fit_verbosity).
+    progress = (
+        keras.utils.Progbar(num_queries, unit_name="query", verbose=fit_verbosity())
+        if verbose
+        else None
+    )
     for start, stop, chunk in chunks:
         rows, positions, goods_ahead = _true_match_positions(chunk, protocol, start)
         (
