@@ -150,12 +150,8 @@ def comparison_table(rows, config):
         if r[metrics[0]] is not None and _is_period_end(r, rows)
     }
     names = " / ".join(metrics)
-    header = ["period"] + [f"{m} {names} (paper)" for m in methods]
-    lines = [
-        f"{config.model.backbone} on {config.dataset.name}, {keras.backend.backend()} backend",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
+    with_paper = set()  # Methods with a published number in some cell: "(paper)" in the header.
+    body = []
     for period in sorted({p for _, p in ends}):
         cells = [str(period)]
         for method in methods:
@@ -170,9 +166,14 @@ def comparison_table(rows, config):
             )
             if paper is not None:
                 cell += " (" + " / ".join("—" if v is None else f"{v:.2f}" for v in paper) + ")"
+                with_paper.add(method)
             cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append("| " + " | ".join(cells) + " |")
+    header = ["period"] + [
+        f"{m} {names}" + (" (paper)" if m in with_paper else "") for m in methods
+    ]
+    title = f"{config.model.backbone} on {config.dataset.name}, {keras.backend.backend()} backend"
+    return "\n".join([title, "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *body])
 
 
 def how_to_read(rows, num_queries):

@@ -42,6 +42,7 @@ def test_smoke_run_writes_every_result_file(tmp_path):
     assert abs(evaluated[0]["loss"] - evaluated[2]["loss"]) <= 1e-5 * abs(evaluated[0]["loss"])
     table = (tmp_path / "comparison.md").read_text()
     assert "rollback mAP / rank1" in table and "base_cy mAP / rank1" in table
+    assert "(paper)" not in table  # The paper has no numbers for the synthetic task.
 
 
 def test_rerunning_a_finished_experiment_reads_its_results(tmp_path, monkeypatch):
