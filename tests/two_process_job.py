@@ -208,7 +208,12 @@ def _train_single_reference(x, y, initial, workdir):
         callbacks=[RollbackRefine(partition, period_epochs=PERIOD_EPOCHS, verbose=0)],
     )
     eval_dataset = [
-        {"image": x[i : i + 5], "pid": y[i : i + 5], "camid": 0 * y[i : i + 5], "path": ["p"]}
+        {
+            "image": x[i : i + 5],
+            "pid": y[i : i + 5],
+            "camid": 0 * y[i : i + 5],
+            "path": [f"{j}.jpg" for j in range(i, min(i + 5, len(x)))],
+        }
         for i in range(0, len(x), 5)
     ]
     features = extract_features(_feature_model(model), eval_dataset, verbose=0)
