@@ -94,4 +94,4 @@ def scale_plan_for_batch_size(
     )
     config = plan.get_config()
     config.update({name: config[name] * scale for name in _RATE_ARGUMENTS})
-    return RefinePlan(**config)
+    return RefinePlan.from_config(config)  # Rebuilds the plateau rule from its config.

@@ -112,6 +112,19 @@ def test_scaled_plan_scales_every_rate_and_keeps_the_schedule():
         scale_plan_for_batch_size({"learning_rate": 0.01}, 64)
 
 
+def test_scaled_plateau_plan_keeps_its_plateau_rule():
+    from keras_rollback import PlateauRule
+    from keras_rollback import RefinePlan
+    from keras_rollback.distribution import scale_plan_for_batch_size
+
+    rule = PlateauRule(patience=3, min_period_epochs=2)
+    plan = RefinePlan(period_epochs=10, periods=4, plateau=rule)
+    scaled = scale_plan_for_batch_size(plan, 128, rule="sqrt")
+    assert scaled.plateau.get_config() == rule.get_config()
+    assert scaled.learning_rate == pytest.approx(2 * plan.learning_rate, rel=1e-12)
+    assert scaled.kept_learning_rate == pytest.approx(2 * plan.kept_learning_rate, rel=1e-12)
+
+
 def test_tensorflow_mirrored_strategy_matches_single_device(tmp_path):
     import keras
 
