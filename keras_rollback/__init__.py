@@ -5,12 +5,15 @@ from keras_rollback.block_partition import BlockPartition
 from keras_rollback.distribution import batch_size_scale
 from keras_rollback.distribution import scale_plan_for_batch_size
 from keras_rollback.layerwise_sgd import LayerwiseSGD
+from keras_rollback.multi_process_job import MultiProcessJob
+from keras_rollback.nan_guard import NanGuard
 from keras_rollback.plateau_rule import PlateauRule
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 from keras_rollback.refine_plan import Period
 from keras_rollback.refine_plan import RefinePlan
 from keras_rollback.refine_tune import refine_tune
 from keras_rollback.rollback_refine import RollbackRefine
+from keras_rollback.run_checkpoint import RunCheckpoint
 from keras_rollback.user_error import UserError
 from keras_rollback.version import __version__
 
@@ -18,11 +21,14 @@ __all__ = [
     "BlockDiagnostics",
     "BlockPartition",
     "LayerwiseSGD",
+    "MultiProcessJob",
+    "NanGuard",
     "Period",
     "PlateauRule",
     "PretrainedSnapshot",
     "RefinePlan",
     "RollbackRefine",
+    "RunCheckpoint",
     "UserError",
     "__version__",
     "batch_size_scale",
