@@ -5,15 +5,12 @@ import io
 import os
 
 import keras
-import matplotlib
 import numpy as np
-
-matplotlib.use("Agg")
-from matplotlib import pyplot as plt
 
 from experiments import paper_results
 from experiments import workdir as workdir_lib
 from keras_rollback import _atomic_files
+from keras_rollback import _figures
 from keras_rollback.block_diagnostics import plot_block_drift
 
 COLUMNS = (
@@ -77,8 +74,24 @@ def write_results(rows, workdir):
 
 
 def plot_curves(rows, workdir):
-    """`curves.png`: training loss (log scale) and mAP (or accuracy) per epoch per method (Figure 4)."""
-    figure, loss_axis = plt.subplots(figsize=(9, 4.5))
+    """`curves.png`: `curves_figure(rows)`, written atomically."""
+    _atomic_files.atomic_write(
+        os.path.join(workdir, "curves.png"),
+        lambda tmp: _figures.save_png(curves_figure(rows), tmp, dpi=120),
+        suffix=".png",
+    )
+
+
+def curves_figure(rows):
+    """Training loss (log scale) and mAP (or accuracy) per epoch per method (Figure 4).
+
+    The loss axis (`figure.axes[0]`) has a dashed line per method, the metric axis
+    (`figure.axes[1]`) a line with markers per method, in the same colour; dotted vertical
+    lines in that colour mark where each method's periods begin. The legend is the figure's
+    (`figure.legends[0]`), right of the axes.
+    """
+    figure = _figures.agg_figure(figsize=(9, 4.5), layout="constrained")
+    loss_axis = figure.add_subplot()
     map_axis = loss_axis.twinx()
     for index, method in enumerate(dict.fromkeys(r["method"] for r in rows)):
         colour = f"C{index}"
@@ -90,6 +103,13 @@ def plot_curves(rows, workdir):
             linestyle="--",
             label=f"loss ({method})",
         )
+        _figures.mark_period_starts(
+            loss_axis,
+            [r["epoch"] for r in mine],
+            [r["period"] for r in mine],
+            color=colour,
+            linestyle=":",
+        )
         metric = "mAP" if any(r["mAP"] is not None for r in mine) else "top1"
         scored = [r for r in mine if r[metric] is not None]
         map_axis.plot(
@@ -100,21 +120,16 @@ def plot_curves(rows, workdir):
             label=f"{metric} ({method})",
         )
     loss_axis.set_yscale("log")
-    loss_axis.set_xlabel("epoch")
+    loss_axis.set_xlabel("epoch (dotted: period starts)")
     loss_axis.set_ylabel("train loss")
     map_axis.set_ylabel("mAP or top-1 accuracy (%)")
     handles = loss_axis.get_legend_handles_labels()
     more = map_axis.get_legend_handles_labels()
-    loss_axis.legend(
-        handles[0] + more[0], handles[1] + more[1], loc="center right", fontsize="small"
+    # Outside the axes (matplotlib >= 3.7): inside, it hid the last epochs.
+    figure.legend(
+        handles[0] + more[0], handles[1] + more[1], loc="outside right upper", fontsize="small"
     )
-    figure.tight_layout()
-    _atomic_files.atomic_write(
-        os.path.join(workdir, "curves.png"),
-        lambda tmp: figure.savefig(tmp, dpi=120, format="png"),
-        suffix=".png",
-    )
-    plt.close(figure)
+    return figure
 
 
 def plot_drift(config, workdir, path=None):

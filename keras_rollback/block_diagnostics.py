@@ -1,11 +1,11 @@
 """`BlockDiagnostics`: how far each block moved from its pre-trained weights, and how hard it is pulled."""
 
-import itertools
 import os
 
 import keras
 import numpy as np
 
+from keras_rollback import _figures
 from keras_rollback import backend_utils
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
@@ -168,65 +168,97 @@ class BlockDiagnostics(keras.callbacks.Callback):
 
 
 def plot_block_drift(runs, path, title=None):
+    """Writes `block_drift_figure(runs, title)` to a PNG file.
+
+    Args:
+        runs: Mapping from a run's name to its epoch logs, as for
+            `block_drift_figure`.
+        path: String or path-like. PNG file to write; parent folders are
+            made.
+        title: Optional figure title. Defaults to `None`.
+
+    Returns:
+        `path`, as a string.
+    """
+    return _figures.save_png(block_drift_figure(runs, title), path, dpi=110)
+
+
+def block_drift_figure(runs, title=None):
     """Draws the drift of every block over epochs, one panel per run, periods marked.
 
     With gradient norms in the records, a second row of panels draws them.
+    Each panel has one line per block (or group), in the same colour in
+    every panel, and a dashed vertical line where a period begins; each
+    row's legend sits right of its last panel, clear of the lines.
+
+    Example:
+
+    ```python
+    figure = block_drift_figure({"rollback": diagnostics.epoch_records})
+    figure.axes[0].get_lines()[0].get_ydata()  # drift of the first block
+    ```
 
     Args:
         runs: Mapping from a run's name (e.g. the method) to its epoch logs: a
             list of dicts with `epoch` (0-based), `drift_<block>` and, where
             `RollbackRefine` ran, `period`; optionally `grad_norm_<group>`.
-        path: Image file to write (PNG).
         title: Optional figure title. Defaults to `None`.
+
+    Returns:
+        A `matplotlib.figure.Figure` drawn by an Agg canvas (pyplot does not
+        know it). Its axes are the panels, row by row.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
+    if not runs or any(not records for records in runs.values()):
+        raise ValueError(
+            f"Received: runs with {[len(r) for r in runs.values()]} epoch records. "
+            "Expected at least one run, each with at least one epoch record."
+        )
     runs = {name: sorted(records, key=lambda r: r["epoch"]) for name, records in runs.items()}
-    with_gradients = any("grad_norm_" in k for records in runs.values() for k in records[0])
-    rows = 2 if with_gradients else 1
-    figure, axes = plt.subplots(
-        rows,
-        len(runs),
-        figsize=(4 * len(runs), 3.2 * rows),
-        sharey="row",
-        squeeze=False,
+    # Every key of every record, in order: a block keeps its colour across panels.
+    keys = list(dict.fromkeys(k for records in runs.values() for r in records for k in r))
+    rows = [
+        (prefix, label, [k for k in keys if k.startswith(prefix)])
+        for prefix, label in (("drift_", "||w - w0|| / ||w0||"), ("grad_norm_", "gradient norm"))
+    ]
+    rows = [row for row in rows if row[2]]
+    if not rows:
+        raise ValueError(
+            f"The epoch records of {list(runs)} have no `drift_<block>` or `grad_norm_<group>` "
+            "values: are they BlockDiagnostics' logs?"
+        )
+    figure = _figures.agg_figure(
+        figsize=(4 * len(runs) + 1.5, 3.2 * len(rows)), layout="constrained"
     )
+    panels = figure.subplots(len(rows), len(runs), sharey="row", squeeze=False)
     for column, (name, records) in enumerate(runs.items()):
         epochs = [r["epoch"] + 1 for r in records]
-        for row, prefix, label in (
-            (0, "drift_", "||w - w0|| / ||w0||"),
-            (1, "grad_norm_", "gradient norm"),
-        ):
-            if row >= rows:
-                continue
-            axis = axes[row][column]
-            keys = [k for k in records[0] if k.startswith(prefix)]
-            for index, key in enumerate(keys):
+        for row, (prefix, label, row_keys) in enumerate(rows):
+            axes = panels[row][column]
+            for index, key in enumerate(row_keys):
+                if not any(key in r for r in records):
+                    continue
                 values = np.array([r.get(key, np.nan) for r in records], dtype=float)
-                axis.plot(epochs, values, marker=".", color=f"C{index}", label=key[len(prefix) :])
-            for start in _period_starts(records):
-                axis.axvline(start + 0.5, color="grey", linestyle="--", linewidth=0.8)
-            axis.set_yscale("log")
-            axis.set_xlabel("epoch")
+                axes.plot(epochs, values, marker=".", color=f"C{index}", label=key[len(prefix) :])
+            _figures.mark_period_starts(axes, epochs, [r.get("period") for r in records])
+            axes.set_yscale("log")
+            axes.set_xlabel("epoch")
             if column == 0:
-                axis.set_ylabel(label)
+                axes.set_ylabel(label)
             if row == 0:
-                axis.set_title(name)
-            axis.legend(fontsize="x-small")
+                axes.set_title(name)
+    for row_panels in panels:
+        # One legend per row, outside the last panel: every group of the row, once.
+        handles: dict = {}  # label -> handle
+        for axes in row_panels:
+            for handle, group in zip(*axes.get_legend_handles_labels()):
+                handles.setdefault(group, handle)
+        row_panels[-1].legend(
+            handles.values(),
+            handles.keys(),
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            fontsize="x-small",
+        )
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-
-
-def _period_starts(records):
-    """Epochs (1-based) after which a new period began."""
-    starts = []
-    for previous, record in itertools.pairwise(records):
-        if "period" in record and record["period"] != previous.get("period"):
-            starts.append(previous["epoch"] + 1)
-    return starts
+    return figure

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from keras_rollback import _figures
 from keras_rollback.resolution_blocks import format_resolution
 
 
@@ -86,7 +87,24 @@ def print_partition(partition, plan=None, epochs=None, *, print_fn=None):
 
 
 def plot_partition(partition, path, plan=None, epochs=None):
-    """Writes a PNG of the blocks along the network.
+    """Writes `partition_figure(partition, plan, epochs)` to a PNG file.
+
+    Args:
+        partition: `BlockPartition`.
+        path: String or path-like. PNG file to write; parent folders are
+            made.
+        plan: Optional `RefinePlan`.
+        epochs: Optional integer. Training epochs, for a plan whose
+            number of periods follows from them.
+
+    Returns:
+        `path`, as a string.
+    """
+    return _figures.save_png(partition_figure(partition, plan, epochs), path)
+
+
+def partition_figure(partition, plan=None, epochs=None):
+    """Draws the blocks along the network.
 
     Each layer with weights is a bar at its position in the graph, as
     high as its feature-map side (log scale) and coloured by group; each
@@ -95,16 +113,15 @@ def plot_partition(partition, path, plan=None, epochs=None):
 
     Args:
         partition: `BlockPartition`.
-        path: String or path-like. PNG file to write.
         plan: Optional `RefinePlan`.
         epochs: Optional integer. Training epochs, for a plan whose
             number of periods follows from them.
-    """
-    # Imported here: matplotlib takes a while to import, and only plots need it. The Agg
-    # canvas draws off-screen without touching pyplot's global backend.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
+    Returns:
+        A `matplotlib.figure.Figure` drawn by an Agg canvas (pyplot does not
+        know it), with one axes: its bars are the layers, its texts the
+        block labels.
+    """
     rows = {row["group"]: row for row in partition_table(partition, plan, epochs)}
     layers = partition.layers
     if not layers:
@@ -114,8 +131,9 @@ def plot_partition(partition, path, plan=None, epochs=None):
         )
     colours = {group: f"C{i % 10}" for i, group in enumerate(partition.group_names)}
     heights = [max(r) if r is not None else 0.5 for _, _, r in layers]  # 0.5: no bar
-    figure = Figure(figsize=(max(8.0, min(24.0, len(layers) / 12)), 4.5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = _figures.agg_figure(
+        figsize=(max(8.0, min(24.0, len(layers) / 12)), 4.5), layout="constrained"
+    )
     axes = figure.add_subplot()
     axes.bar(
         range(len(layers)),
@@ -151,7 +169,7 @@ def plot_partition(partition, path, plan=None, epochs=None):
             fontsize=7,
             transform=axes.get_xaxis_transform(),
         )
-    figure.savefig(path, format="png", dpi=100)
+    return figure
 
 
 def _rollback_periods(partition, plan, epochs):

@@ -1,10 +1,15 @@
-"""BlockDiagnostics through model.fit on the active backend, against numpy and Keras' own SGD step."""
+"""BlockDiagnostics through model.fit on the active backend, against numpy and Keras' own SGD step;
+the drift picture, by what it draws."""
 
 import csv
 
 import keras
 import numpy as np
 import pytest
+from picture_checks import assert_colour_at_points
+from picture_checks import data_lines
+from picture_checks import global_state_kept
+from picture_checks import vertical_lines_at
 from rollback_checks import PeriodStartProbe
 from testing_models import tiny_cnn
 from testing_models import tiny_data
@@ -15,6 +20,8 @@ from keras_rollback import BlockDiagnostics
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RefinePlan
 from keras_rollback import RollbackRefine
+from keras_rollback.block_diagnostics import block_drift_figure
+from keras_rollback.block_diagnostics import plot_block_drift
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -115,3 +122,93 @@ def test_sampling_gradients_leaves_training_unchanged():
 def test_bad_arguments_raise_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BlockDiagnostics(tiny_partition(tiny_cnn()), **kwargs)
+
+
+PICTURE_BLOCKS = ("stem", "conv2_x", "conv3_x")
+
+
+def drift_series(block_index, epochs):
+    # A decade apart per block: on the log axis no two lines meet, every point is its own.
+    return [10.0 ** (block_index - 3) * (1 + epoch / 4) for epoch in range(epochs)]
+
+
+def epoch_records(periods, with_gradients):
+    records = []
+    for epoch, period in enumerate(periods):
+        record = {"epoch": epoch, "period": period}
+        for index, block in enumerate(PICTURE_BLOCKS):
+            record[f"drift_{block}"] = drift_series(index, len(periods))[epoch]
+            if with_gradients:
+                record[f"grad_norm_{block}"] = 1.0 + index
+        if with_gradients:
+            record["grad_norm_head"] = 9.0
+        records.append(record)
+    return records
+
+
+def drift_runs():
+    return {
+        # Out of order: the picture sorts by epoch.
+        "rollback": epoch_records([1, 1, 2, 2, 3, 3], with_gradients=True)[::-1],
+        "base_cy": epoch_records([1, 1, 1, 2, 2, 2], with_gradients=False),
+    }
+
+
+def test_drift_figure_draws_every_blocks_series_in_every_run():
+    figure = block_drift_figure(drift_runs(), title="drift")
+    # Row 0: drift per run; row 1: gradient norms (only rollback has them).
+    drift_panels, gradient_panels = figure.axes[:2], figure.axes[2:]
+    assert len(figure.axes) == 4
+    assert [a.get_title() for a in drift_panels] == ["rollback", "base_cy"]
+    assert [a.get_ylabel() for a in figure.axes] == ["||w - w0|| / ||w0||", "", "gradient norm", ""]
+    assert all(a.get_xlabel() == "epoch" and a.get_yscale() == "log" for a in figure.axes)
+    assert figure.get_suptitle() == "drift"
+    for axes in drift_panels:
+        lines = data_lines(axes)
+        assert [line.get_label() for line in lines] == list(PICTURE_BLOCKS)
+        for index, line in enumerate(lines):
+            np.testing.assert_array_equal(line.get_xdata(), np.arange(1, 7))
+            np.testing.assert_allclose(line.get_ydata(), drift_series(index, 6))
+            assert line.get_color() == f"C{index}"  # A block's colour, the same in every panel.
+    gradient_lines = data_lines(gradient_panels[0])
+    assert [line.get_label() for line in gradient_lines] == [*PICTURE_BLOCKS, "head"]
+    np.testing.assert_array_equal(gradient_lines[-1].get_ydata(), np.full(6, 9.0))
+    assert data_lines(gradient_panels[1]) == []
+    # Dashed lines between the last epoch of a period and the first of the next.
+    assert vertical_lines_at(drift_panels[0]) == [2.5, 4.5]
+    assert vertical_lines_at(drift_panels[1]) == [3.5]
+    # One legend per row, right of the last panel: it covers no epoch.
+    figure.canvas.draw()
+    for axes, groups in (
+        (drift_panels[1], [*PICTURE_BLOCKS]),
+        (gradient_panels[1], [*PICTURE_BLOCKS, "head"]),  # base_cy's is empty: rollback's.
+    ):
+        legend = axes.get_legend()
+        assert [text.get_text() for text in legend.get_texts()] == groups
+        assert legend.get_window_extent().x0 >= axes.get_window_extent().x1
+    assert drift_panels[0].get_legend() is None
+
+
+def test_drift_png_shows_each_line_in_its_colour_and_leaves_pyplot_alone(tmp_path):
+    runs = drift_runs()
+    with global_state_kept():
+        path = plot_block_drift(runs, tmp_path / "pictures" / "drift.png")
+    figure = block_drift_figure(runs)
+    for axes in figure.axes[:2]:
+        for index in range(len(PICTURE_BLOCKS)):
+            assert_colour_at_points(
+                path, figure, axes, np.arange(1, 7), drift_series(index, 6), f"C{index}"
+            )
+
+
+@pytest.mark.parametrize(
+    "runs, match",
+    [
+        ({}, "at least one run"),
+        ({"a": []}, "at least one run"),
+        ({"a": [{"epoch": 0, "loss": 1.0}]}, "no `drift_<block>`"),
+    ],
+)
+def test_drift_figure_rejects_runs_without_drift_records(runs, match):
+    with pytest.raises(ValueError, match=match):
+        block_drift_figure(runs)

@@ -6,6 +6,8 @@ import re
 import keras
 import keras_hub
 import pytest
+from matplotlib import colors
+from picture_checks import global_state_kept
 from rollback_checks import PeriodStartProbe
 from rollback_checks import assert_period_starts_from_rolled_back_state
 from testing_models import TINY_BLOCKS
@@ -18,6 +20,7 @@ from keras_rollback import BlockPartition
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RefinePlan
 from keras_rollback import RollbackRefine
+from keras_rollback.partition_report import partition_figure
 from keras_rollback.partition_report import partition_table
 from keras_rollback.partition_report import plot_partition
 from keras_rollback.partition_report import print_partition
@@ -335,8 +338,21 @@ def test_summary_table_and_plot_show_resolution_and_rollback_periods(tmp_path):
     assert [r["rolled_back_in"] for r in table] == [(), (2,), (2,), ()]
     assert [(r["layers"], r["conv_layers"]) for r in table] == [(4, 2), (6, 4), (2, 1), (1, 0)]
     assert "rolled back" not in partition_table(partition)[0]
+    figure = partition_figure(partition, plan=RefinePlan(period_epochs=1, periods=3))
+    (axes,) = figure.axes
+    # One bar per layer with weights, as high as its feature-map side, coloured by group.
+    bars = axes.patches
+    sides = [p.get_y() + p.get_height() for p in bars]
+    assert sides == [16] * 4 + [8] * 4 + [6] * 2 + [3] * 2 + [0.5]  # 0.5: the head, no map.
+    groups = [g for _, g, _ in partition.layers]
+    colours = {g: colors.to_hex(f"C{i}") for i, g in enumerate(partition.group_names)}
+    assert [colors.to_hex(p.get_facecolor()) for p in bars] == [colours[g] for g in groups]
+    labels = [text.get_text().split("\n") for text in axes.texts]
+    assert [label[0] for label in labels] == ["B1", "B2", "B3", "head"]
+    assert labels[1][1:2] == ["8x8-6x6"] and labels[2][-1] == "rolled back: 2, 3"
     path = tmp_path / "blocks.png"
-    plot_partition(partition, path, plan=RefinePlan(period_epochs=1, periods=3))
+    with global_state_kept():
+        plot_partition(partition, path, plan=RefinePlan(period_epochs=1, periods=3))
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

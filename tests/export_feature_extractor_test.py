@@ -89,9 +89,7 @@ def test_saved_model_features_equal_library_features_on_images_of_any_size(expor
     assert difference <= 1e-5
 
 
-def test_saved_model_fed_pil_decoded_real_jpegs_equals_library_features(
-    exported, mini_market1501
-):
+def test_saved_model_fed_pil_decoded_real_jpegs_equals_library_features(exported, mini_market1501):
     """A server decoding with PIL (as the authors' pipeline) gets the evaluation's features."""
     paths = sorted((mini_market1501 / "query").glob("*.jpg"))
     records = [ReIDRecord(str(path), index, 0) for index, path in enumerate(paths)]

@@ -1,29 +1,19 @@
 """Pictures of an evaluation: ranked lists and CMC curves, written as PNG files.
 
 Figures are drawn with matplotlib's object API on an Agg canvas, so nothing depends on (or
-changes) the global pyplot backend and no display is needed.
+changes) the global pyplot backend and no display is needed. `cmc_curve_figure` and
+`ranked_list_figure` return the `matplotlib.figure.Figure` (to show in a notebook, or to
+inspect); `plot_cmc_curve` and `plot_ranked_list` write it to a PNG file.
 """
 
-import os
-
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
 
+from keras_rollback import _figures
 from keras_rollback.metrics import _validation
 
 MATCH_COLOR = "#1a9e1a"
 MISMATCH_COLOR = "#d62020"
-
-
-def _save(figure, path):
-    directory = os.path.dirname(os.fspath(path))
-    if directory:
-        os.makedirs(directory, exist_ok=True)
-    FigureCanvasAgg(figure)
-    figure.savefig(path, format="png")
-    return os.fspath(path)
 
 
 def plot_cmc_curve(cmc, path, *, title="CMC"):
@@ -40,11 +30,33 @@ def plot_cmc_curve(cmc, path, *, title="CMC"):
     Returns
     -------
     path : str
+
+    See Also
+    --------
+    cmc_curve_figure : The picture as a `matplotlib.figure.Figure`.
+    """
+    return _figures.save_png(cmc_curve_figure(cmc, title=title), path)
+
+
+def cmc_curve_figure(cmc, *, title="CMC"):
+    """Draw a CMC curve (matching rate against rank) on a new figure.
+
+    Parameters
+    ----------
+    cmc : array-like of shape (max_rank,) or dict of str -> array-like
+        One CMC curve with values in [0, 1], or several curves keyed by their legend label.
+    title : str, default="CMC"
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+        One axes, one line per curve (x: ranks 1..max_rank, y: matching rate in %), drawn
+        by an Agg canvas; pyplot does not know it.
     """
     curves = cmc if isinstance(cmc, dict) else {None: cmc}
     if not curves:
         raise ValueError("`cmc` is an empty dict; there is no curve to plot.")
-    figure = Figure(figsize=(5, 4), dpi=100)
+    figure = _figures.agg_figure(figsize=(5, 4), dpi=100)
     axes = figure.add_subplot()
     for label, values in curves.items():
         values = np.asarray(values, dtype=np.float64)
@@ -65,7 +77,7 @@ def plot_cmc_curve(cmc, path, *, title="CMC"):
     if any(label is not None for label in curves):
         axes.legend(loc="lower right")
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
 def plot_ranked_list(
@@ -112,6 +124,50 @@ def plot_ranked_list(
     The list is the one the metrics score (Market-1501 protocol): junk (identity -1, and the
     query's identity seen by the query's camera) is left out; ties keep gallery order.
     Correct matches are framed green, wrong ones red; the query has a black frame.
+
+    See Also
+    --------
+    ranked_list_figure : The picture as a `matplotlib.figure.Figure`.
+    """
+    figure = ranked_list_figure(
+        distances,
+        query_paths,
+        gallery_paths,
+        query_pids,
+        gallery_pids,
+        query_camids,
+        gallery_camids,
+        query_indices=query_indices,
+        top_k=top_k,
+        query_gallery_indices=query_gallery_indices,
+    )
+    return _figures.save_png(figure, path)
+
+
+def ranked_list_figure(
+    distances,
+    query_paths,
+    gallery_paths,
+    query_pids,
+    gallery_pids,
+    query_camids,
+    gallery_camids,
+    *,
+    query_indices=None,
+    top_k=10,
+    query_gallery_indices=None,
+):
+    """Draw ranked lists on a new figure: each query followed by its top-k gallery images.
+
+    The parameters and the list drawn are those of `plot_ranked_list` (without `path`).
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+        A grid of axes, one row per query and ``top_k + 1`` columns (the query, then its
+        ranked gallery images; axes past the end of a short list are turned off), each
+        titled with its rank, identity and distance. Drawn by an Agg canvas; pyplot does
+        not know it.
     """
     distances = np.asarray(distances)
     if distances.ndim != 2 or not np.issubdtype(distances.dtype, np.floating):
@@ -159,7 +215,7 @@ def plot_ranked_list(
             f"Received: query_indices={query_indices}. Expected indices in [0, {num_queries})."
         )
 
-    figure = Figure(figsize=(1.1 * (top_k + 1), 2.4 * len(query_indices)), dpi=100)
+    figure = _figures.agg_figure(figsize=(1.1 * (top_k + 1), 2.4 * len(query_indices)), dpi=100)
     grid = figure.subplots(len(query_indices), top_k + 1, squeeze=False)
     for row, q in enumerate(query_indices):
         junk = (gallery_pids == -1) | (
@@ -184,7 +240,7 @@ def plot_ranked_list(
                 f"{column}: id {gallery_pids[g]}\n{distances[q, g]:.3f}",
             )
     figure.tight_layout()
-    return _save(figure, path)
+    return figure
 
 
 def _show(axes, image_path, color, label):
