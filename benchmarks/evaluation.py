@@ -1,14 +1,18 @@
 """Benchmark: re-identification evaluation, ours on every backend vs torchreid's Cython.
 
-`--task compare` (default) prints one Markdown table from one run, at Market-1501 size
-(3,368 x 15,913, 2048-D features) and CUHK03 size (1,400 x 5,332), medians of `--repeats`
-runs and the peak extra resident memory of each:
+`--task compare` (default) prints Markdown tables from one run, at Market-1501 size
+(3,368 x 15,913, 2048-D features) and CUHK03 size (1,400 x 5,332), each on the `hard`
+problem (scores shaped like a trained model's: see `HARD`) and the `easy` one (random
+features around random identity centres), with the problem's mAP beside each row; medians
+of `--repeats` runs and the peak extra resident memory of each:
   - torchreid's `eval_market1501` with its Cython extension (`rank_cy.evaluate_cy`), the
     reference torchreid and fast-reid users run; it is given the distance matrix without
     the id -1 columns, as torchreid's datasets drop those images;
   - ours from the distance matrix (`ranking_scores`) and from the features
     (`ranking_scores_from_features`), in one process per Keras backend, beside the
-    matmul alone (the same chunks of distances, converted to numpy, nothing ranked);
+    matmul alone (the same chunks of distances, converted to numpy, nothing ranked) and
+    one pass over the distance matrix (`min`): ours from distances is also given in such
+    passes;
   - the same protocol in plain numpy: an argsort of every row (a stable sort, so that
     ties are broken like ours), and fast-reid's `evaluate_rank_py` layout (one argsort of
     the whole matrix);
@@ -16,7 +20,8 @@ and checks that every row agrees with the numpy argsort reference (CMC identical
 per-query AP to 1e-9; torchreid's float32 mAP to 1e-5).
 
 `--task identity_probe`: 256 queries x 16,000 gallery, one query whose identity has K
-gallery images, K = 0, 1,000, 2,000, 10,000 (time and peak memory).
+gallery images, K = 0, 1,000, 2,000, 10,000 (time and peak memory); `--problem` (hard by
+default; easy: random distances) also chooses the features of the two tasks below.
 `--task scale`: MSMT17 size (11,659 x 82,161, 2048-D synthetic features) from features,
 with the progress bar; `--task distractors`: Market-1501's queries against its gallery
 plus 500,000 distractors. Both print the time and the peak memory above the features.
@@ -44,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 
@@ -51,31 +57,108 @@ SIZES = {  # name: queries, gallery, identities, cameras, junk share, distractor
     "Market-1501": (3368, 15913, 750, 6, 0.24, 0.18),
     "CUHK03": (1400, 5332, 700, 2, 0.0, 0.0),
 }
+# "hard": scores shaped like a trained model's (mAP about 50%, true matches deep across
+# cameras); "easy": random unit features around random identity centres (no camera or
+# quality structure: true matches spread evenly through the ranking).
+PROBLEMS = ("hard", "easy")
+# The hard problem's features (all directions unit vectors, nearly orthogonal in 2048-D):
+# quality x identity centre + camera bias + noise, L2-normalised. An identity shares part
+# of its centre with the others of its "look" (similar clothes: hard negatives); a low
+# quality image (occluded, blurred) is dominated by its camera's bias, so its true matches
+# from other cameras rank behind many same-camera strangers; distractors (id 0) are drawn
+# around fake identities, junk (id -1) around real ones at low quality.
+HARD = {
+    "looks": 40,  # clusters of similar identities
+    "look_share": 0.5,  # of an identity centre's squared norm
+    "quality": (0.2, 1.0),  # uniform range of the per-image factor on the centre
+    "camera_bias": 0.36,
+    "noise": 0.55,
+    "fake_identities": 300,
+}
 BACKENDS = ("tensorflow", "jax", "torch")
 RANK_CY_CACHE = pathlib.Path.home() / ".cache" / "keras_rollback" / "rank_cy"
 
 
-def reid_split(num_queries, num_gallery, num_ids, num_cameras, junk, distractors, dim, seed=0):
-    """Random unit features with identity structure and the given junk/distractor shares."""
+def _unit_rows(rng, num_rows, dim):
+    rows = rng.standard_normal((num_rows, dim), dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _in_blocks(num_rows, dim, fill):
+    """A float32 (num_rows, dim) array of unit rows, filled by `fill(block, start, stop)` in
+    blocks, in place: a 500k-image gallery takes no temporary of its own size."""
+    x = np.empty((num_rows, dim), dtype=np.float32)
+    for start in range(0, num_rows, 2**16):
+        block = x[start : start + 2**16]
+        fill(block, start, start + len(block))
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+    return x
+
+
+def hard_features_fn(rng, num_ids, num_cameras, dim):
+    """`features(pids, cams)` of the hard problem (see `HARD`) for one random draw."""
+    looks = _unit_rows(rng, HARD["looks"], dim)
+    num_centres = num_ids + 1 + HARD["fake_identities"]
+    share = HARD["look_share"]
+    centres = np.sqrt(share) * looks[rng.integers(0, HARD["looks"], num_centres)]
+    centres += np.sqrt(1.0 - share) * _unit_rows(rng, num_centres, dim)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    biases = HARD["camera_bias"] * _unit_rows(rng, num_cameras + 1, dim)
+    low, high = HARD["quality"]
+
+    def features(pids, cams):
+        # Distractors around fake identities (indices above the real ones), junk around
+        # real ones at low quality.
+        centre = np.where(
+            pids > 0, pids, num_ids + 1 + rng.integers(0, HARD["fake_identities"], len(pids))
+        )
+        is_junk = pids == -1
+        centre[is_junk] = rng.integers(1, num_ids + 1, int(is_junk.sum()))
+        quality = rng.uniform(low, high, len(pids)).astype(np.float32)
+        quality[is_junk] *= 0.5
+
+        def fill(block, start, stop):
+            rng.standard_normal(out=block, dtype=np.float32)
+            block *= HARD["noise"] / np.sqrt(dim)
+            block += quality[start:stop, None] * centres[centre[start:stop]]
+            block += biases[cams[start:stop]]
+
+        return _in_blocks(len(pids), dim, fill)
+
+    return features
+
+
+def reid_split(
+    num_queries, num_gallery, num_ids, num_cameras, junk, distractors, dim, problem="hard", seed=0
+):
+    """Unit features of a query and a gallery split with identity structure and the given
+    junk/distractor shares: `(q_feat, g_feat, q_pids, g_pids, q_cams, g_cams)`."""
     rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(num_ids + 1, dim)).astype(np.float32)
+    if problem == "easy":  # drawn first, as before the hard problem existed
+        centers = rng.normal(size=(num_ids + 1, dim)).astype(np.float32)
     q_pids = rng.integers(1, num_ids + 1, num_queries)
     g_pids = rng.choice([-1, 0, 1], size=num_gallery, p=[junk, distractors, 1 - junk - distractors])
     g_pids[g_pids == 1] = rng.integers(1, num_ids + 1, int((g_pids == 1).sum()))
     q_cams = rng.integers(1, num_cameras + 1, num_queries)
     g_cams = rng.integers(1, num_cameras + 1, num_gallery)
+    if problem == "easy":
 
-    def features(pids):
-        # In blocks, in place: a 500k-image gallery takes no temporary of its own size.
-        x = np.empty((len(pids), dim), dtype=np.float32)
-        for start in range(0, len(pids), 2**16):
-            block = x[start : start + 2**16]
-            rng.standard_normal(out=block, dtype=np.float32)
-            block += centers[np.maximum(pids[start : start + 2**16], 0)] * 0.25
-            block /= np.linalg.norm(block, axis=1, keepdims=True)
-        return x
+        def features(pids, cams):
+            def fill(block, start, stop):
+                rng.standard_normal(out=block, dtype=np.float32)
+                block += centers[np.maximum(pids[start:stop], 0)] * 0.25
 
-    return features(q_pids), features(g_pids), q_pids, g_pids, q_cams, g_cams
+            return _in_blocks(len(pids), dim, fill)
+
+    else:
+        features = hard_features_fn(rng, num_ids, num_cameras, dim)
+    q_feat = features(q_pids, q_cams)
+    return q_feat, features(g_pids, g_cams), q_pids, g_pids, q_cams, g_cams
+
+
+def distance_matrix(q_feat, g_feat):
+    """Squared euclidean distances of unit features, float32, as the library computes them."""
+    return np.maximum(2.0 - 2.0 * q_feat @ g_feat.T, 0.0).astype(np.float32)
 
 
 def numpy_argsort_scores(distances, q_pids, g_pids, q_cams, g_cams, max_rank):
@@ -231,20 +314,24 @@ def _torchreid_job(evaluate_cy, data, max_rank):
     return lambda: evaluate_cy(distances, *ids, max_rank)
 
 
-def _data_path(directory, size):
-    return pathlib.Path(directory) / f"{size.replace('-', '')}.npz"
+def _cases(problems):
+    """`(size, problem)` pairs, Market-1501 size first."""
+    return [(size, problem) for size in SIZES for problem in problems]
 
 
-def _make_data(directory, dim):
-    """Features, ids and the float32 distance matrix of every size, saved for the workers."""
-    for size, shape in SIZES.items():
-        q_feat, g_feat, *ids = reid_split(*shape, dim)
-        distances = np.maximum(2.0 - 2.0 * q_feat @ g_feat.T, 0.0).astype(np.float32)
+def _data_path(directory, size, problem):
+    return pathlib.Path(directory) / f"{size.replace('-', '')}-{problem}.npz"
+
+
+def _make_data(directory, dim, problems):
+    """Features, ids and the float32 distance matrix of every case, saved for the workers."""
+    for size, problem in _cases(problems):
+        q_feat, g_feat, *ids = reid_split(*SIZES[size], dim, problem=problem)
         np.savez(
-            _data_path(directory, size),
+            _data_path(directory, size, problem),
             q_feat=q_feat,
             g_feat=g_feat,
-            distances=distances,
+            distances=distance_matrix(q_feat, g_feat),
             q_pids=ids[0],
             g_pids=ids[1],
             q_cams=ids[2],
@@ -252,8 +339,9 @@ def _make_data(directory, dim):
         )
 
 
-def _worker(directory, repeats, max_rank, torchreid_source):
-    """Ours on the active backend, beside torchreid in the same process: row dicts."""
+def _worker(directory, repeats, max_rank, torchreid_source, problems):
+    """Ours on the active backend, beside torchreid and one pass over the distance matrix
+    (`min`) in the same process: row dicts."""
 
     from keras_rollback.metrics import _validation
     from keras_rollback.metrics import distance as distance_lib
@@ -263,8 +351,8 @@ def _worker(directory, repeats, max_rank, torchreid_source):
 
     evaluate_cy, _ = load_torchreid_cython(torchreid_source)
     rows = []
-    for size in SIZES:
-        data = dict(np.load(_data_path(directory, size)))
+    for size, problem in _cases(problems):
+        data = dict(np.load(_data_path(directory, size, problem)))
         ids = (data["q_pids"], data["g_pids"], data["q_cams"], data["g_cams"])
         options = dict(max_rank=max_rank, ap_method="non_interpolated", verbose=0)
         kept_gallery = data["g_feat"][data["g_pids"] != -1]
@@ -284,23 +372,54 @@ def _worker(directory, repeats, max_rank, torchreid_source):
                 data["q_feat"], data["g_feat"], *ids, **options
             ),
             "matmul alone": matmul_alone,
+            # The floor of any exact evaluation from distances: reading every distance once.
+            "one pass": lambda data=data: data["distances"].min(),
         }
         if evaluate_cy is not None:
             jobs["torchreid"] = _torchreid_job(evaluate_cy, data, max_rank)
         for name, (seconds, peak, result) in measure(jobs, repeats).items():
-            row = {"size": size, "input": name, "seconds": seconds, "peak_mib": peak}
+            row = {
+                "size": size,
+                "problem": problem,
+                "input": name,
+                "seconds": seconds,
+                "peak_mib": peak,
+            }
             if name in ("distances", "features"):
                 row["cmc"] = result.cmc.tolist()
                 row["ap"] = np.nan_to_num(result.average_precision, nan=-1).tolist()
+            elif name == "torchreid":
+                row["cmc"] = np.asarray(result[0]).tolist()
+                row["map"] = float(result[1])
             rows.append(row)
     return rows
 
 
+def _is_exact(row, cmc, aps):
+    """Whether a worker row agrees with the numpy argsort reference `(cmc, aps)`: CMC
+    identical and per-query AP to 1e-9 (ours), CMC to 1e-6 and mAP to 1e-5 (torchreid's
+    float32)."""
+    valid = np.isfinite(aps)
+    if "map" in row:
+        return bool(
+            np.allclose(row["cmc"], cmc, atol=1e-6) and abs(row["map"] - aps[valid].mean()) < 1e-5
+        )
+    return bool(
+        np.array_equal(np.asarray(row["cmc"]), cmc)
+        and np.allclose(np.asarray(row["ap"])[valid], aps[valid], rtol=0, atol=1e-9)
+    )
+
+
 def compare(args):
     with tempfile.TemporaryDirectory() as directory:
-        print(f"Making the data ({', '.join(SIZES)}; {args.dim}-D features)...", flush=True)
-        _make_data(directory, args.dim)
-        evaluate_cy, description = load_torchreid_cython(args.torchreid_source)
+        cases = _cases(args.problems)
+        print(
+            f"Making the data ({', '.join(f'{s} {p}' for s, p in cases)}; {args.dim}-D "
+            "features)...",
+            flush=True,
+        )
+        _make_data(directory, args.dim, args.problems)
+        _, description = load_torchreid_cython(args.torchreid_source)
         print(f"torchreid Cython: {description}", flush=True)
         worker_rows = {}
         for backend in args.backends:
@@ -312,6 +431,8 @@ def compare(args):
                 f"--data={directory}",
                 f"--repeats={args.repeats}",
                 f"--max_rank={args.max_rank}",
+                "--problems",
+                *args.problems,
             ]
             if args.torchreid_source:
                 command.append(f"--torchreid_source={args.torchreid_source}")
@@ -325,99 +446,116 @@ def compare(args):
             if done.returncode:
                 print(f"{backend} failed:\n{done.stderr[-2000:]}")
                 continue
-            worker_rows[backend] = json.loads(done.stdout.strip().splitlines()[-1])
-        lines = [
-            "| size | process | method | median s | peak MiB | torchreid / this (same process) "
-            "| exact |",
-            "|---|---|---|---:|---:|---:|---|",
+            for row in json.loads(done.stdout.strip().splitlines()[-1]):
+                worker_rows[backend, row["size"], row["problem"], row["input"]] = row
+        print("Reference rows in plain numpy (no Keras)...", flush=True)
+        references = {}
+        numpy_lines = [
+            "| size | problem (mAP) | numpy, argsort per row, s | numpy, whole-matrix argsort "
+            "(fast-reid), s | its peak MiB | exact |",
+            "|---|---|---:|---:|---:|---|",
         ]
-        for size in SIZES:
-            data = dict(np.load(_data_path(directory, size)))
+        for size, problem in cases:
+            data = dict(np.load(_data_path(directory, size, problem)))
             ids = (data["q_pids"], data["g_pids"], data["q_cams"], data["g_cams"])
-            jobs = {
-                "numpy, argsort per row": lambda data=data, ids=ids: numpy_argsort_scores(
-                    data["distances"], *ids, args.max_rank
-                ),
-                "numpy, whole-matrix argsort (fast-reid)": (
-                    lambda data=data, ids=ids: numpy_whole_matrix_argsort_scores(
+            measured = measure(
+                {
+                    "per row": lambda data=data, ids=ids: numpy_argsort_scores(
                         data["distances"], *ids, args.max_rank
-                    )
-                ),
-            }
-            if evaluate_cy is not None:
-                jobs["torchreid"] = _torchreid_job(evaluate_cy, data, args.max_rank)
-            measured = measure(jobs, args.repeats)
-            cmc, aps = measured["numpy, argsort per row"][2]
-            valid = np.isfinite(aps)
-
-            def exact(result, cmc=cmc, aps=aps, valid=valid):
-                if isinstance(result, tuple) and len(result) == 2 and np.isscalar(result[1]):
-                    # torchreid: float32 CMC and mAP.
-                    return bool(
-                        np.allclose(result[0], cmc, atol=1e-6)
-                        and abs(result[1] - aps[valid].mean()) < 1e-5
-                    )
-                row_cmc, row_aps = result
-                return bool(
-                    np.array_equal(np.asarray(row_cmc), cmc)
-                    and np.allclose(np.asarray(row_aps)[valid], aps[valid], rtol=0, atol=1e-9)
-                )
-
-            groups = {"numpy (no Keras)": measured}
-            for backend, rows in worker_rows.items():
-                groups[f"Keras {backend}"] = {
-                    row["input"]: (
-                        row["seconds"],
-                        row["peak_mib"],
-                        (row["cmc"], row["ap"]) if "cmc" in row else None,
-                    )
-                    for row in rows
-                    if row["size"] == size
+                    ),
+                    "whole matrix": lambda data=data, ids=ids: numpy_whole_matrix_argsort_scores(
+                        data["distances"], *ids, args.max_rank
+                    ),
+                },
+                args.repeats,
+            )
+            cmc, aps = measured["per row"][2]
+            references[size, problem] = cmc, aps
+            whole_cmc, whole_aps = measured["whole matrix"][2]
+            exact = _is_exact({"cmc": whole_cmc, "ap": np.nan_to_num(whole_aps, nan=-1)}, cmc, aps)
+            numpy_lines.append(
+                f"| {size} | {_problem_label(problem, aps)} | {measured['per row'][0]:.3f} | "
+                f"{measured['whole matrix'][0]:.3f} | {measured['whole matrix'][1]:.0f} | "
+                f"{exact} |"
+            )
+        lines = [
+            "| size | problem (mAP) | backend | torchreid Cython, s | ours from distances, s "
+            "| speed-up | ours in passes over the matrix (one `min`, s) | ours from features, s "
+            "| matmul alone, s | features / matmul | peak MiB: torchreid / ours (distances, "
+            "features) | exact |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for size, problem in cases:
+            cmc, aps = references[size, problem]
+            for backend in args.backends:
+                row = {
+                    name: worker_rows.get((backend, size, problem, name))
+                    for name in ("torchreid", "distances", "features", "matmul alone", "one pass")
                 }
-            if evaluate_cy is None:
-                lines.append(f"| {size} | | torchreid Cython: {description} | | | | |")
-            labels = {
-                "torchreid": "torchreid Cython `evaluate_cy` (distances without id -1)",
-                "distances": "ours, from distances (`ranking_scores`)",
-                "features": "ours, from features (`ranking_scores_from_features`)",
-                "matmul alone": "the distance matmul alone (same chunks)",
-            }
-            for process, group in groups.items():
-                reference = group.get("torchreid", (None,))[0]
-                for name, (seconds, peak, result) in group.items():
-                    ratio = f"{reference / seconds:.1f}" if reference else "n/a"
-                    if name == "features":
-                        check = "float32 distances of its own"
-                    elif result is None:
-                        check = ""
-                    else:
-                        check = str(exact(result))
-                    lines.append(
-                        f"| {size} | {process} | {labels.get(name, name)} | {seconds:.3f} | "
-                        f"{peak:.0f} | {ratio} | {check} |"
-                    )
+                if row["distances"] is None:
+                    continue
+                ours, torchreid = row["distances"], row["torchreid"]
+                exact = [_is_exact(ours, cmc, aps)]
+                if torchreid is None:
+                    torchreid_cell, speed_up, torchreid_peak = description, "n/a", "n/a"
+                else:
+                    torchreid_cell = f"{torchreid['seconds']:.3f}"
+                    speed_up = f"{torchreid['seconds'] / ours['seconds']:.1f}x"
+                    torchreid_peak = f"{torchreid['peak_mib']:.0f}"
+                    exact.append(_is_exact(torchreid, cmc, aps))
+                one_pass = row["one pass"]["seconds"]
+                features, matmul = row["features"], row["matmul alone"]
+                lines.append(
+                    f"| {size} | {_problem_label(problem, aps)} | {backend} | {torchreid_cell} | "
+                    f"{ours['seconds']:.3f} | {speed_up} | {ours['seconds'] / one_pass:.1f} "
+                    f"({one_pass:.4f}) | {features['seconds']:.3f} | {matmul['seconds']:.3f} | "
+                    f"{features['seconds'] / matmul['seconds']:.2f} | {torchreid_peak} / "
+                    f"{ours['peak_mib']:.0f}, {features['peak_mib']:.0f} | "
+                    f"{' / '.join(map(str, exact))} |"
+                )
         print("\n".join(lines))
+        print()
+        print("\n".join(numpy_lines))
+
+
+def _problem_label(problem, aps):
+    """`hard (52.5%)`: the problem and its mAP (non-interpolated, the numpy reference)."""
+    return f"{problem} ({100 * np.nanmean(aps):.1f}%)"
 
 
 def identity_probe(args):
     """One query whose identity has K gallery images, among 255 ordinary ones."""
     from keras_rollback.metrics import ranking_scores
 
-    rng = np.random.default_rng(0)
-    num_queries, num_gallery = 256, 16000
-    print("| K (gallery images of one query's identity) | median s | peak MiB |")
-    print("|---:|---:|---:|")
+    print(f"{args.problem} problem, 256 queries x 16,000 gallery, {args.dim}-D")
+    print("| K (gallery images of one query's identity) | mAP | median s | peak MiB |")
+    print("|---:|---:|---:|---:|")
     for size in (0, 1000, 2000, 10000):
-        g_pids = rng.integers(2, 700, num_gallery)
-        g_pids[rng.choice(num_gallery, size, replace=False)] = 1
-        q_pids = rng.integers(2, 700, num_queries)
+        rng = np.random.default_rng(size)
+        num_queries, num_gallery, num_ids, num_cameras = 256, 16000, 700, 6
+        q_pids = rng.integers(2, num_ids + 1, num_queries)
         q_pids[0] = 1
-        distances = rng.random((num_queries, num_gallery), dtype=np.float32)
-        ids = (q_pids, g_pids, rng.integers(0, 6, num_queries), rng.integers(0, 6, num_gallery))
-        seconds, peak, _ = measure(
-            {"ours": lambda d=distances, ids=ids: ranking_scores(d, *ids)}, args.repeats
-        )["ours"]
-        print(f"| {size:,} | {seconds:.3f} | {peak:.0f} |", flush=True)
+        g_pids = rng.integers(2, num_ids + 1, num_gallery)
+        g_pids[rng.choice(num_gallery, size, replace=False)] = 1
+        q_cams = rng.integers(1, num_cameras + 1, num_queries)
+        g_cams = rng.integers(1, num_cameras + 1, num_gallery)
+        if args.problem == "easy":  # random distances: no identity structure at all
+            distances = rng.random((num_queries, num_gallery), dtype=np.float32)
+        else:
+            features = hard_features_fn(rng, num_ids, num_cameras, args.dim)
+            distances = distance_matrix(features(q_pids, q_cams), features(g_pids, g_cams))
+        ids = (q_pids, g_pids, q_cams, g_cams)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # queries without a true match
+            seconds, peak, scores = measure(
+                {"ours": lambda d=distances, ids=ids: ranking_scores(d, *ids, verbose=0)},
+                args.repeats,
+            )["ours"]
+        print(
+            f"| {size:,} | {100 * scores.mean_average_precision:.1f}% | {seconds:.3f} | "
+            f"{peak:.0f} |",
+            flush=True,
+        )
 
 
 def large_gallery(args, num_queries, num_gallery, num_ids, distractors, label):
@@ -430,7 +568,7 @@ def large_gallery(args, num_queries, num_gallery, num_ids, distractors, label):
     from keras_rollback.metrics import ranking_scores_from_features
 
     q_feat, g_feat, *ids = reid_split(
-        num_queries, num_gallery, num_ids, 15, 0.0, distractors, args.dim
+        num_queries, num_gallery, num_ids, 15, 0.0, distractors, args.dim, problem=args.problem
     )
     with PeakMemory() as memory:
         start = time.perf_counter()
@@ -438,7 +576,7 @@ def large_gallery(args, num_queries, num_gallery, num_ids, distractors, label):
         seconds = time.perf_counter() - start
     features_mib = (q_feat.nbytes + g_feat.nbytes) / 2**20
     print(
-        f"| {label} ({num_queries:,} x {num_gallery:,}, {args.dim}-D) | "
+        f"| {label} ({num_queries:,} x {num_gallery:,}, {args.dim}-D, {args.problem}) | "
         f"{keras.backend.backend()} | {seconds:.1f} s | +{memory.peak / 2**20:.0f} MiB above "
         f"the {features_mib:.0f} MiB of features | rank-1 {scores.cmc[0]:.4f}, "
         f"mAP {scores.mean_average_precision:.4f} |"
@@ -453,6 +591,15 @@ def main():
         choices=["compare", "identity_probe", "scale", "distractors", "worker"],
     )
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument(
+        "--problems", nargs="+", default=list(PROBLEMS), choices=PROBLEMS, help="For compare."
+    )
+    parser.add_argument(
+        "--problem",
+        default="hard",
+        choices=PROBLEMS,
+        help="For identity_probe, scale and distractors.",
+    )
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max_rank", type=int, default=50)
@@ -464,7 +611,13 @@ def main():
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.task == "worker":
-        print(json.dumps(_worker(args.data, args.repeats, args.max_rank, args.torchreid_source)))
+        print(
+            json.dumps(
+                _worker(
+                    args.data, args.repeats, args.max_rank, args.torchreid_source, args.problems
+                )
+            )
+        )
     elif args.task == "compare":
         compare(args)
     elif args.task == "identity_probe":

@@ -112,6 +112,25 @@ def test_rows_gathered_in_blocks_equal_reference(monkeypatch, block_distances):
     assert_matches_reference(random_case(rng, 25, 400, 8, 3), max_rank=20, chunk_size=7)
 
 
+@pytest.mark.parametrize("density", [0.0, 0.01, 0.3, 1.0])
+def test_word_wise_flat_nonzero_equals_numpy(density):
+    mask = np.random.default_rng(0).random(8 * 123) < density
+    np.testing.assert_array_equal(ranking._flat_nonzero(mask), np.flatnonzero(mask))
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_non_finite_distance_in_any_block_raises(monkeypatch, bad_value):
+    """Each block is checked as it is read: a later block, and a junk column, included."""
+    monkeypatch.setattr(ranking, "_CANDIDATE_BLOCK", 50)  # one row per block
+    case = random_case(np.random.default_rng(5), 9, 50, 5, 3)
+    junk_column = int(np.flatnonzero(case[2] == -1)[0])
+    for row, column in ((8, 0), (3, junk_column)):
+        bad = case[0].copy()
+        bad[row, column] = bad_value
+        with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\) in rows \[0, 9\)"):
+            ranking_scores(bad, *case[1:])
+
+
 # Both the engine and the reference loop are checked against independent computations.
 SCORERS = [ranking_scores, reference_ranking_scores]
 
