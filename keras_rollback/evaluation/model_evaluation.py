@@ -229,9 +229,7 @@ def evaluate_model_on_dataset(
         )
         for records in (dataset.query, dataset.gallery)
     )
-    evaluator = ReIDEvaluator(
-        query,
-        gallery,
+    options = dict(
         ranks=RANKS,
         max_rank=MAX_RANK,
         metric=METRIC,
@@ -239,20 +237,11 @@ def evaluate_model_on_dataset(
         flip=flip,
         query_gallery_indices=query_gallery_indices,
     )
+    evaluator = ReIDEvaluator(query, gallery, **options)
     features = evaluator.extract(feature_model)
     rankings = {"plain": evaluator.score(*features)}
     if rerank:
-        reranking_evaluator = ReIDEvaluator(
-            query,
-            gallery,
-            ranks=RANKS,
-            max_rank=MAX_RANK,
-            metric=METRIC,
-            ap_method=ap_method,
-            flip=flip,
-            rerank=True,
-            query_gallery_indices=query_gallery_indices,
-        )
+        reranking_evaluator = ReIDEvaluator(query, gallery, rerank=True, **options)
         rankings["re-ranked"] = reranking_evaluator.score(*features)
     query_features, gallery_features = features
     results = {
