@@ -42,7 +42,7 @@ from keras_rollback import BlockPartition
 from keras_rollback import LayerwiseSGD
 from keras_rollback import PretrainedSnapshot
 from keras_rollback import RollbackRefine
-from keras_rollback import backend_utils
+from keras_rollback.callbacks.gradient_norms import squared_gradient_norms_function
 
 NUM_CLASSES = 751
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -323,7 +323,7 @@ def diagnostics_task(args):
         )
         model.fit(images, labels, callbacks=[clock, diagnostics], **fit_kwargs)
         with_callback.append(clock.epoch_seconds())
-    probe = backend_utils.squared_gradient_norms_function(model, model.loss)
+    probe = squared_gradient_norms_function(model, model.loss)
     probe_batch = tuple(keras.ops.convert_to_tensor(t) for t in batch)
     probe(*probe_batch)  # Compilation (JAX).
     drift_only = BlockDiagnostics(partition)

@@ -13,7 +13,7 @@ import shutil
 from absl import logging
 
 from experiments import train
-from keras_rollback.multi_process_job import MultiProcessJob
+from keras_rollback.distribute.multi_process_job import MultiProcessJob
 
 # What a non-chief process does not take over from the chief's work dir: its record of the
 # command (process_id differs) and what is only written, never read back.

@@ -11,7 +11,7 @@ from experiments import paper_results
 from experiments import workdir as workdir_lib
 from keras_rollback import _atomic_files
 from keras_rollback import _figures
-from keras_rollback.block_diagnostics import plot_block_drift
+from keras_rollback.callbacks.block_diagnostics import plot_block_drift
 
 COLUMNS = (
     "method",

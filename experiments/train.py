@@ -21,7 +21,9 @@ from keras_rollback import RollbackRefine
 from keras_rollback import compat
 from keras_rollback import data as reid_data
 from keras_rollback import evaluation
-from keras_rollback.backend_utils import device_name
+from keras_rollback.callbacks.nan_guard import NanGuard
+from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
+from keras_rollback.compat import device_name
 from keras_rollback.evaluation import plot_cmc_curve
 from keras_rollback.evaluation import plot_ranked_list
 from keras_rollback.fit_verbosity import fit_verbosity
@@ -29,10 +31,8 @@ from keras_rollback.metrics import k_reciprocal_rerank
 from keras_rollback.metrics import pairwise_distance
 from keras_rollback.models import backbone_preprocessing
 from keras_rollback.models import weights_provenance
-from keras_rollback.nan_guard import NanGuard
 from keras_rollback.onednn_bfloat16_error import raise_if_onednn_bfloat16
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
-from keras_rollback.run_checkpoint import RunCheckpoint
 
 
 def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start_over=False):

@@ -104,6 +104,17 @@ def torch_device():
     return get_device()
 
 
+def device_name():
+    """The device the active backend trains on, e.g. `"cpu:0"` or `"cuda:0"`.
+
+    `keras.distribution.list_devices` lists devices, but on torch Keras trains on the one its
+    private `get_device` picks.
+    """
+    if keras.backend.backend() == "torch":
+        return str(torch_device())
+    return str(keras.distribution.list_devices()[0])
+
+
 # --- tf.distribute.MultiWorkerMirroredStrategy ------------------------------------------------
 
 

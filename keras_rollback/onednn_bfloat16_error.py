@@ -1,8 +1,10 @@
 """Refuses `mixed_bfloat16` training on CPUs where oneDNN's bfloat16 kernels make it NaN."""
 
+import os
+
 import keras
 
-from keras_rollback import backend_utils
+from keras_rollback import compat
 from keras_rollback.user_error import UserError
 
 CPUINFO_PATH = "/proc/cpuinfo"
@@ -105,7 +107,7 @@ def raise_if_onednn_bfloat16(dtype_policy=None, *, cpu_flags=None, environ=None)
     found = [flag for flag in BFLOAT16_CPU_FLAGS if flag in flags]
     if not found:
         return
-    enabled, how_to_disable = backend_utils.onednn_cpu_kernels(environ)
+    enabled, how_to_disable = onednn_cpu_kernels(environ)
     if not enabled:
         return
     raise OneDNNBFloat16Error(
@@ -117,3 +119,39 @@ def raise_if_onednn_bfloat16(dtype_policy=None, *, cpu_flags=None, environ=None)
         f"bfloat16 anyway, {how_to_disable}; or use the policy 'float32' (on the CPU "
         "bfloat16 is no faster), 'mixed_float16', the JAX backend, or a GPU."
     )
+
+
+def onednn_cpu_kernels(environ=None):
+    """Whether the active backend runs its CPU ops on oneDNN now, and how to turn that off.
+
+    TensorFlow uses oneDNN unless `TF_ENABLE_ONEDNN_OPTS` is `0`/`false` (read
+    once, when TensorFlow starts); torch while `torch.backends.mkldnn.enabled`
+    is true (read at each op). JAX runs XLA's own CPU kernels, never oneDNN's.
+    Only training on the CPU is concerned: on a GPU neither backend uses them.
+
+    Args:
+        environ: Mapping of environment variables, or None for `os.environ`.
+            Defaults to `None`.
+
+    Returns:
+        `(enabled, how_to_disable)`: a bool, and a sentence saying how to turn
+        oneDNN off on this backend (None where it is not used).
+    """
+    if not compat.device_name().lower().startswith("cpu"):
+        return False, None
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        value = (os.environ if environ is None else environ).get("TF_ENABLE_ONEDNN_OPTS", "1")
+        return value.strip().lower() not in ("0", "false"), (
+            "set the environment variable TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow is "
+            "imported (e.g. `TF_ENABLE_ONEDNN_OPTS=0 python -m experiments.main ...`)"
+        )
+    if backend == "torch":
+        import torch
+
+        enabled = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+        return enabled, (
+            "set `torch.backends.mkldnn.enabled = False` before training, or train inside "
+            "`with torch.backends.mkldnn.flags(enabled=False):`"
+        )
+    return False, None

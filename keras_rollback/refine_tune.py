@@ -2,9 +2,9 @@
 
 import keras
 
+from keras_rollback.callbacks.rollback_refine import RollbackRefine
 from keras_rollback.fit_verbosity import fit_verbosity
 from keras_rollback.refine_plan import RefinePlan
-from keras_rollback.rollback_refine import RollbackRefine
 
 
 def refine_tune(

@@ -22,8 +22,8 @@ Rows whose test lives in another file (checkpoints, snapshots, NaN) name that fi
 | negative epochs | `RefinePlan` | `ValueError` echoing the value | `test_negative_epochs` |
 | periods that do not divide the schedule | `RefinePlan.resolve` | `ValueError` naming `epochs` and the period boundaries | `test_periods_that_do_not_divide_the_schedule` |
 | truncated or corrupt pre-trained snapshot | `PretrainedSnapshot.load` | `ValueError` naming the file (and the damaged arrays) | `pretrained_snapshot_test.py::test_truncated_file_is_reported_by_path`, `::test_corrupted_array_is_reported_by_path_and_name` |
-| truncated, corrupt or missing run checkpoint | `RunCheckpoint` | `UserWarning` naming the file; the previous checkpoint is used | `run_checkpoint_test.py::test_damaged_newest_checkpoint_is_named_and_the_previous_one_is_used` |
-| run checkpoint of another architecture | `RunCheckpoint` | `ValueError` naming the file and the model | `run_checkpoint_test.py::test_checkpoint_of_another_architecture_is_reported_by_path` |
+| truncated, corrupt or missing run checkpoint | `RunCheckpoint` | `UserWarning` naming the file; the previous checkpoint is used | `callbacks_run_checkpoint_test.py::test_damaged_newest_checkpoint_is_named_and_the_previous_one_is_used` |
+| run checkpoint of another architecture | `RunCheckpoint` | `ValueError` naming the file and the model | `callbacks_run_checkpoint_test.py::test_checkpoint_of_another_architecture_is_reported_by_path` |
 | disk full while checkpointing | `RunCheckpoint`, `PretrainedSnapshot.save` | `OSError` (ENOSPC) naming the file; the previous file intact | `fault_injection_test.py::test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_names_the_file` |
 | NaN or infinite loss | `NanGuard` | `FloatingPointError` naming the epoch, the step and the last good checkpoint | `fault_injection_test.py::test_nan_loss_stops_at_once_naming_epoch_step_and_last_good_checkpoint` |
 | camera 0 in a Market-1501 file name (`c0`) | `data.read_market1501` | `ValueError` naming the file and the first camera number | `test_camera_zero_in_a_market1501_file_name` |
@@ -76,7 +76,7 @@ from keras_rollback import _atomic_files
 from keras_rollback import data as data_lib
 from keras_rollback import metrics
 from keras_rollback import models
-from keras_rollback.nan_guard import NanGuard
+from keras_rollback.callbacks.nan_guard import NanGuard
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 
 MARKET_SPLITS = ("bounding_box_train", "query", "bounding_box_test")

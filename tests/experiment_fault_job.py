@@ -31,7 +31,7 @@ import tensorflow as tf
 from experiments import main as experiment_main
 from experiments import train
 from experiments import workdir as workdir_lib
-from keras_rollback.run_checkpoint import RunCheckpoint
+from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
 
 
 def _workdir(argv):

@@ -1,7 +1,7 @@
 """The launcher: `python -m experiments.main` as two processes on 127.0.0.1 (TensorFlow, JAX).
 
 That two processes train like one with the same global batch is checked exactly, on a model
-whose pre-trained weights both are given, by `multi_process_job_test.py`; here the whole
+whose pre-trained weights both are given, by `distribute_multi_process_job_test.py`; here the whole
 experiment runs through the launcher (pre-training on the synthetic source task included)."""
 
 import json

@@ -36,8 +36,8 @@ from testing_models import weights_by_path
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RefinePlan
 from keras_rollback import RollbackRefine
-from keras_rollback.nan_guard import NanGuard
-from keras_rollback.run_checkpoint import RunCheckpoint
+from keras_rollback.callbacks.nan_guard import NanGuard
+from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
 
 EPOCHS = 6
 PLAN = RefinePlan(period_epochs=2, periods=3, decay_epochs=1)

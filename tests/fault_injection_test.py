@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rollback.run_checkpoint import RunCheckpoint
+from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
 
 JOB = pathlib.Path(__file__).with_name("fault_injection_job.py")
 # The chains run side by side; each kill point is reached in its chain's order.

@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from keras_rollback.block_partition import BlockPartition
-from keras_rollback.layerwise_sgd import LayerwiseSGD
+from keras_rollback.callbacks.rollback_refine import RollbackRefine
 from keras_rollback.models.reid_model import build_feature_model
 from keras_rollback.models.reid_model import build_reid_model
 from keras_rollback.models.torchvision_resnet import keras_hub_resnet
-from keras_rollback.rollback_refine import RollbackRefine
+from keras_rollback.optimizers.layerwise_sgd import LayerwiseSGD
 
 MARKET_NAME = re.compile(r"^(\d{4})_c(\d)s\d_\d+_\d+\.jpg$")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], "float32")

@@ -1,4 +1,4 @@
-"""One process of a two-process RollbackRefine job, run by `multi_process_job_test.py`.
+"""One process of a two-process RollbackRefine job, run by `distribute_multi_process_job_test.py`.
 
     python tests/two_process_job.py WORKDIR NUM_PROCESSES PROCESS_ID COORDINATOR
         [--kill-at-epoch=E] [--single-reference]
@@ -34,9 +34,9 @@ from testing_models import tiny_data  # noqa: E402
 from keras_rollback import BlockPartition  # noqa: E402
 from keras_rollback import LayerwiseSGD  # noqa: E402
 from keras_rollback import RollbackRefine  # noqa: E402
+from keras_rollback.callbacks.run_checkpoint import RunCheckpoint  # noqa: E402
+from keras_rollback.distribute.multi_process_job import MultiProcessJob  # noqa: E402
 from keras_rollback.evaluation import extract_features  # noqa: E402
-from keras_rollback.multi_process_job import MultiProcessJob  # noqa: E402
-from keras_rollback.run_checkpoint import RunCheckpoint  # noqa: E402
 
 GLOBAL_BATCH = 8
 SAMPLES = 16  # Two global batches per epoch.

@@ -1,4 +1,6 @@
-"""ReID evaluation: feature extraction, an evaluator, an in-training callback, pictures, a command."""
+"""ReID evaluation: feature extraction, an evaluator, pictures, a command."""
+
+import warnings
 
 from keras_rollback.evaluation.feature_extraction import extract_features
 from keras_rollback.evaluation.model_evaluation import ModelInputError
@@ -6,7 +8,23 @@ from keras_rollback.evaluation.model_evaluation import evaluate_model_file
 from keras_rollback.evaluation.model_evaluation import evaluate_model_on_dataset
 from keras_rollback.evaluation.model_evaluation import evaluation_feature_model
 from keras_rollback.evaluation.model_evaluation import results_summary
-from keras_rollback.evaluation.reid_evaluation_callback import ReIDEvaluationCallback
 from keras_rollback.evaluation.reid_evaluator import ReIDEvaluator
 from keras_rollback.evaluation.visualization import plot_cmc_curve
 from keras_rollback.evaluation.visualization import plot_ranked_list
+
+
+def __getattr__(name):
+    # The evaluation callback moved to `keras_rollback.callbacks`; looked up lazily, because
+    # that module imports this package.
+    if name == "ReIDEvaluationCallback":
+        warnings.warn(
+            "`keras_rollback.evaluation.ReIDEvaluationCallback` moved to "
+            "`keras_rollback.callbacks.ReIDEvaluationCallback` (also `keras_rollback."
+            "ReIDEvaluationCallback`); the old name will be removed in keras-rollback 1.0.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from keras_rollback.callbacks import ReIDEvaluationCallback
+
+        return ReIDEvaluationCallback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,9 +19,9 @@ import tempfile
 
 import keras
 
-from keras_rollback import backend_utils
 from keras_rollback.data import pipeline
 from keras_rollback.evaluation import model_evaluation
+from keras_rollback.export.on_tensorflow_backend import call_on_tensorflow_backend
 from keras_rollback.user_error import UserError
 
 logger = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def export_feature_extractor(
     with tempfile.TemporaryDirectory() as scratch:
         model_file = os.path.join(scratch, "feature_model.keras")
         feature_model.save(model_file)
-        backend_utils.call_on_tensorflow_backend(
+        call_on_tensorflow_backend(
             "keras_rollback.export._tensorflow_export",
             "write_artifact",
             model_file=model_file,

@@ -20,8 +20,8 @@ from keras_rollback import BlockDiagnostics
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RefinePlan
 from keras_rollback import RollbackRefine
-from keras_rollback.block_diagnostics import block_drift_figure
-from keras_rollback.block_diagnostics import plot_block_drift
+from keras_rollback.callbacks.block_diagnostics import block_drift_figure
+from keras_rollback.callbacks.block_diagnostics import plot_block_drift
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

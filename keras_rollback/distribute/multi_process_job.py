@@ -1,8 +1,9 @@
 """`MultiProcessJob`: one process of a data-parallel job over several processes or machines."""
 
+import contextlib
 import os
 
-from keras_rollback import backend_utils
+import keras
 
 
 class MultiProcessJob:
@@ -131,11 +132,9 @@ class MultiProcessJob:
         if self._scope is not None:
             raise RuntimeError(f"Process {self.process_id} has already joined the job.")
         if self.num_processes == 1:
-            import contextlib
-
             self._scope = contextlib.nullcontext
         else:
-            self._scope = backend_utils.start_multi_process(
+            self._scope = _backend_job_module().join_job(
                 self.num_processes, self.process_id, self.worker_addresses
             )
         return self
@@ -151,6 +150,25 @@ class MultiProcessJob:
             f"MultiProcessJob(num_processes={self.num_processes}, process_id={self.process_id}, "
             f"coordinator={self.coordinator!r})"
         )
+
+
+def _backend_job_module():
+    """The module that joins a job on the active backend (a file named for it beside this one)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        from keras_rollback.distribute import tensorflow_multi_process
+
+        return tensorflow_multi_process
+    if backend == "jax":
+        from keras_rollback.distribute import jax_multi_process
+
+        return jax_multi_process
+    raise NotImplementedError(
+        f"Multi-process training runs on the tensorflow and jax backends; the {backend!r} backend "
+        "has none in Keras 3 (keras.distribution is implemented for JAX only, and the torch "
+        "trainer neither wraps the model in DistributedDataParallel nor all-reduces gradients). "
+        "Use KERAS_BACKEND=tensorflow or jax, or a one-process job."
+    )
 
 
 def _port(address):

@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 
-from keras_rollback.run_checkpoint import RunCheckpoint
+from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
 
 
 class NanGuard(keras.callbacks.Callback):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from keras_rollback.nan_guard import NanGuard
-from keras_rollback.run_checkpoint import RunCheckpoint
+from keras_rollback.callbacks.nan_guard import NanGuard
+from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
 
 
 def _guard_at_epoch(guard, epoch):

@@ -15,7 +15,7 @@ from keras_rollback import LayerwiseSGD
 from keras_rollback import RefinePlan
 from keras_rollback import RollbackRefine
 from keras_rollback import compat
-from keras_rollback.run_checkpoint import RunCheckpoint
+from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

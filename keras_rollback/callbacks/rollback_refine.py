@@ -10,8 +10,8 @@ import numpy as np
 from keras_rollback import _atomic_files
 from keras_rollback import compat
 from keras_rollback.block_partition import BlockPartition
-from keras_rollback.layerwise_sgd import LayerwiseSGD
 from keras_rollback.onednn_bfloat16_error import raise_if_onednn_bfloat16
+from keras_rollback.optimizers.layerwise_sgd import LayerwiseSGD
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 from keras_rollback.refine_plan import Period
 from keras_rollback.refine_plan import RefinePlan

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rollback.multi_process_job import MultiProcessJob
+from keras_rollback.distribute.multi_process_job import MultiProcessJob
 
 JOB = pathlib.Path(__file__).resolve().with_name("two_process_job.py")
 PROCESSES = 2

@@ -1,7 +1,7 @@
 """RollbackRefine + LayerwiseSGD on two virtual CPU devices: MirroredStrategy (TF), DataParallel (JAX).
 
 Devices must be configured before the backend initialises, so each case runs this file as a
-script in a fresh process (`python tests/distribution_test.py tensorflow|jax OUT.json`): it
+script in a fresh process (`python tests/distribute_batch_size_scaling_test.py tensorflow|jax OUT.json`): it
 trains the same tiny model from the same weights once on one device and once on two, with the
 same global batch and periods of two epochs, and records (a) the weights and momentum that
 every replica holds before the first step of period 2 and (b) how far the two runs' final
@@ -67,7 +67,7 @@ def _check_record(record):
 
 
 def test_batch_size_scale_rules():
-    from keras_rollback.distribution import batch_size_scale
+    from keras_rollback.distribute.batch_size_scaling import batch_size_scale
 
     assert batch_size_scale(32) == 1.0
     assert batch_size_scale(128) == 4.0
@@ -86,7 +86,7 @@ def test_batch_size_scale_rules():
     ],
 )
 def test_batch_size_scale_rejects_bad_arguments(kwargs, message):
-    from keras_rollback.distribution import batch_size_scale
+    from keras_rollback.distribute.batch_size_scaling import batch_size_scale
 
     with pytest.raises(ValueError, match=message):
         batch_size_scale(**kwargs)
@@ -94,7 +94,7 @@ def test_batch_size_scale_rejects_bad_arguments(kwargs, message):
 
 def test_scaled_plan_scales_every_rate_and_keeps_the_schedule():
     from keras_rollback import RefinePlan
-    from keras_rollback.distribution import scale_plan_for_batch_size
+    from keras_rollback.distribute.batch_size_scaling import scale_plan_for_batch_size
 
     plan = RefinePlan(period_epochs=4, periods=3, decay_epochs=2, warmup_epochs=1)
     scaled = scale_plan_for_batch_size(plan, 64)
@@ -115,7 +115,7 @@ def test_scaled_plan_scales_every_rate_and_keeps_the_schedule():
 def test_scaled_plateau_plan_keeps_its_plateau_rule():
     from keras_rollback import PlateauRule
     from keras_rollback import RefinePlan
-    from keras_rollback.distribution import scale_plan_for_batch_size
+    from keras_rollback.distribute.batch_size_scaling import scale_plan_for_batch_size
 
     rule = PlateauRule(patience=3, min_period_epochs=2)
     plan = RefinePlan(period_epochs=10, periods=4, plateau=rule)

@@ -6,7 +6,7 @@ import keras
 import torch
 
 from keras_rollback import compat
-from keras_rollback.layerwise_sgd import LayerwiseSGD
+from keras_rollback.optimizers.layerwise_sgd import LayerwiseSGD
 
 # Keras' base of its fused torch optimizers (a private class, reached through compat).
 TorchParallelOptimizer: Any = compat.torch_parallel_optimizer()

@@ -5,7 +5,6 @@ from collections.abc import Mapping
 import keras
 from keras import ops
 
-from keras_rollback import backend_utils
 from keras_rollback import compat
 
 
@@ -63,9 +62,14 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
     """
 
     def __new__(cls, *args, **kwargs):
-        # On torch, the subclass with one fused update of all variables (as Keras' SGD).
-        if cls is LayerwiseSGD:
-            cls = backend_utils.fused_optimizer_class(cls)
+        # On torch, the subclass with one fused update of all variables, chosen here as Keras'
+        # `TorchOptimizer.__new__` chooses its own. TensorFlow and JAX trace the per-variable
+        # `update_step` into one compiled train step, so they need no subclass. Imported in the
+        # function because the subclass derives from this class.
+        if cls is LayerwiseSGD and keras.backend.backend() == "torch":
+            from keras_rollback.optimizers.torch_layerwise_sgd import TorchLayerwiseSGD
+
+            cls = TorchLayerwiseSGD
         return super().__new__(cls)
 
     def __init__(

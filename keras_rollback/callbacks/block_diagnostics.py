@@ -6,8 +6,8 @@ import keras
 import numpy as np
 
 from keras_rollback import _figures
-from keras_rollback import backend_utils
 from keras_rollback.block_partition import BlockPartition
+from keras_rollback.callbacks.gradient_norms import squared_gradient_norms_function
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 
 
@@ -30,7 +30,7 @@ class BlockDiagnostics(keras.callbacks.Callback):
       the samples taken during the epoch. It is the gradient the optimizer
       would see for that batch, before weight decay and momentum. It is
       computed by a separate forward and backward pass
-      (`backend_utils.squared_gradient_norms_function`, through
+      (`squared_gradient_norms_function`, through
       `model.stateless_call`, so training is unchanged bit for bit), every
       `every_n_steps` training steps, and at least once per epoch (after its
       last step): one pass costs about one training step, so `every_n_steps`
@@ -102,7 +102,7 @@ class BlockDiagnostics(keras.callbacks.Callback):
         self._samples: list = []
         self._norms = None
         if self.gradient_batch is not None:
-            self._norms = backend_utils.squared_gradient_norms_function(self.model, self.model.loss)
+            self._norms = squared_gradient_norms_function(self.model, self.model.loss)
             # Through numpy: the batch may come from a tf.data pipeline on any backend.
             self._batch = tuple(
                 keras.ops.convert_to_tensor(np.asarray(t)) for t in self.gradient_batch

@@ -1,4 +1,4 @@
-"""Tests for keras_rollback.evaluation.ReIDEvaluationCallback."""
+"""Tests for keras_rollback.callbacks.ReIDEvaluationCallback."""
 
 import csv
 
@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_rollback.evaluation import ReIDEvaluationCallback
+from keras_rollback.callbacks import ReIDEvaluationCallback
 from keras_rollback.evaluation import extract_features
 from keras_rollback.metrics import k_reciprocal_rerank
 from keras_rollback.metrics import ranking_scores

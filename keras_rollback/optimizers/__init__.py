@@ -1,0 +1,5 @@
+"""Optimizers that give every variable its own learning rate and reset as torch's new ones."""
+
+from keras_rollback.optimizers.layerwise_sgd import LayerwiseSGD
+
+__all__ = ["LayerwiseSGD"]
