@@ -134,14 +134,7 @@ def write_json(path, value, **dump_options):
     write_text(path, json.dumps(value, **dump_options) + "\n")
 
 
-def write_text(path, text):
-    """Writes `text` to `path` atomically (temp file, flush, rename)."""
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    _atomic_files.atomic_write(path, write, suffix=os.path.splitext(path)[1])
+write_text = _atomic_files.write_text
 
 
 def save_model(model, path):
@@ -162,18 +155,7 @@ def read_json(path):
         return None
 
 
-def read_json_lines(path):
-    """The records of a JSON-lines file up to its last complete line; a cut last line (a
-    process killed while appending) is ignored."""
-    if not os.path.exists(path):
-        return []
-    records = []
-    with open(path) as f:
-        for line in f:
-            if not line.endswith("\n"):
-                break
-            records.append(json.loads(line))
-    return records
+read_json_lines = _atomic_files.read_json_lines
 
 
 def truncate_json_lines(path, keep):
@@ -187,12 +169,7 @@ def truncate_json_lines(path, keep):
         write_text(path, "".join(json.dumps(r) + "\n" for r in records if keep(r)))
 
 
-def append_json_line(path, record):
-    """Appends one record as a line; the whole line goes out in one `write` and is flushed."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+append_json_line = _atomic_files.append_json_line
 
 
 def synthetic_dataset(root, **arguments):

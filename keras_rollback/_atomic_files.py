@@ -1,7 +1,9 @@
-"""Crash-safe file writes and checksums shared by snapshots and run checkpoints."""
+"""Crash-safe file writes, JSON-lines logs and checksums: every file the library and the
+experiments write goes through here."""
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -67,7 +69,47 @@ def _errno_in_message(error):
     return int(match.group(1))
 
 
+def write_text(path, text):
+    """Writes `text` to `path` atomically (`atomic_write`)."""
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    atomic_write(path, write, suffix=os.path.splitext(path)[1])
+
+
+def write_json(path, value, **dump_options):
+    """Writes `value` as JSON to `path` atomically; `dump_options` go to `json.dumps`."""
+    write_text(path, json.dumps(value, **dump_options))
+
+
+def append_json_line(path, record):
+    """Appends `record` to the JSON-lines file `path`: the whole line in one `write`, flushed
+    and synced, so that a killed process leaves at most a cut last line (which
+    `read_json_lines` skips)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_json_lines(path):
+    """The records of a JSON-lines file up to its last complete line ([] if there is no file);
+    a cut last line (a process killed while appending) is ignored."""
+    if not os.path.exists(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break
+            records.append(json.loads(line))
+    return records
+
+
 def sha256_of_file(path):
+    """The SHA-256 of a file's bytes, as hex, read a megabyte at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

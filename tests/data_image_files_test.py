@@ -81,7 +81,7 @@ def test_drop_bad_images_skips_and_counts(image_folder, caplog):
         reid_dataset.ReIDRecord(str(image_folder / name), pid, 0)
         for pid, name in enumerate(("good.jpg", "empty.jpg", "good.png", "text.jpg"))
     ]
-    with caplog.at_level(logging.WARNING, logger="keras_rollback.data.image_files"):
+    with caplog.at_level(logging.WARNING, logger="absl"):
         kept = image_files.drop_bad_images(records, on_bad_image="skip")
     assert [record.pid for record in kept] == [0, 2]
     assert (

@@ -75,7 +75,7 @@ def test_first_camera_index_shifts_camera_ids(custom_tree):
 
 def test_summary_is_logged_with_published_numbers(custom_tree, caplog):
     published = reid_dataset.published_statistics([(3, 2, 3), (2, 2, 2), (3, 3, 3)])
-    with caplog.at_level(logging.INFO, logger="keras_rollback.data.reid_dataset"):
+    with caplog.at_level(logging.INFO, logger="absl"):
         dataset = reid_dataset.read_reid_folders(
             custom_tree,
             pattern=PATTERN,
@@ -91,7 +91,7 @@ def test_summary_is_logged_with_published_numbers(custom_tree, caplog):
 
 def test_differing_published_numbers_warn(custom_tree, caplog):
     published = reid_dataset.published_statistics([(30, 2, 3), (2, 2, 2), (3, 3, 3)])
-    with caplog.at_level(logging.INFO, logger="keras_rollback.data.reid_dataset"):
+    with caplog.at_level(logging.INFO, logger="absl"):
         dataset = reid_dataset.read_reid_folders(
             custom_tree,
             pattern=PATTERN,

@@ -204,11 +204,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             ],
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _atomic_files.atomic_write(
-            manifest_path,
-            lambda tmp: _write_text(tmp, json.dumps(manifest, indent=1)),
-            suffix=".json",
-        )
+        _atomic_files.write_json(manifest_path, manifest, indent=1)
         self.last_saved = {
             "epoch": finished_epochs,
             "weights": weights_path,
@@ -292,8 +288,3 @@ def _state_bytes(model):
         variables += list(model.optimizer.variables)
     data = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables)
     return data + 1024 * len(variables)  # HDF5 headers and names.
-
-
-def _write_text(path, text):
-    with open(path, "w") as f:
-        f.write(text)

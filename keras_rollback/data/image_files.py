@@ -6,15 +6,13 @@ pipelines of this package check their files when the dataset is built and either
 error listing the bad files or drop them and log how many were dropped, with their paths.
 """
 
-import logging
 import os
 from typing import NamedTuple
 
 import tensorflow as tf
+from absl import logging
 
 from keras_rollback.user_error import UserError
-
-logger = logging.getLogger(__name__)
 
 IMAGE_CHECKS = ("header", "decode", "none")
 ON_BAD_IMAGE = ("raise", "skip")
@@ -156,7 +154,7 @@ def drop_bad_images(records, *, check="header", on_bad_image="raise"):
             f"{len(bad)} of {len(records)} image file(s) cannot be read:\n{listing}\n"
             "Fix or remove them, or pass on_bad_image='skip' to drop them."
         )
-    logger.warning(
+    logging.warning(
         "Skipping %d of %d unreadable image file(s):\n%s", len(bad), len(records), listing
     )
     bad_paths = {item.path for item in bad}

@@ -14,7 +14,6 @@ DukeMTMC-reID readers are thin configurations of it.
 """
 
 import dataclasses
-import logging
 import os
 import pathlib
 import re
@@ -23,10 +22,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+from absl import logging
 
 from keras_rollback.user_error import UserError
-
-logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 UNPARSEABLE_ACTIONS = ("raise", "skip")
@@ -178,9 +176,9 @@ def relabel_train_pids(records):
 
 def log_dataset(dataset):
     """Logs `dataset.summary()`, and a warning when counts differ from the published ones."""
-    logger.info("%s", dataset.summary())
+    logging.info("%s", dataset.summary())
     if dataset.matches_published() is False:
-        logger.warning(
+        logging.warning(
             "%s at %s: the counted statistics differ from the published ones (expected for a "
             "subset or a modified copy of the dataset).",
             dataset.name,
@@ -297,7 +295,7 @@ def parse_file_names(
             )
         records.append(ReIDRecord(str(folder / name), int(match.group("pid")), camid))
     if unparseable:
-        logger.warning(
+        logging.warning(
             "Skipped %d of %d images in %s whose names do not match %r, e.g. %s.",
             len(unparseable),
             len(names),

@@ -14,13 +14,14 @@ The output is deterministic for a seed and fast to write (about a millisecond an
 tests and the offline default job of the project use it in place of Market-1501.
 """
 
-import hashlib
 import json
 import os
 import pathlib
 
 import numpy as np
 import tensorflow as tf
+
+from keras_rollback import _atomic_files
 
 # Clothing colours, RGB. Few enough that many identities share a colour.
 CLOTHING_PALETTE = np.array(
@@ -381,10 +382,7 @@ def write_synthetic_market1501(
         "seed": int(seed),
     }
     files = {name: _file_entry(root / name) for name in _image_names(root)}
-    manifest = json.dumps({"arguments": arguments, "files": files}, indent=1)
-    temp = root / f".{MANIFEST}.partial"
-    temp.write_text(manifest)
-    os.replace(temp, root / MANIFEST)
+    _atomic_files.write_json(root / MANIFEST, {"arguments": arguments, "files": files}, indent=1)
     return root
 
 
@@ -437,5 +435,4 @@ def _image_names(root):
 
 
 def _file_entry(path):
-    data = path.read_bytes()
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {"bytes": os.path.getsize(path), "sha256": _atomic_files.sha256_of_file(path)}

@@ -13,18 +13,16 @@ rebuilt on the TensorFlow backend (in a child process when another backend is ac
 """
 
 import json
-import logging
 import os
 import tempfile
 
 import keras
+from absl import logging
 
 from keras_rollback.data import pipeline
 from keras_rollback.evaluation import model_evaluation
 from keras_rollback.export.on_tensorflow_backend import call_on_tensorflow_backend
 from keras_rollback.user_error import UserError
-
-logger = logging.getLogger(__name__)
 
 FORMATS = ("tf_saved_model", "onnx")
 METADATA_FILE = "feature_extractor.json"
@@ -137,7 +135,7 @@ def export_feature_extractor(
             path=path,
             contract=contract,
         )
-    logger.info(
+    logging.info(
         "Feature extractor (%s, uint8 [B, H, W, 3] -> %d-D L2-normalised features) written to %s",
         format,
         contract["feature_dim"],

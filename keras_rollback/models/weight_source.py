@@ -11,6 +11,7 @@ from absl import logging
 
 from keras_rollback._atomic_files import atomic_write
 from keras_rollback._atomic_files import sha256_of_file
+from keras_rollback._atomic_files import write_json
 from keras_rollback.models.weight_file_errors import WeightFileError
 from keras_rollback.user_error import UserError
 
@@ -328,8 +329,4 @@ def _read_manifest(home):
 
 
 def _write_manifest(home, manifest):
-    def write(path):
-        with open(path, "w") as f:
-            json.dump(manifest, f, indent=1, sort_keys=True)
-
-    atomic_write(os.path.join(home, MANIFEST), write)
+    write_json(os.path.join(home, MANIFEST), manifest, indent=1, sort_keys=True)
