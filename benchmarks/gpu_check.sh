@@ -5,7 +5,10 @@
 #   2. its --full evaluation rows (Market-1501-scale ranking) and input pipeline;
 #   3. one short Table-2-shaped run: ResNet-50 at 288x144, batch 32, rollback vs base_cy over
 #      4 periods, on the built-in synthetic data (random initial weights: a shape check, not
-#      the paper's numbers).
+#      the paper's numbers);
+#   4. a two-process NCCL smoke run on torch (benchmarks/torch_data_parallel.py --gpu: two
+#      processes, one GPU each, vs one process at the same global batch); skipped with fewer
+#      than two GPUs (NCCL takes one GPU per process). With --cpu: the same over Gloo, tiny.
 # Everything lands in OUTPUT_DIR: gpu_check.md (all tables), the runner's JSON, logs.
 #
 #   bash benchmarks/gpu_check.sh [OUTPUT_DIR]          # on the GPU machine
@@ -60,4 +63,26 @@ python -m experiments.main --config=experiments/configs/table2.py:market1501 \
   echo
   echo "Total wall clock: ${SECONDS} s."
 } >> "$OUT/gpu_check.md"
+echo "== 4. Two-process data-parallel smoke run on torch"
+GPUS=$(nvidia-smi -L 2>/dev/null | grep -c "^GPU" || true)
+if [[ "$SIZE_FLAG" == "--tiny" ]]; then
+  DP_ARGS=(--height 32 --width 32 --batch_size 4 --warmup_steps 1 --steps 1)
+elif (( GPUS >= 2 )); then
+  DP_ARGS=(--gpu --height 288 --width 144 --batch_size 32 --warmup_steps 3 --steps 10)
+else
+  DP_ARGS=()
+fi
+if (( ${#DP_ARGS[@]} )); then
+  KERAS_BACKEND=torch timeout "$TIMEOUT" python benchmarks/torch_data_parallel.py "${DP_ARGS[@]}" \
+    --output "$OUT/torch_data_parallel.json" 2>&1 | tee "$OUT/torch_data_parallel.log"
+  {
+    echo
+    echo "## Two-process torch data parallelism (${DP_ARGS[*]})"
+    echo
+    grep "^| Data-parallel" "$OUT/torch_data_parallel.log" || echo "failed: see torch_data_parallel.log"
+  } >> "$OUT/gpu_check.md"
+else
+  echo "Skipped: ${GPUS} GPU(s); the NCCL run needs two (one per process)." \
+    | tee -a "$OUT/gpu_check.md"
+fi
 echo "Wrote $OUT/gpu_check.md (${SECONDS} s)."

@@ -3,7 +3,8 @@
 Tasks (`--task`, each writes one JSON file):
 * `step`: ResNet-50 + 751-way FC training step throughput (images/s, `train_on_batch`,
   `LayerwiseSGD`), then the optimizer step alone, `LayerwiseSGD` against
-  `keras.optimizers.SGD`, on ResNet-50's trainable variables, compiled the way the
+  `keras.optimizers.SGD` and `LayerwiseAdamW` against `keras.optimizers.AdamW`, on
+  ResNet-50's trainable variables, compiled the way the
   backend compiles training (a model whose only weights are those variables and whose
   loss is trivially cheap, so the step is the gradient fill plus the optimizer update),
   then the rollback itself: restore every block of ResNet-101 from its host snapshot and
@@ -39,6 +40,7 @@ from keras import ops
 
 from keras_rollback import BlockDiagnostics
 from keras_rollback import BlockPartition
+from keras_rollback import LayerwiseAdamW
 from keras_rollback import LayerwiseSGD
 from keras_rollback import PretrainedSnapshot
 from keras_rollback import RollbackRefine
@@ -139,6 +141,9 @@ def step_task(args):
             lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
         ),
         ("layerwise_sgd", layerwise_sgd),
+        # Both decay decoupled; ours per variable rate, torch's epsilon and per-variable steps.
+        ("keras_adamw", lambda: keras.optimizers.AdamW(1e-3, weight_decay=1e-2)),
+        ("layerwise_adamw", lambda: LayerwiseAdamW(1e-3, weight_decay=1e-2)),
     ):
         seconds, runs, cpu = optimizer_step_seconds(
             shapes, make, args.jit_compile, 2, args.repeats, 5

@@ -8,7 +8,9 @@ Keras ResNet-50 training step, optimizer step and ResNet-101 rollback on every b
 process with and without it (`keras_training.py --task fit`, two processes per backend), the
 Market-1501- and CUHK03-scale evaluation against torchreid's Cython evaluation, ours on every
 backend (`evaluation.py`, its own table below the main one; torchreid's row needs Cython and
-$TORCHREID_SOURCE, see that script) and the input pipeline (`input_pipeline.py`).
+$TORCHREID_SOURCE, see that script), the input pipeline (`input_pipeline.py`) and a
+two-process data-parallel torch step against one process at the same global batch
+(`torch_data_parallel.py`).
 Every figure is a median of several repeats; ratios compare figures of this same run.
 
 The default size (images 96x48, batch 8, few repeats) is meant for 2 CPU cores; XLA compiles
@@ -101,7 +103,7 @@ CONFIGS = {  # label: (Keras backend, model.compile's jit_compile)
     "jax": ("jax", "auto"),
     "torch": ("torch", "auto"),
 }
-SECTIONS = ("step", "fit", "diagnostics", "precision", "others")
+SECTIONS = ("step", "fit", "diagnostics", "precision", "data_parallel", "others")
 PRECISION_CONFIGS = ("tensorflow", "jax", "torch")
 
 
@@ -281,6 +283,16 @@ def run_benchmarks(args):
                 )
                 for label in PRECISION_CONFIGS
             }
+        if "data_parallel" in args.sections:
+            results["data_parallel"] = run_json(
+                "data parallel torch",
+                "torch_data_parallel.py",
+                [*common, *steps[:2]],
+                "torch",
+                scratch,
+                log,
+                args.timeout,
+            )
         if "others" in args.sections:
             for name, script, arguments in (
                 ("evaluation", "evaluation.py", size["evaluation"]),
@@ -368,6 +380,21 @@ def markdown_table(results):
             f"(by CPU time {(ours_cpu - sgd_cpu) / step['step_cpu_seconds']:+.1%}) |"
         )
     for label, step in steps.items():
+        if "error" in step or "layerwise_adamw_step_seconds" not in step:
+            continue
+        adamw, ours = step["keras_adamw_step_seconds"], step["layerwise_adamw_step_seconds"]
+        adamw_cpu, ours_cpu = (
+            step["keras_adamw_step_cpu_seconds"],
+            step["layerwise_adamw_step_cpu_seconds"],
+        )
+        lines.append(
+            f"| Optimizer step, ms (CPU ms) ({step['optimizer_variables']} variables, "
+            f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | LayerwiseAdamW {ours * 1e3:.0f} "
+            f"({ours_cpu * 1e3:.0f}) | keras AdamW {adamw * 1e3:.0f} ({adamw_cpu * 1e3:.0f}) | "
+            f"{ours / adamw:.2f}x; difference = {(ours - adamw) / step['step_seconds']:+.1%} of a "
+            f"training step (by CPU time {(ours_cpu - adamw_cpu) / step['step_cpu_seconds']:+.1%}) |"
+        )
+    for label, step in steps.items():
         if "rollback_seconds" in step:
             lines.append(
                 f"| Rollback of all ResNet-101 blocks + momentum reset, s (CPU s) ({step['rollback_weights']} "
@@ -430,6 +457,8 @@ def markdown_table(results):
                 f"max |difference| {row['rollback_max_abs_difference']:g} (moved "
                 f"{row['trained_max_abs_difference']:.2g} by training) |"
             )
+    if "data_parallel" in results:
+        lines.append(_data_parallel_row(results["data_parallel"]))
     evaluation = results.get("evaluation")
     if evaluation and not evaluation["error"]:
         # Its own table (torchreid's Cython vs ours on every backend), below this one.
@@ -450,6 +479,21 @@ def markdown_table(results):
                 f"| {name.replace('_', ' ').capitalize()} | {entry['backend']} | {text} | | |"
             )
     return "\n".join(lines)
+
+
+def _data_parallel_row(entry):
+    """Two torch processes (torch_data_parallel.py) vs one, at the same global batch."""
+    label = "Data-parallel training step on torch, s: two processes vs one, same global batch"
+    if "error" in entry:
+        return f"| {label} | torch | failed: {entry['error']} | | |"
+    two, one = entry["two_process_step_seconds"], entry["one_process_step_seconds"]
+    return (
+        f"| {label} ({entry['parameters'] / 1e6:.1f} M parameters) | torch | two {two:.3f} "
+        f"({entry['two_process_threads_each']} threads each) | one {one:.3f} "
+        f"({entry['one_process_threads']} threads) | {two / one:.2f}x; gradient averaging "
+        f"{entry['averaging_seconds_per_step']:.3f} s per step, "
+        f"{entry['averaging_share_of_step']:.0%} of it ({entry['buckets_per_step']} all-reduces) |"
+    )
 
 
 def _diagnostics_row(backend, entry):
@@ -515,7 +559,8 @@ def main():
         default=list(SECTIONS),
         help="step: training/optimizer step and rollback; fit: callback overhead and "
         "memory; diagnostics: BlockDiagnostics overhead; precision: mixed-precision step time and "
-        "rollback exactness; others: evaluation and input pipeline.",
+        "rollback exactness; data_parallel: two torch processes vs one at the same global "
+        "batch (torch_data_parallel.py); others: evaluation and input pipeline.",
     )
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per benchmark process.")
     parser.add_argument(

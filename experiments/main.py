@@ -7,6 +7,8 @@
     # One process of a job over N machines (each runs this with its own process_id):
     python -m experiments.main --workdir=/shared/run --config.distribution.num_processes=N \\
         --config.distribution.process_id=i --config.distribution.coordinator=node0:12345
+    # On the torch backend, torchrun starts the processes (its environment names the job):
+    KERAS_BACKEND=torch torchrun --nproc_per_node=2 -m experiments.main --workdir=/tmp/run
 """
 
 import sys

@@ -1,5 +1,7 @@
 """The training methods the paper compares, as `RefinePlan`s of one config."""
 
+import dataclasses
+
 from keras_rollback import PlateauRule
 from keras_rollback import RefinePlan
 
@@ -11,6 +13,8 @@ METHODS = (
     "plateau_rollback",
     "keep_block:<block>",
 )
+# `plan_config` fields that each method sets itself (the others are shared by all methods).
+_PER_METHOD = ("periods", "warmup_epochs", "plateau")
 
 
 def plan_for(method, plan_config):
@@ -26,28 +30,28 @@ def plan_for(method, plan_config):
     * `keep_block:<block>`: one fine-tuning period, then keep only `<block>` and roll back
       every other block for one period (Table 1 / Figure 3).
     """
-    shared = {
-        "period_epochs": plan_config.period_epochs,
-        "learning_rate": plan_config.learning_rate,
-        "head_learning_rate": plan_config.head_learning_rate,
-        "kept_learning_rate": plan_config.kept_learning_rate,
-        "refine_head_learning_rate": plan_config.refine_head_learning_rate,
-        "decay_epochs": plan_config.decay_epochs,
-        "decay_factor": plan_config.decay_factor,
-    }
+    shared = RefinePlan(
+        **{
+            field.name: plan_config[field.name]
+            for field in dataclasses.fields(RefinePlan)
+            if field.name in plan_config and field.name not in _PER_METHOD
+        }
+    )
     periods = plan_config.periods
     if method == "rollback":
-        return RefinePlan(periods=periods, **shared)
+        return dataclasses.replace(shared, periods=periods)
     if method == "base_cy":
-        return RefinePlan(periods=periods, rollback=False, **shared)
+        return dataclasses.replace(shared, periods=periods, rollback=False)
     if method == "fine_tune":
-        return RefinePlan(periods=1, **shared)
+        return dataclasses.replace(shared, periods=1)
     if method == "fc_warmup":
-        return RefinePlan(
-            periods=periods, rollback=False, warmup_epochs=plan_config.warmup_epochs, **shared
+        return dataclasses.replace(
+            shared, periods=periods, rollback=False, warmup_epochs=plan_config.warmup_epochs
         )
     if method == "plateau_rollback":
-        return RefinePlan(periods=periods, plateau=PlateauRule(**plan_config.plateau), **shared)
+        plateau = PlateauRule(**plan_config.plateau)
+        return dataclasses.replace(shared, periods=periods, plateau=plateau)
     if method.startswith("keep_block:"):
-        return RefinePlan(periods=2, kept_blocks=[[method.split(":", 1)[1]]], **shared)
+        block = method.split(":", 1)[1]
+        return dataclasses.replace(shared, periods=2, kept_blocks=[[block]])
     raise ValueError(f"Unknown method {method!r}. Expected one of {METHODS}.")

@@ -1,5 +1,6 @@
 """An offline stand-in for ImageNet weights: a backbone pre-trained on a synthetic source task."""
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -9,13 +10,13 @@ import tempfile
 import keras
 from absl import logging
 
+from experiments import recipes
 from experiments import workdir as workdir_lib
 from keras_rollback import _atomic_files
 from keras_rollback.data import make_train_dataset
 from keras_rollback.data import read_market1501
 from keras_rollback.data import write_synthetic_market1501
 from keras_rollback.fit_verbosity import fit_verbosity
-from keras_rollback.models import backbone_preprocessing
 from keras_rollback.models import build_reid_model
 
 # Far from any seed a config uses, so the source identities never reappear in the target task.
@@ -42,6 +43,11 @@ def synthetic_source_weights(config, cache_dir):
         "seed": config.seed,
         **config.pretrain.to_dict(),
     }
+    architecture = recipes.architecture(config)
+    if isinstance(architecture, dict) and "class" in architecture:
+        # A transformer's shape is a configuration (configs/vit.py): changing it changes the key.
+        # (The CNNs' keys predate this field and stay as they were, so their caches stay valid.)
+        recipe["architecture"] = architecture
     key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
     path = os.path.join(cache_dir, f"{config.model.backbone}-synthetic-source-{key}.weights.h5")
     problem = _cache_problem(path)
@@ -76,19 +82,22 @@ def synthetic_source_weights(config, cache_dir):
             config.model.backbone,
             input_shape=(*config.image_size, 3),
             dropout=0.0,
+            token_pooling=config.model.get("token_pooling", "class"),
         )
         model.compile(
-            optimizer=keras.optimizers.SGD(
-                config.pretrain.learning_rate, momentum=0.9, nesterov=True
-            ),
+            optimizer=_source_optimizer(config.pretrain),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
         )
+        # The run's transform (size, normalisation, flip) without the pad-and-crop and random
+        # erasing of `config.augmentation`, which the cache key does not record.
+        transform = dataclasses.replace(
+            recipes.image_transform(config), random_crop_padding=0, random_erasing_probability=0.0
+        )
         train = make_train_dataset(
             source.train,
-            image_size=tuple(config.image_size),
+            transform=transform,
             batch_size=config.batch_size,
-            preprocessing=backbone_preprocessing(config.model.backbone),
             seed=config.seed,
             drop_remainder=config.distribution.num_processes > 1,  # Equal shares per process.
         )
@@ -100,11 +109,21 @@ def synthetic_source_weights(config, cache_dir):
         suffix=".weights.h5",
         expected_bytes=sum(math.prod(w.shape) * 4 for w in backbone.weights),
     )
-    workdir_lib.write_json(
+    _atomic_files.write_json(
         path + ".json",
         {"bytes": os.path.getsize(path), "sha256": _atomic_files.sha256_of_file(path)},
     )
     return path
+
+
+def _source_optimizer(pretrain):
+    """SGD with Nesterov momentum (the CNNs), or AdamW (`pretrain.optimizer="adamw"`: ViTs)."""
+    name = pretrain.get("optimizer", "sgd")
+    if name == "sgd":
+        return keras.optimizers.SGD(pretrain.learning_rate, momentum=0.9, nesterov=True)
+    if name == "adamw":
+        return keras.optimizers.AdamW(pretrain.learning_rate, weight_decay=0.05)
+    raise ValueError(f"Unknown config.pretrain.optimizer={name!r}. Expected 'sgd' or 'adamw'.")
 
 
 def _cache_problem(path):

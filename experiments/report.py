@@ -8,7 +8,6 @@ import keras
 import numpy as np
 
 from experiments import paper_results
-from experiments import workdir as workdir_lib
 from keras_rollback import _atomic_files
 from keras_rollback import _figures
 from keras_rollback.callbacks.block_diagnostics import plot_block_drift
@@ -39,7 +38,7 @@ HEADLINE = {"reid": ("mAP", "rank1"), "classification": ("top1",)}
 def read_history(path, method, periods, device):
     """Rows of a method's `epochs.jsonl` (every epoch, across resumes; the last write wins;
     a cut last line is ignored)."""
-    epochs = {record["epoch"]: record for record in workdir_lib.read_json_lines(path)}
+    epochs = {record["epoch"]: record for record in _atomic_files.read_json_lines(path)}
     rows = []
     for epoch in sorted(epochs):
         record = epochs[epoch]
@@ -69,8 +68,8 @@ def write_results(rows, workdir):
     writer = csv.DictWriter(table, fieldnames=COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    workdir_lib.write_text(os.path.join(workdir, "results.csv"), table.getvalue())
-    workdir_lib.write_json(os.path.join(workdir, "results.json"), rows, indent=2)
+    _atomic_files.write_text(os.path.join(workdir, "results.csv"), table.getvalue())
+    _atomic_files.write_json(os.path.join(workdir, "results.json"), rows, indent=2)
 
 
 def plot_curves(rows, workdir):
@@ -137,7 +136,7 @@ def plot_drift(config, workdir, path=None):
     epoch, one panel per method, from the methods' `epochs.jsonl`."""
     runs = {}
     for method in config.methods:
-        records = workdir_lib.read_json_lines(
+        records = _atomic_files.read_json_lines(
             os.path.join(workdir, method.replace(":", "_"), "epochs.jsonl")
         )
         epochs = {record["epoch"]: record for record in records}

@@ -3,7 +3,6 @@
 import contextlib
 import functools
 import os
-import time
 
 import keras
 from absl import logging
@@ -16,11 +15,12 @@ from experiments import report
 from experiments import workdir as workdir_lib
 from keras_rollback import BlockDiagnostics
 from keras_rollback import BlockPartition
-from keras_rollback import LayerwiseSGD
 from keras_rollback import RollbackRefine
+from keras_rollback import _atomic_files
 from keras_rollback import compat
 from keras_rollback import data as reid_data
 from keras_rollback import evaluation
+from keras_rollback.callbacks import ReIDEvaluationCallback
 from keras_rollback.callbacks.nan_guard import NanGuard
 from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
 from keras_rollback.compat import device_name
@@ -29,7 +29,6 @@ from keras_rollback.evaluation import plot_ranked_list
 from keras_rollback.fit_verbosity import fit_verbosity
 from keras_rollback.metrics import k_reciprocal_rerank
 from keras_rollback.metrics import pairwise_distance
-from keras_rollback.models import backbone_preprocessing
 from keras_rollback.models import weights_provenance
 from keras_rollback.onednn_bfloat16_error import raise_if_onednn_bfloat16
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
@@ -79,7 +78,7 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start
                     method_rows = train_and_evaluate(
                         config, method, task, weights, method_dir, model_scope
                     )
-                workdir_lib.write_json(finished, method_rows)
+                _atomic_files.write_json(finished, method_rows)
             rows.extend(method_rows)
         for row in rows:
             row.update(report.weights_columns(provenance))
@@ -89,7 +88,7 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start
         table = report.comparison_table(rows, config) + "\n\n" + report.weights_note(provenance)
         if config.task == "reid":
             table += "\n\n" + report.how_to_read(rows, len(task.dataset.query))
-        workdir_lib.write_text(os.path.join(workdir, "comparison.md"), table + "\n")
+        _atomic_files.write_text(os.path.join(workdir, "comparison.md"), table + "\n")
         compat.print_msg(table)
         return rows
 
@@ -101,13 +100,15 @@ def train_and_evaluate(config, method, task, weights, workdir, model_scope=conte
     with model_scope():
         model = recipes.build_model(config, task.num_classes, weights)
         model.compile(
-            optimizer=LayerwiseSGD(**config.optimizer),
+            optimizer=recipes.optimizer(config),
             **recipes.compile_arguments(config, task.num_classes),
         )
     partition = BlockPartition.for_model(model)
     plan = methods.plan_for(method, config.plan)
     periods = plan.resolve(partition.block_names, partition.head_name)
-    evaluator = task.evaluator(model)
+    evaluator = task.evaluator()
+    # Shares the model's weights (the callback syncs them on JAX before evaluating).
+    feature_model = task.feature_model(model)
     checkpoint = RunCheckpoint(os.path.join(workdir, "checkpoints"), verbose=1)
     newest = checkpoint.newest()
     done_epochs = newest["epoch"] if newest else 0
@@ -126,7 +127,7 @@ def train_and_evaluate(config, method, task, weights, workdir, model_scope=conte
             f"{method}: all {done_epochs} epochs were trained in an earlier run "
             f"({newest['weights']}); evaluating that state again for the pictures."
         )
-        evaluator()
+        evaluator.evaluate(model if feature_model is None else feature_model)
     else:
         train_data, steps = task.make_train(start_epoch=done_epochs)
         try:
@@ -148,11 +149,18 @@ def train_and_evaluate(config, method, task, weights, workdir, model_scope=conte
                         snapshot=snapshot,
                     ),
                     NanGuard(checkpoint),
-                    EvaluateAndRecord(
+                    # Every epoch's logs into epochs.jsonl, the metrics where evaluated: at
+                    # the period ends RollbackRefine logs (plateau plans decide theirs while
+                    # training) and every `every_epochs` epochs.
+                    ReIDEvaluationCallback(
                         evaluator,
-                        _evaluation_epochs(periods, config.evaluation.every_epochs),
-                        periods,
-                        os.path.join(workdir, "epochs.jsonl"),
+                        feature_model=feature_model,
+                        period_ends=True,
+                        every_n_epochs=config.evaluation.every_epochs or None,
+                        prefix="",
+                        log_path=os.path.join(workdir, "epochs.jsonl"),
+                        log_all_epochs=True,
+                        verbose=1,
                     ),
                     keras.callbacks.TensorBoard(os.path.join(workdir, "tensorboard")),
                     checkpoint,
@@ -161,7 +169,7 @@ def train_and_evaluate(config, method, task, weights, workdir, model_scope=conte
         except Exception as error:
             task.raise_if_images_are_bad(error)
             raise
-    evaluator.write_pictures(workdir, title=method)
+    task.write_pictures(evaluator, workdir, title=method)
     # For keras-rollback-export-features.
     workdir_lib.save_model(model, os.path.join(workdir, "model.keras"))
     return report.read_history(
@@ -176,19 +184,55 @@ class ReIDTask:
         self.config = config
         self.dataset = dataset
         self.num_classes = dataset.num_train_pids
-        self.preprocessing = backbone_preprocessing(
-            config.model.backbone, weights=config.model.weights
-        )
+        self.transform = recipes.image_transform(config)
 
     def make_train(self, start_epoch):
         """`(dataset, steps_per_epoch)`: epochs keyed on (seed, epoch), so every method and
         every resumed run sees the same batches at the same epoch."""
-        return recipes.train_batches(
-            self.config, self.dataset.train, self.preprocessing, start_epoch
+        return recipes.train_batches(self.config, self.dataset.train, self.transform, start_epoch)
+
+    def evaluator(self):
+        """The library's `ReIDEvaluator` of the query and gallery splits, with the paper's
+        protocol (rank-1/5/10, mAP, mINP; CMC to rank 50 for the picture)."""
+        config, dataset = self.config, self.dataset
+        query, gallery = (
+            reid_data.make_eval_dataset(records, transform=self.transform)
+            for records in (dataset.query, dataset.gallery)
+        )
+        return evaluation.ReIDEvaluator(
+            query,
+            gallery,
+            max_rank=50,
+            ap_method=config.evaluation.ap_method,
+            flip=config.evaluation.flip,
+            rerank=config.evaluation.rerank,
+            query_gallery_indices=dataset.query_gallery_indices(),
         )
 
-    def evaluator(self, model):
-        return ReIDEvaluator(self.config, self.dataset, model, self.preprocessing)
+    def feature_model(self, model):
+        """The evaluated features: pooled, or after the BNNeck; shares `model`'s weights."""
+        return recipes.feature_model(self.config, model)
+
+    def write_pictures(self, evaluator, workdir, title):
+        """`cmc.png` and `ranked_list.png` (first queries and their top 10) of the
+        evaluator's last evaluation."""
+        plot_cmc_curve(
+            evaluator.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})"
+        )
+        query, gallery = evaluator.last_features
+        rank_by = k_reciprocal_rerank if self.config.evaluation.rerank else pairwise_distance
+        plot_ranked_list(
+            rank_by(query["features"], gallery["features"]),
+            query["path"],
+            gallery["path"],
+            query["pid"],
+            gallery["pid"],
+            query["camid"],
+            gallery["camid"],
+            os.path.join(workdir, "ranked_list.png"),
+            query_indices=range(min(self.config.evaluation.ranked_list_queries, len(query["pid"]))),
+            query_gallery_indices=evaluator.query_gallery_indices,
+        )
 
     def raise_if_images_are_bad(self, error):
         """After `error` stopped training, raises `BadImageError` naming the files if some
@@ -204,53 +248,6 @@ class ReIDTask:
         reid_data.drop_bad_images(records, check="decode", on_bad_image="raise")
 
 
-class ReIDEvaluator:
-    """Query-vs-gallery evaluation of the model's pooled features with the paper's protocol."""
-
-    def __init__(self, config, dataset, model, preprocessing):
-        self.config = config
-        query, gallery = (
-            reid_data.make_eval_dataset(
-                records, image_size=tuple(config.image_size), preprocessing=preprocessing
-            )
-            for records in (dataset.query, dataset.gallery)
-        )
-        self.evaluator = evaluation.ReIDEvaluator(
-            query,
-            gallery,
-            max_rank=50,
-            ap_method=config.evaluation.ap_method,
-            flip=config.evaluation.flip,
-            rerank=config.evaluation.rerank,
-            query_gallery_indices=dataset.query_gallery_indices(),
-        )
-        # Shares the model's weights: `EvaluateAndRecord` syncs them (JAX) before calling.
-        self.feature_model = recipes.feature_model(config, model)
-
-    def __call__(self):
-        return self.evaluator(self.feature_model).as_logs(ranks=self.evaluator.ranks)
-
-    def write_pictures(self, workdir, title):
-        """`cmc.png` and `ranked_list.png` (first queries and their top 10) of the last evaluation."""
-        plot_cmc_curve(
-            self.evaluator.last_scores.cmc, os.path.join(workdir, "cmc.png"), title=f"CMC ({title})"
-        )
-        query, gallery = self.evaluator.last_features
-        rank_by = k_reciprocal_rerank if self.config.evaluation.rerank else pairwise_distance
-        plot_ranked_list(
-            rank_by(query["features"], gallery["features"]),
-            query["path"],
-            gallery["path"],
-            query["pid"],
-            gallery["pid"],
-            query["camid"],
-            gallery["camid"],
-            os.path.join(workdir, "ranked_list.png"),
-            query_indices=range(min(self.config.evaluation.ranked_list_queries, len(query["pid"]))),
-            query_gallery_indices=self.evaluator.query_gallery_indices,
-        )
-
-
 class ClassificationTask:
     """A fine-grained classification dataset: top-1 accuracy on its test split."""
 
@@ -264,65 +261,29 @@ class ClassificationTask:
         del start_epoch  # TFDS pipelines reshuffle per iteration; resumes see a new order.
         return self.load().train, None
 
-    def evaluator(self, model):
-        return ClassificationEvaluator(model, self.dataset.test)
+    def evaluator(self):
+        return ClassificationEvaluator(self.dataset.test)
+
+    def feature_model(self, model):
+        """`None`: the classifier itself is evaluated."""
+        del model
+
+    def write_pictures(self, evaluator, workdir, title):
+        """Classification runs draw only the shared loss / accuracy curves."""
 
     def raise_if_images_are_bad(self, error):
         """TensorFlow Datasets decodes its own records: its error stands as it is."""
 
 
 class ClassificationEvaluator:
-    """Top-1 accuracy of the classifier on the test split."""
+    """Top-1 accuracy of the classifier on the test split: the `Evaluator` interface of
+    `ReIDEvaluationCallback` (`evaluate(model) -> dict of floats`)."""
 
-    def __init__(self, model, test):
-        self.model = model
+    def __init__(self, test):
         self.test = test
 
-    def __call__(self):
-        return {"top1": self.model.evaluate(self.test, verbose=0, return_dict=True)["accuracy"]}
-
-    def write_pictures(self, workdir, title):
-        """Classification runs draw only the shared loss / accuracy curves."""
-
-
-class EvaluateAndRecord(keras.callbacks.Callback):
-    """Evaluates at chosen epochs, adds the metrics and wall time to the logs, and appends
-    every epoch's logs to a JSON-lines file (kept across resumed runs)."""
-
-    def __init__(self, evaluate, epochs, periods, path):
-        super().__init__()
-        self.evaluate = evaluate
-        self.epochs = set(epochs)
-        self.periods = periods
-        self.path = path
-
-    def on_train_begin(self, logs=None):
-        self.started = time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        _ = self.model  # Reading `self.model` syncs JAX's weights into the shared variables.
-        logs["wall_time"] = time.time() - self.started
-        # A plateau plan's period ends are known only when RollbackRefine logs them.
-        if epoch in self.epochs or logs.get("period_end"):
-            scores = self.evaluate()
-            logs.update(scores)
-            period = logs.get("period") or next(
-                p.number for p in self.periods if p.start_epoch <= epoch < p.end_epoch
-            )
-            summary = ", ".join(f"{k}={v:.4f}" for k, v in scores.items())
-            compat.print_msg(
-                f"Epoch {epoch + 1}, end of period {period:g}: loss={logs['loss']:.4f}, {summary}"
-            )
-        workdir_lib.append_json_line(
-            self.path, {"epoch": epoch, **{k: float(v) for k, v in logs.items()}}
-        )
-
-
-def _evaluation_epochs(periods, every_epochs):
-    epochs = {p.end_epoch - 1 for p in periods}
-    if every_epochs:
-        epochs |= set(range(every_epochs - 1, periods[-1].end_epoch, every_epochs))
-    return sorted(epochs)
+    def evaluate(self, model):
+        return {"top1": model.evaluate(self.test, verbose=0, return_dict=True)["accuracy"]}
 
 
 @contextlib.contextmanager
@@ -344,11 +305,8 @@ def _read_task(config, workdir):
     name, root = config.dataset.name, config.dataset.root
     if config.task == "classification":
         common = {
-            "image_size": tuple(config.image_size),
+            "transform": recipes.image_transform(config),
             "batch_size": config.batch_size,
-            "preprocessing": backbone_preprocessing(
-                config.model.backbone, weights=config.model.weights
-            ),
             "seed": config.seed,
         }
         if name == "fgvc_aircraft":
@@ -410,7 +368,7 @@ def _record_weights(config, weights, workdir):
     if config.model.weights == "synthetic_source":
         provenance["weights"] = "synthetic_source"
         provenance["description"] = "pre-trained here on a disjoint synthetic task"
-    workdir_lib.write_json(os.path.join(workdir, "weights.json"), provenance, indent=1)
+    _atomic_files.write_json(os.path.join(workdir, "weights.json"), provenance, indent=1)
     logging.info("Backbone weights: %s", provenance)
     return provenance
 

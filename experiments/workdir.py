@@ -126,15 +126,7 @@ def record_or_check_config(config, workdir, *, start_over=False):
         return
     # A work dir without a record is new, or a multi-process job's copy of the chief's state
     # (experiments/launch.py copies everything but the record).
-    write_json(path, record, indent=2)
-
-
-def write_json(path, value, **dump_options):
-    """Writes `value` as JSON to `path` atomically."""
-    write_text(path, json.dumps(value, **dump_options) + "\n")
-
-
-write_text = _atomic_files.write_text
+    _atomic_files.write_json(path, record, indent=2)
 
 
 def save_model(model, path):
@@ -155,21 +147,15 @@ def read_json(path):
         return None
 
 
-read_json_lines = _atomic_files.read_json_lines
-
-
 def truncate_json_lines(path, keep):
     """Rewrites a JSON-lines file atomically with the records for which `keep(record)` holds.
 
     A resumed run calls it with the epochs its checkpoint covers, so that epochs trained
     again after a kill (and a cut last line) are not logged twice.
     """
-    records = read_json_lines(path)
+    records = _atomic_files.read_json_lines(path)
     if os.path.exists(path):
-        write_text(path, "".join(json.dumps(r) + "\n" for r in records if keep(r)))
-
-
-append_json_line = _atomic_files.append_json_line
+        _atomic_files.write_text(path, "".join(json.dumps(r) + "\n" for r in records if keep(r)))
 
 
 def synthetic_dataset(root, **arguments):

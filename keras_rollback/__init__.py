@@ -10,6 +10,7 @@ from keras_rollback.callbacks import RunCheckpoint
 from keras_rollback.distribute import MultiProcessJob
 from keras_rollback.distribute import batch_size_scale
 from keras_rollback.distribute import scale_plan_for_batch_size
+from keras_rollback.optimizers import LayerwiseAdamW
 from keras_rollback.optimizers import LayerwiseSGD
 from keras_rollback.plateau_rule import PlateauRule
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
@@ -24,6 +25,7 @@ _moved_modules.install()
 __all__ = [
     "BlockDiagnostics",
     "BlockPartition",
+    "LayerwiseAdamW",
     "LayerwiseSGD",
     "MultiProcessJob",
     "NanGuard",

@@ -80,8 +80,9 @@ def write_text(path, text):
 
 
 def write_json(path, value, **dump_options):
-    """Writes `value` as JSON to `path` atomically; `dump_options` go to `json.dumps`."""
-    write_text(path, json.dumps(value, **dump_options))
+    """Writes `value` as JSON (and a newline) to `path` atomically; `dump_options` go to
+    `json.dumps`."""
+    write_text(path, json.dumps(value, **dump_options) + "\n")
 
 
 def append_json_line(path, record):

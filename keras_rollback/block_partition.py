@@ -8,9 +8,22 @@ from collections.abc import Sequence
 from keras_rollback import partition_report
 from keras_rollback.models import backbone_registry
 from keras_rollback.resolution_blocks import ResolutionBlocks
+from keras_rollback.resolution_blocks import format_resolution
 from keras_rollback.resolution_blocks import layer_resolutions
+from keras_rollback.user_error import UserError
 
 HEAD = "head"
+
+
+class NoResolutionBlocksError(UserError, ValueError):
+    """`BlockPartition.by_resolution` on a model whose feature maps never change resolution.
+
+    A vision transformer keeps one token grid from its patch embedding to its
+    last layer (and a CNN without strides keeps one feature-map size), so a
+    partition by resolution would be a single block: nothing to roll back.
+    The message points at the registry (`BlockPartition.for_model`) and at
+    explicit rules.
+    """
 
 
 class BlockPartition:
@@ -33,10 +46,11 @@ class BlockPartition:
     `BlockPartition.for_model(model)` builds the partition of a known backbone
     (keras.applications ResNet50/101/152 and ResNet50V2/101V2/152V2,
     InceptionV3, EfficientNet/V2, ConvNeXt, MobileNetV2/V3, DenseNet, keras-hub
-    `ResNetBackbone`), and puts every weight outside the backbone into the
-    head. `BlockPartition.by_resolution(model)` partitions any functional or
-    Sequential CNN by the resolution of its feature maps, the paper's
-    definition of a block.
+    `ResNetBackbone`, and the keras-hub vision transformers `ViTBackbone`,
+    `DeiTBackbone` and `DINOV2Backbone`), and puts every weight outside the
+    backbone into the head. `BlockPartition.by_resolution(model)` partitions
+    any functional or Sequential CNN by the resolution of its feature maps,
+    the paper's definition of a block.
 
     `keras_rollback.partition_report` shows each block's feature-map
     resolution, size and, given a `RefinePlan`, the periods that roll it back
@@ -85,11 +99,12 @@ class BlockPartition:
         self.rules[head_name] = _as_rules(head_name, head)
         self.model_name = model.name
         self._paths, self._shapes, self._group_of_path = _assign(model, self.rules)
-        # (layer name, group, resolution) of each layer with weights, in graph order.
+        # (layer name, group, resolution) of each layer with weights, in graph order; a layer
+        # whose weights are in several groups (a transformer encoder) by its sub-layers.
         self._layers = [
-            (layer.name, self._group_of_path[layer.weights[0].path], resolution)
+            (name, group, resolution)
             for layer, resolution in layer_resolutions(model)
-            if layer.weights[0].path in self._group_of_path
+            for name, group in _layer_groups(layer, self._group_of_path)
         ]
 
     @property
@@ -185,7 +200,7 @@ class BlockPartition:
         return cls(model, **config)
 
     @classmethod
-    def for_model(cls, model):
+    def for_model(cls, model, *, layer_groups=None):
         """The partition of a registered backbone found in `model`; other weights form the head.
 
         A lookup in the registry of backbone families
@@ -212,21 +227,42 @@ class BlockPartition:
         (`bn`) and ConvNeXt (its last stage, with the final `LayerNormalization`
         of `include_top=False`).
 
+        The keras-hub vision transformers `ViTBackbone`, `DeiTBackbone` and
+        `DINOV2Backbone` (found by class, also inside a wrapper model) have no
+        resolution to cut at: their blocks are `stem` (patch embedding, class
+        and other tokens, position embedding), then the transformer layers in
+        `layer_groups` groups of consecutive layers, named by the layers they
+        hold counted from 1 (`layers_1-3`, `layers_4-6`, ...; the final norm
+        with the last group). See `keras_rollback/models/transformer_blocks.py`.
+
         Args:
             model: `keras.Model` containing one of the backbones above.
+            layer_groups: Optional integer. For the transformers: the number of
+                blocks the transformer layers form (1 to the number of
+                layers; the first groups get one layer more where they do not
+                divide evenly). Defaults to `None`: 4 (one per layer for fewer
+                layers). Other backbones refuse it.
 
         Returns:
             A `BlockPartition`.
         """
-        spec, blocks = backbone_registry.find_backbone(model)
+        options = {} if layer_groups is None else {"layer_groups": layer_groups}
+        spec, blocks = backbone_registry.find_backbone(model, **options)
         if spec is None:
             families = ", ".join(s.family for s in backbone_registry.backbone_specs())
             raise ValueError(
                 f"No preset partition for model {model.name!r}: it contains no registered "
                 f"backbone ({families}; keras.applications ResNet/ResNetV2/InceptionV3/"
-                "EfficientNet/MobileNetV2/V3/DenseNet/ConvNeXt or a keras-hub ResNetBackbone). Use "
+                "EfficientNet/MobileNetV2/V3/DenseNet/ConvNeXt, a keras-hub ResNetBackbone, "
+                "ViTBackbone, DeiTBackbone or DINOV2Backbone). Use "
                 "BlockPartition.by_resolution(model), explicit rules: "
                 "BlockPartition(model, blocks={...}, head=[...]), or register a BackboneSpec."
+            )
+        if set(options) - set(spec.block_options):
+            raise ValueError(
+                f"`layer_groups` applies to transformer backbones; model {model.name!r} holds "
+                f"a {spec.family} backbone, whose blocks are fixed. Received: "
+                f"layer_groups={layer_groups!r}"
             )
         if not blocks:
             return cls.by_resolution(model, feature_layer=spec.feature_layer)
@@ -319,6 +355,11 @@ class BlockPartition:
 
         Returns:
             A `BlockPartition`.
+
+        Raises:
+            NoResolutionBlocksError: (a `ValueError`) the model keeps one
+                resolution throughout (a vision transformer, a CNN without
+                strides) and neither `merge` nor `split` is given.
         """
         found = ResolutionBlocks.find(
             model,
@@ -328,6 +369,18 @@ class BlockPartition:
             split=split,
             block_names=block_names,
         )
+        if len(found.names) == 1 and not merge and not split:
+            raise NoResolutionBlocksError(
+                f"Model {model.name!r} keeps one resolution "
+                f"({format_resolution(found.resolutions[0])}) up to feature layer "
+                f"{found.feature_layer!r}, so by_resolution finds a single block: nothing "
+                "could be rolled back. A vision transformer (keras-hub ViTBackbone, "
+                "DeiTBackbone, DINOV2Backbone) has no resolution drops: use the registry, "
+                "BlockPartition.for_model(model) (stem, then groups of transformer layers, "
+                "`layer_groups=`), or explicit rules: BlockPartition(model, blocks={...}, "
+                "head=[...]). For a CNN, `split=[layer names]` cuts the one resolution into "
+                "blocks."
+            )
         if head_name in found.names:
             raise ValueError(
                 f"Block name {head_name!r} is reserved for the head. Received: block_names={list(found.names)}"
@@ -413,6 +466,27 @@ def _assign(model, rules):
         )
     shapes = {w.path: (tuple(w.shape), w.trainable) for w in weights}
     return paths, shapes, group_of_path
+
+
+def _layer_groups(layer, group_of_path):
+    """`(name, group)` of `layer`, or of its sub-layers (by variable path) where it spans groups."""
+    paths = [w.path for w in layer.weights if w.path in group_of_path]
+    if not paths:
+        return []
+    if len({group_of_path[p] for p in paths}) == 1:
+        return [(layer.name, group_of_path[paths[0]])]
+    # The directory one level below the layer's own (`vit_encoder/transformer_block_1`).
+    split = [p.split("/") for p in paths]
+    common = next(
+        (i for i, parts in enumerate(zip(*split)) if len(set(parts)) > 1),
+        min(len(parts) for parts in split),
+    )
+    depth = common + 1
+    rows: dict[str, str] = {}
+    for path in paths:
+        parts = path.split("/")
+        rows.setdefault("/".join(parts[: min(depth, len(parts) - 1)] or parts), group_of_path[path])
+    return list(rows.items())
 
 
 def _layer_rules(layers):

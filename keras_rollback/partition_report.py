@@ -14,7 +14,9 @@ def partition_table(partition, plan=None, epochs=None):
     a functional graph), `layers` (layers owning weights), `conv_layers`
     (layers with a 4-D kernel), `trainable_params`,
     `non_trainable_params`, and with a `plan`, `rolled_back_in` (the
-    numbers of the periods that start by rolling the group back).
+    numbers of the periods that start by rolling the group back) and
+    `learning_rates` (the group's rate at the start of each period, layer-wise
+    decay included).
 
     Args:
         partition: `BlockPartition`.
@@ -22,7 +24,7 @@ def partition_table(partition, plan=None, epochs=None):
         epochs: Optional integer. Training epochs, for a plan whose
             number of periods follows from them.
     """
-    rolled_back_in = _rollback_periods(partition, plan, epochs)
+    periods = _resolved_periods(partition, plan, epochs)
     rows = []
     for group in partition.group_names:
         paths = partition.paths(group)
@@ -46,8 +48,11 @@ def partition_table(partition, plan=None, epochs=None):
             "trainable_params": trainable,
             "non_trainable_params": frozen,
         }
-        if rolled_back_in is not None:
-            row["rolled_back_in"] = rolled_back_in[group]
+        if periods is not None:
+            row["rolled_back_in"] = tuple(
+                p.number for p in periods if group in p.rolled_back and p.start_epoch > 0
+            )
+            row["learning_rates"] = tuple(p.base_learning_rates[group] for p in periods)
         rows.append(row)
     return rows
 
@@ -55,8 +60,9 @@ def partition_table(partition, plan=None, epochs=None):
 def print_partition(partition, plan=None, epochs=None, *, print_fn=None):
     """Prints one line per block and the head: resolution, layers, conv layers, parameters.
 
-    With a `plan`, a last column lists the periods that start by rolling
-    the group back ("-": never).
+    With a `plan`, two more columns list the periods that start by rolling
+    the group back ("-": never) and the group's learning rate at the start
+    of each period.
 
     Args:
         partition: `BlockPartition`.
@@ -73,7 +79,7 @@ def print_partition(partition, plan=None, epochs=None, *, print_fn=None):
         f"{'trainable':>14}{'non-trainable':>15}"
     )
     if plan is not None:
-        header += "  rolled back in periods"
+        header += f"  {'rolled back in periods':<24}rates at period starts"
     lines = [f'BlockPartition of model "{partition.model_name}"', header, "-" * len(header)]
     for row in rows:
         line = (
@@ -81,7 +87,8 @@ def print_partition(partition, plan=None, epochs=None, *, print_fn=None):
             f"{row['conv_layers']:>6}{row['trainable_params']:>14,}{row['non_trainable_params']:>15,}"
         )
         if plan is not None:
-            line += "  " + (", ".join(map(str, row["rolled_back_in"])) or "-")
+            rolled_back = ", ".join(map(str, row["rolled_back_in"])) or "-"
+            line += f"  {rolled_back:<24}{format_rates(row['learning_rates'])}"
         lines.append(line)
     print_fn("\n".join(lines))
 
@@ -160,6 +167,7 @@ def partition_figure(partition, plan=None, epochs=None):
         if plan is not None:
             periods = ", ".join(map(str, row["rolled_back_in"])) or "-"
             label.append(f"rolled back: {periods}")
+            label.append(f"lr: {format_rates(row['learning_rates'])}")
         axes.text(
             (positions[0] + positions[-1]) / 2,
             1.02,
@@ -172,13 +180,14 @@ def partition_figure(partition, plan=None, epochs=None):
     return figure
 
 
-def _rollback_periods(partition, plan, epochs):
+def format_rates(rates):
+    """Learning rates as short text: `(0.01, 0.001)` -> `"0.01, 0.001"`."""
+    return ", ".join(f"{rate:.3g}" for rate in rates)
+
+
+def _resolved_periods(partition, plan, epochs):
     if plan is None:
         return None
     if not hasattr(plan, "resolve"):
         raise ValueError(f"`plan` must be a RefinePlan. Received: plan={plan!r}")
-    periods = plan.resolve(partition.block_names, partition.head_name, epochs=epochs)
-    return {
-        group: tuple(p.number for p in periods if group in p.rolled_back and p.start_epoch > 0)
-        for group in partition.group_names
-    }
+    return plan.resolve(partition.block_names, partition.head_name, epochs=epochs)

@@ -1,11 +1,13 @@
 """`PlateauRule`: end a refine-tuning period when the monitored quantity stops improving."""
 
+import dataclasses
 import math
 
 # Quantities where higher is better, for `mode="auto"` (Keras' rule: "acc" in the name).
 _HIGHER_IS_BETTER = ("acc", "map", "minp", "rank", "top")
 
 
+@dataclasses.dataclass(frozen=True)
 class PlateauRule:
     """When to roll back: the monitored quantity has stopped improving.
 
@@ -52,65 +54,44 @@ class PlateauRule:
             step decay. Defaults to `"plateau"`.
         max_decays: Integer >= 0. Plateau decays per period before a plateau
             ends it (`learning_rate_steps="plateau"` only). Defaults to `1`.
+
+    The rule is an immutable value (a frozen dataclass): copy it with
+    `dataclasses.replace(rule, patience=5)`, which validates again. The state
+    of one run (best value, epochs without improvement) is a `PlateauTracker`
+    (`rule.tracker()`).
     """
 
-    def __init__(
-        self,
-        monitor="loss",
-        mode="auto",
-        min_delta=0.0,
-        patience=2,
-        min_period_epochs=1,
-        max_period_epochs=None,
-        learning_rate_steps="plateau",
-        max_decays=1,
-    ):
-        problems = []
-        if not isinstance(monitor, str) or not monitor:
-            problems.append(f"`monitor` must be a log key. Received: monitor={monitor!r}")
-        if mode not in ("min", "max", "auto"):
-            problems.append(f"`mode` must be 'min', 'max' or 'auto'. Received: mode={mode!r}")
-        if (
-            isinstance(min_delta, bool)
-            or not isinstance(min_delta, (int, float))
-            or not math.isfinite(min_delta)
-            or min_delta < 0
-        ):
-            problems.append(f"`min_delta` must be a float >= 0. Received: min_delta={min_delta!r}")
-        for name, value, minimum in (
-            ("patience", patience, 1),
-            ("min_period_epochs", min_period_epochs, 1),
-            ("max_decays", max_decays, 0),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                problems.append(
-                    f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
-                )
-        if max_period_epochs is not None and (
-            isinstance(max_period_epochs, bool)
-            or not isinstance(max_period_epochs, int)
-            or max_period_epochs < (min_period_epochs if isinstance(min_period_epochs, int) else 1)
+    monitor: str = "loss"
+    mode: str = "auto"
+    min_delta: float = 0.0
+    patience: int = 2
+    min_period_epochs: int = 1
+    max_period_epochs: int | None = None
+    learning_rate_steps: str = "plateau"
+    max_decays: int = 1
+
+    def __post_init__(self):
+        shortest_problem = _integer_problem("min_period_epochs", self.min_period_epochs, 1)
+        problems = [
+            _choice_problem("mode", self.mode, ("min", "max", "auto")),
+            _number_problem("min_delta", self.min_delta, lambda v: v >= 0, "a float >= 0"),
+            _integer_problem("patience", self.patience, 1),
+            shortest_problem,
+            _choice_problem("learning_rate_steps", self.learning_rate_steps, ("plateau", "fixed")),
+            _integer_problem("max_decays", self.max_decays, 0),
+        ]
+        if not isinstance(self.monitor, str) or not self.monitor:
+            problems.insert(0, f"Received: monitor={self.monitor!r}. Expected an epoch-log key.")
+        shortest = 1 if shortest_problem else self.min_period_epochs
+        if self.max_period_epochs is not None and _integer_problem(
+            "max_period_epochs", self.max_period_epochs, shortest
         ):
             problems.append(
-                "`max_period_epochs` must be None or an integer >= min_period_epochs. "
-                f"Received: max_period_epochs={max_period_epochs!r}, "
-                f"min_period_epochs={min_period_epochs!r}"
+                f"Received: max_period_epochs={self.max_period_epochs!r}. Expected None or an "
+                f"integer >= min_period_epochs ({shortest})."
             )
-        if learning_rate_steps not in ("plateau", "fixed"):
-            problems.append(
-                "`learning_rate_steps` must be 'plateau' or 'fixed'. "
-                f"Received: learning_rate_steps={learning_rate_steps!r}"
-            )
-        if problems:
-            raise ValueError(" ".join(problems))
-        self.monitor = monitor
-        self.mode = mode
-        self.min_delta = float(min_delta)
-        self.patience = patience
-        self.min_period_epochs = min_period_epochs
-        self.max_period_epochs = max_period_epochs
-        self.learning_rate_steps = learning_rate_steps
-        self.max_decays = max_decays
+        _raise_problems("PlateauRule", problems)
+        object.__setattr__(self, "min_delta", float(self.min_delta))
 
     @property
     def higher_is_better(self):
@@ -123,24 +104,11 @@ class PlateauRule:
         return PlateauTracker(self)
 
     def get_config(self):
-        return {
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "min_delta": self.min_delta,
-            "patience": self.patience,
-            "min_period_epochs": self.min_period_epochs,
-            "max_period_epochs": self.max_period_epochs,
-            "learning_rate_steps": self.learning_rate_steps,
-            "max_decays": self.max_decays,
-        }
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"PlateauRule({args})"
 
 
 class PlateauTracker:
@@ -193,3 +161,38 @@ class PlateauTracker:
         if length >= rule.min_period_epochs:
             return "rollback"
         return None
+
+
+def _integer_problem(name, value, minimum):
+    """None if `value` is an integer >= `minimum`, else what is wrong (echoing the value)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        return f"Received: {name}={value!r}. Expected {kind}."
+    return None
+
+
+def _number_problem(name, value, valid, expected):
+    """None if `value` is a finite number for which `valid(value)` holds, else what is wrong."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not valid(value)
+    ):
+        return f"Received: {name}={value!r}. Expected {expected}."
+    return None
+
+
+def _choice_problem(name, value, choices):
+    """None if `value` is one of `choices`, else what is wrong (echoing the value)."""
+    if isinstance(value, str) and value in choices:
+        return None
+    expected = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+    return f"Received: {name}={value!r}. Expected {expected}."
+
+
+def _raise_problems(owner, problems):
+    """Raises one `ValueError` listing every problem found (None entries are no problem)."""
+    problems = [p for p in problems if p is not None]
+    if problems:
+        raise ValueError(f"Invalid {owner} arguments. " + " ".join(problems))

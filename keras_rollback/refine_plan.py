@@ -1,9 +1,19 @@
 """`RefinePlan`: the periods, rollbacks and learning rates of rolling-back refine-tuning."""
 
 import dataclasses
-import math
 
 from keras_rollback.plateau_rule import PlateauRule
+from keras_rollback.plateau_rule import _integer_problem
+from keras_rollback.plateau_rule import _number_problem
+from keras_rollback.plateau_rule import _raise_problems
+
+# The plan's learning-rate fields (the first must be > 0, the others >= 0).
+LEARNING_RATE_FIELDS = (
+    "learning_rate",
+    "head_learning_rate",
+    "kept_learning_rate",
+    "refine_head_learning_rate",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +68,7 @@ class Period:
         return {group: rate * scale for group, rate in self.base_learning_rates.items()}
 
 
+@dataclasses.dataclass(frozen=True)
 class RefinePlan:
     """The schedule of rolling-back refine-tuning, and of the baselines it is compared with.
 
@@ -124,73 +135,89 @@ class RefinePlan:
             Defaults to `0.1`.
         plateau: Optional `PlateauRule`: periods end on plateaus of a
             monitored quantity. Defaults to `None` (fixed-length periods).
+        layer_decay: Float in `(0, 1]`. Layer-wise learning-rate decay (BEiT,
+            MAE): each block's rate is multiplied by `layer_decay ** depth`,
+            its depth counted from the top (the highest block 1, the one below
+            2, ...; the head 0), in every period and for kept and rolled-back
+            blocks alike, so it composes with rolling back. `1.0` turns it off.
+            Defaults to `1.0`.
+
+    A plan is an immutable value (a frozen dataclass; `kept_blocks` is stored
+    as a tuple of tuples, and `periods` as derived from it): copy it with
+    `dataclasses.replace(plan, rollback=False)`, which validates again, and
+    save it with `get_config()` (JSON-ready; `from_config` rebuilds an equal
+    plan).
     """
 
-    def __init__(
-        self,
-        period_epochs=40,
-        periods=None,
-        kept_blocks=None,
-        rollback=True,
-        warmup_epochs=0,
-        learning_rate=0.01,
-        head_learning_rate=0.1,
-        kept_learning_rate=0.001,
-        refine_head_learning_rate=0.01,
-        decay_epochs=20,
-        decay_factor=0.1,
-        plateau=None,
-    ):
-        _check_int("period_epochs", period_epochs, minimum=1)
-        if periods is not None:
-            _check_int("periods", periods, minimum=1)
-        _check_int("warmup_epochs", warmup_epochs, minimum=0)
-        if decay_epochs is not None:
-            _check_int("decay_epochs", decay_epochs, minimum=1)
-        _check_rate("learning_rate", learning_rate, positive=True)
-        for name, value in (
-            ("head_learning_rate", head_learning_rate),
-            ("kept_learning_rate", kept_learning_rate),
-            ("refine_head_learning_rate", refine_head_learning_rate),
-        ):
-            _check_rate(name, value)
-        if not isinstance(decay_factor, (int, float)) or not 0 < decay_factor <= 1:
-            raise ValueError(
-                f"`decay_factor` must be a float in (0, 1]. Received: decay_factor={decay_factor!r}"
+    period_epochs: int = 40
+    periods: int | None = None
+    kept_blocks: tuple[tuple[str, ...], ...] | None = None
+    rollback: bool = True
+    warmup_epochs: int = 0
+    learning_rate: float = 0.01
+    head_learning_rate: float = 0.1
+    kept_learning_rate: float = 0.001
+    refine_head_learning_rate: float = 0.01
+    decay_epochs: int | None = 20
+    decay_factor: float = 0.1
+    plateau: PlateauRule | None = None
+    layer_decay: float = 1.0
+
+    def __post_init__(self):
+        periods_problem = (
+            None if self.periods is None else _integer_problem("periods", self.periods, 1)
+        )
+        problems = [
+            _integer_problem("period_epochs", self.period_epochs, 1),
+            periods_problem,
+            _integer_problem("warmup_epochs", self.warmup_epochs, 0),
+            None
+            if self.decay_epochs is None
+            else _integer_problem("decay_epochs", self.decay_epochs, 1),
+            _number_problem(
+                "decay_factor", self.decay_factor, lambda v: 0 < v <= 1, "a float in (0, 1]"
+            ),
+            _number_problem(
+                "layer_decay", self.layer_decay, lambda v: 0 < v <= 1, "a float in (0, 1]"
+            ),
+        ]
+        for name in LEARNING_RATE_FIELDS:
+            positive = name == "learning_rate"
+            problems.append(
+                _number_problem(
+                    name,
+                    getattr(self, name),
+                    (lambda v: v > 0) if positive else (lambda v: v >= 0),
+                    "a float > 0" if positive else "a float >= 0",
+                )
             )
-        if plateau is not None and not isinstance(plateau, PlateauRule):
-            raise ValueError(f"`plateau` must be a PlateauRule. Received: plateau={plateau!r}")
-        if not isinstance(rollback, bool):
-            raise ValueError(f"`rollback` must be a boolean. Received: rollback={rollback!r}")
-        if kept_blocks is not None:
-            if isinstance(kept_blocks, str) or not all(
-                not isinstance(k, str) and all(isinstance(b, str) for b in k) for k in kept_blocks
-            ):
-                raise ValueError(
-                    "`kept_blocks` must be a list (one entry per period after the first) "
-                    f"of lists of block names. Received: kept_blocks={kept_blocks!r}"
+        if not isinstance(self.rollback, bool):
+            problems.append(f"Received: rollback={self.rollback!r}. Expected a boolean.")
+        if self.plateau is not None and not isinstance(self.plateau, PlateauRule):
+            problems.append(f"Received: plateau={self.plateau!r}. Expected a PlateauRule or None.")
+        periods, kept_blocks = self.periods, None
+        if self.kept_blocks is not None:
+            kept_blocks = _block_name_lists(self.kept_blocks)
+            if kept_blocks is None:
+                problems.append(
+                    f"Received: kept_blocks={self.kept_blocks!r}. Expected a list (one entry "
+                    "per period after the first) of lists of block names."
                 )
-            kept_blocks = [tuple(k) for k in kept_blocks]
-            if periods is None:
+            elif periods is None:
                 periods = len(kept_blocks) + 1
-            elif len(kept_blocks) != periods - 1:
-                raise ValueError(
-                    f"`kept_blocks` needs one entry per period after the first: "
-                    f"{periods - 1} for periods={periods}. Received {len(kept_blocks)}: "
-                    f"kept_blocks={kept_blocks!r}"
+            elif periods_problem is None and len(kept_blocks) != periods - 1:
+                problems.append(
+                    f"Received: kept_blocks={self.kept_blocks!r} ({len(kept_blocks)} entries). "
+                    f"Expected one entry per period after the first: {periods - 1} for "
+                    f"periods={periods}."
                 )
-        self.period_epochs = period_epochs
-        self.periods = periods
-        self.kept_blocks = kept_blocks
-        self.rollback = rollback
-        self.warmup_epochs = warmup_epochs
-        self.learning_rate = float(learning_rate)
-        self.head_learning_rate = float(head_learning_rate)
-        self.kept_learning_rate = float(kept_learning_rate)
-        self.refine_head_learning_rate = float(refine_head_learning_rate)
-        self.decay_epochs = decay_epochs
-        self.decay_factor = float(decay_factor)
-        self.plateau = plateau
+        _raise_problems("RefinePlan", problems)
+        for name in LEARNING_RATE_FIELDS:
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "decay_factor", float(self.decay_factor))
+        object.__setattr__(self, "layer_decay", float(self.layer_decay))
+        object.__setattr__(self, "kept_blocks", kept_blocks)
+        object.__setattr__(self, "periods", periods)
 
     def num_periods(self, epochs=None):
         """Number of periods, derived from the training `epochs` when not fixed."""
@@ -273,7 +300,7 @@ class RefinePlan:
         if number == 1:
             rates = dict.fromkeys(block_names, self.learning_rate)
             rates[head_name] = self.head_learning_rate
-            return self._period(1, start_epoch, epochs, (), (), rates)
+            return self._period(1, start_epoch, epochs, (), (), rates, head_name)
         kept = self._kept_blocks(block_names, max(number, self.periods or 0))[number - 2]
         rates = {
             b: self.kept_learning_rate if b in kept else self.learning_rate for b in block_names
@@ -281,16 +308,27 @@ class RefinePlan:
         rates[head_name] = self.refine_head_learning_rate
         restarted = tuple(b for b in block_names if b not in kept)
         rolled_back = restarted if self.rollback else ()
-        return self._period(number, start_epoch, epochs, rolled_back, kept, rates)
+        return self._period(number, start_epoch, epochs, rolled_back, kept, rates, head_name)
 
     def _warmup(self, block_names, head_name):
         if not self.warmup_epochs:
             return ()
         rates = dict.fromkeys(block_names, 0.0)
         rates[head_name] = self.head_learning_rate
-        return (self._period(0, 0, self.warmup_epochs, (), (), rates),)
+        return (self._period(0, 0, self.warmup_epochs, (), (), rates, head_name),)
 
-    def _period(self, number, start, epochs, rolled_back, kept, rates):
+    def _decayed_by_depth(self, rates, head_name):
+        """`rates` with each block's multiplied by `layer_decay ** depth` (head: depth 0)."""
+        blocks = [group for group in rates if group != head_name]  # Lowest first.
+        return {
+            group: rate
+            if group == head_name
+            else rate * self.layer_decay ** (len(blocks) - blocks.index(group))
+            for group, rate in rates.items()
+        }
+
+    def _period(self, number, start, epochs, rolled_back, kept, rates, head_name):
+        rates = self._decayed_by_depth(rates, head_name)
         plateau_steps = (
             self.plateau is not None and self.plateau.learning_rate_steps == "plateau" and number
         )
@@ -336,48 +374,40 @@ class RefinePlan:
             )
 
     def get_config(self):
+        """The plan's arguments, JSON-ready (tuples as lists, `plateau` as its config)."""
         return {
-            "period_epochs": self.period_epochs,
-            "periods": self.periods,
-            "kept_blocks": None
-            if self.kept_blocks is None
-            else [list(k) for k in self.kept_blocks],
-            "rollback": self.rollback,
-            "warmup_epochs": self.warmup_epochs,
-            "learning_rate": self.learning_rate,
-            "head_learning_rate": self.head_learning_rate,
-            "kept_learning_rate": self.kept_learning_rate,
-            "refine_head_learning_rate": self.refine_head_learning_rate,
-            "decay_epochs": self.decay_epochs,
-            "decay_factor": self.decay_factor,
-            "plateau": None if self.plateau is None else self.plateau.get_config(),
+            field.name: _config_value(getattr(self, field.name))
+            for field in dataclasses.fields(self)
         }
 
     @classmethod
     def from_config(cls, config):
+        """The plan of `get_config()` (also of the configs saved by earlier versions)."""
         config = dict(config)
-        if config.get("plateau") is not None:
+        unknown = sorted(set(config) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"Unknown RefinePlan config keys {unknown}. Received: {config!r}")
+        if config.get("plateau") is not None and not isinstance(config["plateau"], PlateauRule):
             config["plateau"] = PlateauRule.from_config(config["plateau"])
         return cls(**config)
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"RefinePlan({args})"
+
+def _config_value(value):
+    if isinstance(value, PlateauRule):
+        return value.get_config()
+    if isinstance(value, tuple):
+        return [_config_value(item) for item in value]
+    return value
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
-
-
-def _check_rate(name, value, positive=False):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-        or (positive and value == 0)
-    ):
-        kind = "a float > 0" if positive else "a float >= 0"
-        raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
+def _block_name_lists(value):
+    """`value` as a tuple of tuples of block names, or None if it is not a list of lists of them."""
+    if isinstance(value, str):
+        return None
+    try:
+        lists = tuple(None if isinstance(names, str) else tuple(names) for names in value)
+    except TypeError:
+        return None
+    if any(names is None or not all(isinstance(b, str) for b in names) for names in lists):
+        return None
+    return lists

@@ -24,7 +24,10 @@ def refine_tune(
 
     Follows the authors' released code, which runs one script per period:
     before each period the model is recompiled with a fresh copy of its
-    optimizer (so momentum starts from zero), blocks are rolled back as the
+    optimizer (so its state starts from zero: SGD's momentum, AdamW's
+    moments and step counts, as in a new PyTorch optimizer; a
+    `LossScaleOptimizer` is copied with its inner optimizer), blocks are
+    rolled back as the
     plan says, and the period is trained with `model.fit(initial_epoch=...,
     epochs=...)`. The rollback and the learning rates come from the same
     `RollbackRefine` machinery as the one-`fit` callback path, so both paths
@@ -39,7 +42,8 @@ def refine_tune(
     ```
 
     Args:
-        model: Compiled `keras.Model` (optimizer: `LayerwiseSGD`).
+        model: Compiled `keras.Model` (optimizer: `LayerwiseSGD` or
+            `LayerwiseAdamW`, possibly in a `LossScaleOptimizer`).
         partition: `BlockPartition` of `model`.
         train_data: Training data as accepted by `model.fit`.
         periods: Integer > 0. Number of periods. Defaults to `4`.
@@ -70,7 +74,8 @@ def refine_tune(
         plan = RefinePlan(period_epochs=period_epochs, periods=periods)
     if getattr(model, "optimizer", None) is None:
         raise ValueError(
-            f"Model {model.name!r} is not compiled: compile it with LayerwiseSGD first."
+            f"Model {model.name!r} is not compiled: compile it with LayerwiseSGD or "
+            "LayerwiseAdamW first."
         )
     refine = RollbackRefine(
         partition, plan=plan, snapshot=snapshot, verbose=0 if verbose == 0 else 1

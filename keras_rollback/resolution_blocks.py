@@ -349,7 +349,9 @@ def all_layers(model):
 
 def _spatial_size(tensor):
     shape = tuple(tensor.shape)
-    if len(shape) < 3:
+    if len(shape) < 3 or 0 in shape:
+        # An empty tensor (keras-hub's DeiT encoder returns its unused attention scores as
+        # `(0, heads, tokens, tokens)`) holds no feature map.
         return None
     spatial = shape[1:-1] if keras.config.image_data_format() == "channels_last" else shape[2:]
     return None if None in spatial else spatial

@@ -140,7 +140,9 @@ def test_zero_byte_non_image_and_truncated_files(tmp_path):
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(good.read_bytes()[:-40])
     with pytest.raises(data_lib.BadImageError) as info:
-        data_lib.make_train_dataset(_records([good, empty, text, truncated]), image_size=(8, 4))
+        data_lib.make_train_dataset(
+            _records([good, empty, text, truncated]), transform=data_lib.ImageTransform((8, 4))
+        )
     message = str(info.value)
     assert f"{empty}: empty file" in message
     assert f"{text}: not a JPEG or PNG" in message
@@ -157,7 +159,9 @@ def test_corrupt_image_data(tmp_path):
     with pytest.raises(
         data_lib.BadImageError, match=rf"{re.escape(str(corrupt))}: cannot be decoded"
     ):
-        data_lib.make_eval_dataset(_records([corrupt]), image_size=(8, 4), image_check="decode")
+        data_lib.make_eval_dataset(
+            _records([corrupt]), transform=data_lib.ImageTransform((8, 4)), image_check="decode"
+        )
 
 
 @pytest.mark.parametrize("channels", [1, 4])
@@ -165,7 +169,9 @@ def test_grey_and_rgba_images_become_three_channels(tmp_path, channels):
     path = tmp_path / f"{channels}.png"
     _write_image(path, channels=channels)
     batch = next(
-        data_lib.make_eval_dataset(_records([path]), image_size=(8, 4)).as_numpy_iterator()
+        data_lib.make_eval_dataset(
+            _records([path]), transform=data_lib.ImageTransform((8, 4))
+        ).as_numpy_iterator()
     )
     assert batch["image"].shape == (1, 8, 4, 3)
 
@@ -380,10 +386,10 @@ def test_second_process_on_a_locked_work_dir(tmp_path):
 def test_cut_last_line_of_the_epoch_log(tmp_path):
     path = tmp_path / "epochs.jsonl"
     path.write_text('{"epoch": 0, "loss": 1.5}\n{"epoch": 1, "lo')
-    assert workdir_lib.read_json_lines(str(path)) == [{"epoch": 0, "loss": 1.5}]
+    assert _atomic_files.read_json_lines(str(path)) == [{"epoch": 0, "loss": 1.5}]
     workdir_lib.truncate_json_lines(str(path), lambda record: True)
-    workdir_lib.append_json_line(str(path), {"epoch": 1, "loss": 1.25})
-    assert workdir_lib.read_json_lines(str(path))[-1] == {"epoch": 1, "loss": 1.25}
+    _atomic_files.append_json_line(str(path), {"epoch": 1, "loss": 1.25})
+    assert _atomic_files.read_json_lines(str(path))[-1] == {"epoch": 1, "loss": 1.25}
 
 
 def test_half_written_result_file_of_an_older_run(tmp_path):
@@ -421,7 +427,7 @@ def test_partial_or_changed_synthetic_dataset(tmp_path):
 def test_truncated_cached_pretraining_file(tmp_path):
     path = tmp_path / "resnet18-synthetic-source-0.weights.h5"
     tiny_cnn().save_weights(path)
-    workdir_lib.write_json(
+    _atomic_files.write_json(
         str(path) + ".json",
         {"bytes": path.stat().st_size, "sha256": _atomic_files.sha256_of_file(path)},
     )

@@ -20,10 +20,12 @@ from keras_rollback import BlockPartition
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RefinePlan
 from keras_rollback import RollbackRefine
+from keras_rollback.block_partition import NoResolutionBlocksError
 from keras_rollback.partition_report import partition_figure
 from keras_rollback.partition_report import partition_table
 from keras_rollback.partition_report import plot_partition
 from keras_rollback.partition_report import print_partition
+from keras_rollback.user_error import UserError
 
 RESNET_STAGES = ("stem", "conv2_x", "conv3_x", "conv4_x", "conv5_x")
 
@@ -331,11 +333,34 @@ def test_summary_table_and_plot_show_resolution_and_rollback_periods(tmp_path):
     lines = []
     print_partition(partition, plan=RefinePlan(period_epochs=1, periods=3), print_fn=lines.append)
     rows = {line.split()[0]: line for line in lines[0].splitlines()[3:]}
-    assert rows["B1"].split()[1] == "16x16" and rows["B1"].endswith("  -")
-    assert rows["B2"].split()[1] == "8x8-6x6" and rows["B2"].endswith("  2")
-    assert rows["B3"].endswith("  2, 3") and rows["head"].endswith("  -")
+    assert rows["B1"].split()[1] == "16x16"
+    assert rows["B1"].split()[-4:] == ["-", "0.01,", "0.001,", "0.001"]
+    assert rows["B2"].split()[1] == "8x8-6x6" and rows["B2"].split()[-4:] == [
+        "2",
+        "0.01,",
+        "0.01,",
+        "0.001",
+    ]
+    assert rows["B3"].split()[-5:] == ["2,", "3", "0.01,", "0.01,", "0.01"]
+    assert rows["head"].split()[-4:] == ["-", "0.1,", "0.01,", "0.01"]
     table = partition_table(partition, plan=RefinePlan(period_epochs=1), epochs=2)
     assert [r["rolled_back_in"] for r in table] == [(), (2,), (2,), ()]
+    assert [r["learning_rates"] for r in table] == [
+        (0.01, 0.001),
+        (0.01, 0.01),
+        (0.01, 0.01),
+        (0.1, 0.01),
+    ]
+    # Layer-wise decay: each block's rate times 0.5 ** (depth from the top), the head undecayed.
+    decayed = partition_table(
+        partition, plan=RefinePlan(period_epochs=1, layer_decay=0.5), epochs=2
+    )
+    assert [r["learning_rates"] for r in decayed] == [
+        (0.01 * 0.125, 0.001 * 0.125),
+        (0.01 * 0.25, 0.01 * 0.25),
+        (0.01 * 0.5, 0.01 * 0.5),
+        (0.1, 0.01),
+    ]
     assert [(r["layers"], r["conv_layers"]) for r in table] == [(4, 2), (6, 4), (2, 1), (1, 0)]
     assert "rolled back" not in partition_table(partition)[0]
     figure = partition_figure(partition, plan=RefinePlan(period_epochs=1, periods=3))
@@ -349,7 +374,10 @@ def test_summary_table_and_plot_show_resolution_and_rollback_periods(tmp_path):
     assert [colors.to_hex(p.get_facecolor()) for p in bars] == [colours[g] for g in groups]
     labels = [text.get_text().split("\n") for text in axes.texts]
     assert [label[0] for label in labels] == ["B1", "B2", "B3", "head"]
-    assert labels[1][1:2] == ["8x8-6x6"] and labels[2][-1] == "rolled back: 2, 3"
+    assert labels[1][1:2] == ["8x8-6x6"] and labels[2][-2:] == [
+        "rolled back: 2, 3",
+        "lr: 0.01, 0.01, 0.01",
+    ]
     path = tmp_path / "blocks.png"
     with global_state_kept():
         plot_partition(partition, path, plan=RefinePlan(period_epochs=1, periods=3))
@@ -380,6 +408,18 @@ def test_for_model_partition_of_a_nested_backbone_reports_resolutions():
 def test_by_resolution_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BlockPartition.by_resolution(skip_cnn(), **kwargs)
+
+
+def test_by_resolution_of_one_resolution_points_at_the_registry_and_rules():
+    # tiny_cnn has no stride: one resolution, so one block and nothing to roll back.
+    with pytest.raises(NoResolutionBlocksError, match="keeps one resolution \\(8x8\\)") as caught:
+        BlockPartition.by_resolution(tiny_cnn())
+    assert isinstance(caught.value, UserError) and isinstance(caught.value, ValueError)
+    assert "BlockPartition.for_model(model)" in str(caught.value)
+    assert "BlockPartition(model, blocks={...}, head=[...])" in str(caught.value)
+    # Asked for, blocks within one resolution are fine.
+    split = BlockPartition.by_resolution(tiny_cnn(), split=["b3_conv"])
+    assert split.block_names == ("B1", "B2")
 
 
 MOMENTUM = 0.9

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from keras_rollback.data import DatasetLayoutError
+from keras_rollback.data import ImageTransform
 from keras_rollback.data import make_eval_dataset
 from keras_rollback.data import read_folder_dataset
 
@@ -67,7 +68,9 @@ def test_without_camera_group_camera_ids_are_none(tmp_path):
     assert {r.camid for r in dataset.query + dataset.gallery + dataset.train} == {None}
     assert not dataset.has_camera_ids
     assert dataset.statistics()["gallery"]["cameras"] == 0
-    batch = next(iter(make_eval_dataset(dataset.query, image_size=(16, 8), batch_size=6)))
+    batch = next(
+        iter(make_eval_dataset(dataset.query, transform=ImageTransform((16, 8)), batch_size=6))
+    )
     assert "camid" not in batch and len(batch["pid"]) == 6
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keras_rollback.data import ImageTransform
 from keras_rollback.data import ReIDRecord
 from keras_rollback.data import identity_batch_indices
 from keras_rollback.data import make_identity_train_dataset
@@ -36,7 +37,12 @@ def records(folder, pids=(0, 1, 2, 3), per_identity=3):
 
 def test_dataset_batches_and_resuming_at_an_epoch(tmp_path):
     data = records(tmp_path)
-    options = dict(identities_per_batch=2, images_per_identity=2, image_size=(8, 4), seed=3)
+    options = dict(
+        identities_per_batch=2,
+        images_per_identity=2,
+        transform=ImageTransform(image_size=(8, 4)),
+        seed=3,
+    )
     dataset, steps = make_identity_train_dataset(data, **options)
     assert steps == 3  # 12 images // (2 x 2)
     batches = [(images.numpy(), labels.numpy()) for images, labels in dataset.take(3 * steps)]
@@ -55,6 +61,44 @@ def test_dataset_batches_and_resuming_at_an_epoch(tmp_path):
 
 def test_too_few_identities_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="at least identities_per_batch=8"):
-        make_identity_train_dataset(records(tmp_path), identities_per_batch=8, image_size=(8, 4))
+        make_identity_train_dataset(
+            records(tmp_path), identities_per_batch=8, transform=ImageTransform(image_size=(8, 4))
+        )
     with pytest.raises(ValueError, match="images_per_identity=1"):
         make_identity_train_dataset(records(tmp_path), images_per_identity=1)
+
+
+def test_transform_gives_the_batches_the_deprecated_keywords_gave(tmp_path):
+    data = records(tmp_path)
+    sampling = dict(identities_per_batch=2, images_per_identity=2, seed=3, start_epoch=1)
+    options = dict(image_size=(8, 4), preprocessing="caffe", random_erasing_probability=0.5)
+    with pytest.warns(DeprecationWarning) as warned:
+        old, old_steps = make_identity_train_dataset(
+            data, random_crop_padding=1, **sampling, **options
+        )
+    assert [str(w.message) for w in warned if "make_identity" in str(w.message)] == [
+        "make_identity_train_dataset(image_size=(8, 4), preprocessing='caffe', "
+        "random_crop_padding=1, random_erasing_probability=0.5) is deprecated and will be "
+        "removed in the next release: pass transform=ImageTransform(image_size=(8, 4), "
+        "preprocessing='caffe', random_crop_padding=1, random_erasing_probability=0.5) instead."
+    ]
+    new, new_steps = make_identity_train_dataset(
+        data, transform=ImageTransform(random_crop_padding=1, **options), **sampling
+    )
+    assert old_steps == new_steps == 3
+    for (old_images, old_labels), (new_images, new_labels) in zip(
+        old.take(2 * old_steps), new.take(2 * new_steps)
+    ):
+        np.testing.assert_array_equal(old_labels.numpy(), new_labels.numpy())
+        np.testing.assert_array_equal(old_images.numpy(), new_images.numpy())
+
+
+def test_transform_and_a_deprecated_keyword_raise_naming_both(tmp_path):
+    transform = ImageTransform(image_size=(8, 4))
+    with pytest.raises(ValueError, match=r"both transform= and .*random_crop_padding") as error:
+        make_identity_train_dataset(records(tmp_path), transform=transform, random_crop_padding=2)
+    assert "Received: transform=ImageTransform(image_size=(8, 4)" in str(error.value)
+    with pytest.raises(ValueError, match=r"Received: interpolation='cubic'"):
+        make_identity_train_dataset(records(tmp_path), interpolation="cubic")
+    with pytest.raises(ValueError, match=r"Received: transform=\(8, 4\)"):
+        make_identity_train_dataset(records(tmp_path), transform=(8, 4))

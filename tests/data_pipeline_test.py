@@ -1,6 +1,8 @@
 """Tests for keras_rollback.data.pipeline: the tf.data training and evaluation pipelines."""
 
+import dataclasses
 import pathlib
+import warnings
 
 import keras
 import numpy as np
@@ -12,6 +14,11 @@ from keras_rollback.data import pipeline
 from keras_rollback.data import synthetic
 
 SIZE = (32, 16)
+
+
+def transform(**kwargs):
+    """An `ImageTransform` at the tests' size."""
+    return pipeline.ImageTransform(image_size=SIZE, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +63,14 @@ def test_torch_normalisation_by_hand():
 
 
 def test_train_batches_shapes_labels_and_partial_last_batch(tiny):
-    dataset = pipeline.make_train_dataset(tiny.train, image_size=SIZE, batch_size=8, seed=0)
+    dataset = pipeline.make_train_dataset(tiny.train, transform=transform(), batch_size=8, seed=0)
     assert dataset.element_spec[0].shape.as_list() == [None, 32, 16, 3]
     images, labels, batches = collect(dataset)
     assert [len(b[1]) for b in batches] == [8, 8, 4]  # Last partial batch kept.
     assert images.dtype == np.float32 and labels.dtype == np.int32
     assert sorted(labels) == sorted(r.pid for r in tiny.train)
     dropped = pipeline.make_train_dataset(
-        tiny.train, image_size=SIZE, batch_size=8, drop_remainder=True
+        tiny.train, transform=transform(), batch_size=8, drop_remainder=True
     )
     assert [len(b[1]) for b in dropped.as_numpy_iterator()] == [8, 8]
 
@@ -76,9 +83,9 @@ def test_default_size_is_288x144(mini_market1501):
 
 def test_flip_is_the_only_default_augmentation(tiny):
     train = pipeline.make_train_dataset(
-        tiny.train, image_size=SIZE, preprocessing="none", shuffle=False, seed=1
+        tiny.train, transform=transform(preprocessing="none"), shuffle=False, seed=1
     )
-    evaluation = pipeline.make_eval_dataset(tiny.train, image_size=SIZE, preprocessing="none")
+    evaluation = pipeline.make_eval_dataset(tiny.train, transform=transform(preprocessing="none"))
     augmented, _, _ = collect(train)
     plain = np.concatenate([b["image"] for b in evaluation.as_numpy_iterator()])
     same = [np.array_equal(a, p) for a, p in zip(augmented, plain)]
@@ -91,10 +98,8 @@ def test_seed_reproduces_order_and_augmentation_and_epochs_differ(tiny):
     def two_epochs():
         dataset = pipeline.make_train_dataset(
             tiny.train,
-            image_size=SIZE,
+            transform=transform(random_crop_padding=2, random_erasing_probability=0.5),
             seed=7,
-            random_crop_padding=2,
-            random_erasing_probability=0.5,
         )
         return [collect(dataset)[:2] for _ in range(2)]
 
@@ -108,10 +113,8 @@ def test_seed_reproduces_order_and_augmentation_and_epochs_differ(tiny):
 def test_random_erasing_sets_a_rectangle_to_zero(tiny):
     dataset = pipeline.make_train_dataset(
         tiny.train,
-        image_size=SIZE,
+        transform=transform(random_flip=False, random_erasing_probability=1.0),
         shuffle=False,
-        random_flip=False,
-        random_erasing_probability=1.0,
         seed=0,
     )
     images, _, _ = collect(dataset)
@@ -126,15 +129,12 @@ def test_random_erasing_sets_a_rectangle_to_zero(tiny):
 def test_random_crop_padding_shifts_content(tiny):
     dataset = pipeline.make_train_dataset(
         tiny.train,
-        image_size=SIZE,
-        preprocessing="none",
+        transform=transform(preprocessing="none", random_flip=False, random_crop_padding=4),
         shuffle=False,
-        random_flip=False,
-        random_crop_padding=4,
         seed=0,
     )
     images, _, _ = collect(dataset)
-    evaluation = pipeline.make_eval_dataset(tiny.train, image_size=SIZE, preprocessing="none")
+    evaluation = pipeline.make_eval_dataset(tiny.train, transform=transform(preprocessing="none"))
     plain = np.concatenate([b["image"] for b in evaluation.as_numpy_iterator()])
     assert images.shape == plain.shape
     assert not np.array_equal(images, plain)
@@ -150,7 +150,7 @@ def test_bicubic_resize_matches_pil(mini_market1501):
 
 
 def test_eval_dataset_keeps_order_and_metadata(tiny):
-    dataset = pipeline.make_eval_dataset(tiny.gallery, image_size=SIZE, batch_size=4)
+    dataset = pipeline.make_eval_dataset(tiny.gallery, transform=transform(), batch_size=4)
     batches = list(dataset.as_numpy_iterator())
     assert set(batches[0]) == {"image", "pid", "camid", "path"}
     assert batches[0]["image"].dtype == np.float32 and batches[0]["image"].shape == (4, 32, 16, 3)
@@ -169,10 +169,12 @@ def test_bad_image_fails_at_build_time_with_its_path(tiny, tmp_path):
     with pytest.raises(
         image_files.BadImageError, match=r"0001_c1s1_000001_01\.jpg: truncated JPEG"
     ):
-        pipeline.make_train_dataset(records, image_size=SIZE)
+        pipeline.make_train_dataset(records, transform=transform())
     with pytest.raises(image_files.BadImageError, match=r"0001_c1s1_000001_01\.jpg"):
-        pipeline.make_eval_dataset(records, image_size=SIZE)
-    kept = pipeline.make_train_dataset(records, image_size=SIZE, on_bad_image="skip", batch_size=8)
+        pipeline.make_eval_dataset(records, transform=transform())
+    kept = pipeline.make_train_dataset(
+        records, transform=transform(), on_bad_image="skip", batch_size=8
+    )
     assert len(next(iter(kept))[1]) == 3
 
 
@@ -180,14 +182,9 @@ def test_bad_image_fails_at_build_time_with_its_path(tiny, tmp_path):
     "kwargs, message",
     [
         ({"batch_size": 0}, "Received: batch_size=0"),
-        ({"image_size": (0, 16)}, r"Received: image_size=\(0, 16\)"),
-        ({"preprocessing": "bgr"}, "Received: preprocessing='bgr'"),
-        ({"interpolation": "cubic"}, "Received: interpolation='cubic'"),
         ({"seed": "1"}, "Received: seed='1'"),
-        ({"random_erasing_probability": 1.5}, "Received: random_erasing_probability=1.5"),
-        ({"random_crop_padding": -1}, "Received: random_crop_padding=-1"),
-        ({"random_flip": 1}, "Received: random_flip=1"),
         ({"num_parallel_calls": 0}, "Received: num_parallel_calls=0"),
+        ({"transform": {"image_size": SIZE}}, r"Received: transform=\{'image_size'"),
     ],
 )
 def test_invalid_arguments_are_echoed(tiny, kwargs, message):
@@ -195,11 +192,132 @@ def test_invalid_arguments_are_echoed(tiny, kwargs, message):
         pipeline.make_train_dataset(tiny.train, **kwargs)
 
 
+BAD_TRANSFORMS = [
+    ({"image_size": (0, 16)}, r"Received: image_size=\(0, 16\)"),
+    ({"image_size": (32.0, 16)}, r"Received: image_size=\(32.0, 16\)"),
+    ({"preprocessing": "bgr"}, "Received: preprocessing='bgr'"),
+    ({"interpolation": "cubic"}, "Received: interpolation='cubic'"),
+    ({"random_erasing_probability": 1.5}, "Received: random_erasing_probability=1.5"),
+    ({"random_crop_padding": -1}, "Received: random_crop_padding=-1"),
+    ({"random_flip": 1}, "Received: random_flip=1"),
+]
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_TRANSFORMS)
+def test_invalid_image_transform_values_are_echoed(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.ImageTransform(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", BAD_TRANSFORMS)
+def test_invalid_deprecated_keyword_values_are_echoed(tiny, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        pipeline.make_train_dataset(tiny.train, **kwargs)
+
+
+def test_image_transform_is_frozen_and_defaults_to_the_authors_pipeline():
+    default = pipeline.ImageTransform()
+    assert default == pipeline.DEFAULT_TRANSFORM
+    assert (default.image_size, default.preprocessing, default.interpolation) == (
+        (288, 144),
+        "torch",
+        "bicubic",
+    )
+    assert default.random_flip and not default.random_crop_padding
+    assert not default.random_erasing_probability
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        default.image_size = SIZE  # type: ignore[misc]
+    assert pipeline.ImageTransform(image_size=[32, 16]).image_size == SIZE
+    augmented = transform(random_crop_padding=2, random_erasing_probability=0.5)
+    assert augmented.without_augmentation() == transform(random_flip=False)
+
+
+def _images(dataset):
+    return [
+        batch["image"] if isinstance(batch, dict) else batch[0]
+        for batch in dataset.as_numpy_iterator()
+    ]
+
+
+def _labels(dataset):
+    return [batch[1] for batch in dataset.as_numpy_iterator()]
+
+
+def test_transform_gives_the_batches_the_deprecated_keywords_gave(tiny):
+    options = {"image_size": SIZE, "preprocessing": "caffe", "interpolation": "bilinear"}
+    augmentation = {"random_crop_padding": 3, "random_erasing_probability": 0.5}
+    with pytest.warns(DeprecationWarning):
+        old_train = pipeline.make_train_dataset(
+            tiny.train, batch_size=8, seed=11, **options, **augmentation
+        )
+    new_train = pipeline.make_train_dataset(
+        tiny.train,
+        transform=pipeline.ImageTransform(**options, **augmentation),
+        batch_size=8,
+        seed=11,
+    )
+    for old, new in zip(_images(old_train), _images(new_train), strict=True):
+        np.testing.assert_array_equal(old, new)
+    for old, new in zip(_labels(old_train), _labels(new_train), strict=True):
+        np.testing.assert_array_equal(old, new)
+    with pytest.warns(DeprecationWarning):
+        old_eval = pipeline.make_eval_dataset(tiny.query, batch_size=4, **options)
+    # The training transform as it is: make_eval_dataset ignores its augmentation.
+    new_eval = pipeline.make_eval_dataset(
+        tiny.query, transform=pipeline.ImageTransform(**options, **augmentation), batch_size=4
+    )
+    for old, new in zip(_images(old_eval), _images(new_eval), strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_deprecated_keywords_warn_at_the_caller_naming_the_replacement(tiny):
+    with pytest.warns(DeprecationWarning) as records:
+        pipeline.make_train_dataset(tiny.train, image_size=SIZE, random_flip=False)
+    (record,) = [r for r in records if "make_train_dataset" in str(r.message)]
+    assert record.filename == __file__  # stacklevel=2 from the builder: the caller's line.
+    assert str(record.message) == (
+        "make_train_dataset(image_size=(32, 16), random_flip=False) is deprecated and will be "
+        "removed in the next release: pass "
+        "transform=ImageTransform(image_size=(32, 16), random_flip=False) instead."
+    )
+    with pytest.warns(DeprecationWarning, match=r"transform=ImageTransform\(preprocessing='tf'\)"):
+        pipeline.make_eval_dataset(tiny.query, preprocessing="tf")
+
+
+def test_no_warning_without_the_deprecated_keywords(tiny):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        pipeline.make_train_dataset(tiny.train, transform=transform(), seed=0)
+        pipeline.make_train_dataset(tiny.train, seed=0)
+        pipeline.make_eval_dataset(tiny.query, transform=transform())
+
+
+@pytest.mark.parametrize("builder", ["make_train_dataset", "make_eval_dataset"])
+def test_transform_and_a_deprecated_keyword_together_raise_naming_both(tiny, builder):
+    with pytest.raises(ValueError, match=r"both transform= and .* image_size") as error:
+        getattr(pipeline, builder)(tiny.train, transform=transform(), image_size=SIZE)
+    assert "Received: transform=ImageTransform(image_size=(32, 16)" in str(error.value)
+    assert "image_size=(32, 16)." in str(error.value)
+    # Even a transform equal to the default is a second source of settings.
+    with pytest.raises(ValueError, match="preprocessing"):
+        getattr(pipeline, builder)(
+            tiny.train, transform=pipeline.ImageTransform(), preprocessing="tf"
+        )
+
+
+def test_unknown_keywords_are_type_errors(tiny):
+    with pytest.raises(TypeError, match=r"make_train_dataset.*'image_sise'"):
+        pipeline.make_train_dataset(tiny.train, image_sise=SIZE)
+    # The evaluation pipeline never took augmentation options.
+    with pytest.raises(TypeError, match=r"make_eval_dataset.*'random_flip'"):
+        pipeline.make_eval_dataset(tiny.query, random_flip=False)
+
+
 def test_negative_labels_and_empty_records_are_rejected(tiny):
     with pytest.raises(ValueError, match="negative label"):
-        pipeline.make_train_dataset([tiny.train[0]._replace(pid=-1)], image_size=SIZE)
+        pipeline.make_train_dataset([tiny.train[0]._replace(pid=-1)], transform=transform())
     with pytest.raises(ValueError, match="records is empty"):
-        pipeline.make_eval_dataset([], image_size=SIZE)
+        pipeline.make_eval_dataset([], transform=transform())
 
 
 def test_model_fit_and_predict_on_the_current_backend(tiny):
@@ -214,17 +332,17 @@ def test_model_fit_and_predict_on_the_current_backend(tiny):
     model.compile(
         optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     )
-    train = pipeline.make_train_dataset(tiny.train, image_size=SIZE, batch_size=8, seed=0)
+    train = pipeline.make_train_dataset(tiny.train, transform=transform(), batch_size=8, seed=0)
     history = model.fit(train, shuffle=False, verbose=0)  # The dataset shuffles itself.
     assert np.isfinite(history.history["loss"][0])
-    images = pipeline.make_eval_dataset(tiny.query, image_size=SIZE, batch_size=4).map(
+    images = pipeline.make_eval_dataset(tiny.query, transform=transform(), batch_size=4).map(
         lambda b: b["image"]
     )
     assert model.predict(images, verbose=0).shape == (len(tiny.query), num_classes)
 
 
 def test_epoch_keyed_dataset_resumes_with_the_same_batches(tiny):
-    options = {"image_size": SIZE, "batch_size": 8, "seed": 5}
+    options = {"transform": transform(), "batch_size": 8, "seed": 5}
     steps = pipeline.steps_per_epoch(len(tiny.train), 8)
     assert steps == 3  # 20 images: 8 + 8 + 4, the partial batch kept
     from_start = list(
@@ -243,4 +361,4 @@ def test_epoch_keyed_dataset_resumes_with_the_same_batches(tiny):
     assert not np.array_equal(epoch_labels[0], epoch_labels[1])
     assert sorted(epoch_labels[0]) == sorted(r.pid for r in tiny.train)
     with pytest.raises(ValueError, match="start_epoch=0, seed=None"):
-        pipeline.make_train_dataset(tiny.train, start_epoch=0, image_size=SIZE)
+        pipeline.make_train_dataset(tiny.train, start_epoch=0, transform=transform())

@@ -120,9 +120,23 @@ def test_scaled_plateau_plan_keeps_its_plateau_rule():
     rule = PlateauRule(patience=3, min_period_epochs=2)
     plan = RefinePlan(period_epochs=10, periods=4, plateau=rule)
     scaled = scale_plan_for_batch_size(plan, 128, rule="sqrt")
-    assert scaled.plateau.get_config() == rule.get_config()
+    assert scaled.plateau == rule
     assert scaled.learning_rate == pytest.approx(2 * plan.learning_rate, rel=1e-12)
     assert scaled.kept_learning_rate == pytest.approx(2 * plan.kept_learning_rate, rel=1e-12)
+    # Nothing but the four rates changes.
+    rates = (
+        "learning_rate",
+        "head_learning_rate",
+        "kept_learning_rate",
+        "refine_head_learning_rate",
+    )
+    assert {k: v for k, v in scaled.get_config().items() if k not in rates} == {
+        k: v for k, v in plan.get_config().items() if k not in rates
+    }
+    assert plan.learning_rate == 0.01  # The given plan is left unchanged.
+    # A plateau plan with kept blocks scales too.
+    kept = RefinePlan(kept_blocks=[["B1"], ["B1", "B2"]], plateau=rule)
+    assert scale_plan_for_batch_size(kept, 64).kept_blocks == kept.kept_blocks
 
 
 def test_tensorflow_mirrored_strategy_matches_single_device(tmp_path):

@@ -1,5 +1,7 @@
 """Two real processes on 127.0.0.1: MultiWorkerMirroredStrategy (TensorFlow), jax.distributed +
-DataParallel (JAX); torch refuses. `two_process_job.py` is one process of the job.
+DataParallel (JAX), torch.distributed over Gloo with bucketed gradient averaging (torch; the model
+normalises with LayerNormalization there, see two_process_job.py). `two_process_job.py` is one
+process of the job.
 
 On the active backend: (1) an uninterrupted two-process job, whose chief also trains the same
 model alone with the same global batch; (2) the job again, with process 1 SIGKILLed after the
@@ -27,8 +29,8 @@ TIMEOUT_S = 420  # Per job, on a busy 2-core machine; nothing is left running af
 KILL_EPOCH = 3
 
 needs_engine = pytest.mark.skipif(
-    keras.backend.backend() not in ("tensorflow", "jax"),
-    reason="multi-process training runs on the tensorflow and jax backends",
+    keras.backend.backend() not in ("tensorflow", "jax", "torch"),
+    reason="multi-process training runs on the tensorflow, jax and torch backends",
 )
 
 
@@ -155,7 +157,9 @@ def test_two_processes_train_like_one_with_the_same_global_batch(uninterrupted):
     _, results, single = uninterrupted
     assert _max_difference(_weights(results[0]), _weights(results[1])) == 0.0
     assert _max_difference(_weights(results[0], "initial"), _weights(single)) > 1e-2
-    assert _max_difference(_weights(results[0]), _weights(single)) < 1e-5
+    difference = _max_difference(_weights(results[0]), _weights(single))
+    print(f"\nTwo processes vs one, same global batch: max |weight difference| = {difference:.3g}")
+    assert difference < 1e-5
     assert _max_difference(_weights(results[0], "momentum"), _weights(single, "momentum")) < 1e-5
     assert np.max(np.abs(results[0]["loss"] - single["loss"])) < 1e-5
     # Evaluation features: the same on both processes and as the single process's.
@@ -215,11 +219,49 @@ def test_job_arguments_are_checked():
         job.scope()
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the torch backend's refusal")
-def test_torch_refuses_multi_process_training_with_a_clear_error():
-    job = MultiProcessJob(2, 0, "127.0.0.1:1234")
-    with pytest.raises(
-        NotImplementedError, match=r"tensorflow and jax backends.*DistributedDataParallel"
-    ):
-        job.start()
-    MultiProcessJob(1, 0, "").start()  # One process is a plain run.
+_JOIN = """
+import sys, time
+from keras_rollback.distribute.multi_process_job import MultiProcessJob
+job = MultiProcessJob(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], join_timeout_s=3)
+started = time.monotonic()
+try:
+    job.start()
+except RuntimeError as error:
+    print(f"FAILED after {time.monotonic() - started:.1f} s: {error}")
+    sys.exit(3)
+"""
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the torch backend's join timeout")
+def test_a_torch_process_that_cannot_join_fails_with_a_clear_error_within_the_timeout():
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Process 0 of a 2-process job whose process 1 never comes (a wrong world size), and
+    # process 1 of a job whose coordinator nobody serves (unreachable).
+    cases = {"alone": (0, _free_port()), "unreachable": (1, _free_port())}
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", _JOIN, "2", str(rank), f"127.0.0.1:{port}"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, (rank, port) in cases.items()
+    }
+    for name, process in running.items():
+        rank, port = cases[name]
+        output = process.communicate(timeout=180)[0]
+        assert process.returncode == 3, output
+        line = next(line for line in output.splitlines() if line.startswith("FAILED after"))
+        assert float(line.split()[2]) < 3 + 10, line  # The 3 s join timeout, not a hang.
+        assert f"Process {rank} could not join the 2-process torch.distributed job" in line
+        assert f"127.0.0.1:{port}" in line and f"port {port}" in line
+        assert "join_timeout_s=3" in line and "same world size (2)" in line
+
+
+def test_one_process_job_is_a_plain_run():
+    job = MultiProcessJob(1, 0, "").start()
+    with job.scope():
+        pass
+    with pytest.raises(ValueError, match=r"join_timeout_s=0"):
+        MultiProcessJob(2, 0, "127.0.0.1:1234", join_timeout_s=0)

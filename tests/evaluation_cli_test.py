@@ -20,6 +20,7 @@ from PIL import Image
 from experiments.configs import default as default_config
 from keras_rollback import command_line
 from keras_rollback.data import DatasetLayoutError
+from keras_rollback.data import ImageTransform
 from keras_rollback.data import ReIDRecord
 from keras_rollback.data import make_eval_dataset
 from keras_rollback.data import read_market1501
@@ -87,7 +88,7 @@ def reference_scores(model_file, query_records, gallery_records, *, rerank, **pr
     query, gallery = (
         extract_features(
             feature_model,
-            make_eval_dataset(records, image_size=IMAGE_SIZE, preprocessing="torch"),
+            make_eval_dataset(records, transform=ImageTransform(IMAGE_SIZE, preprocessing="torch")),
             verbose=0,
         )
         for records in (query_records, gallery_records)

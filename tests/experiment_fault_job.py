@@ -30,8 +30,9 @@ import tensorflow as tf
 
 from experiments import main as experiment_main
 from experiments import train
-from experiments import workdir as workdir_lib
+from keras_rollback import _atomic_files
 from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
+from keras_rollback.evaluation import ReIDEvaluator
 
 
 def _workdir(argv):
@@ -99,18 +100,19 @@ def arm(workdir, point):
         os.rename = rename
     elif kind == "eval":
         phase, epoch = rest.split(":")
-        real_call = train.ReIDEvaluator.__call__
+        real_evaluate = ReIDEvaluator.evaluate
 
-        def call(self):
-            logs = real_call(self)
+        def evaluate(self, model):
+            logs = real_evaluate(self, model)
             if Killer.current == (phase, int(epoch)):
                 die()
             return logs
 
-        train.ReIDEvaluator.__call__ = call
+        ReIDEvaluator.evaluate = evaluate
     elif kind == "line":
         phase, epoch = rest.split(":")
-        real_append = workdir_lib.append_json_line
+        # `epochs.jsonl` is written by the evaluation callback.
+        real_append = _atomic_files.append_json_line
 
         def append(path, record):
             if os.path.basename(os.path.dirname(path)) == phase and record["epoch"] == int(epoch):
@@ -120,7 +122,7 @@ def arm(workdir, point):
                 die()
             real_append(path, record)
 
-        train.workdir_lib.append_json_line = append
+        _atomic_files.append_json_line = append
     elif kind == "pictures":
         real_plot = train.plot_cmc_curve
 

@@ -1,4 +1,5 @@
-"""The launcher: `python -m experiments.main` as two processes on 127.0.0.1 (TensorFlow, JAX).
+"""The launcher: `python -m experiments.main` as two processes on 127.0.0.1 (TensorFlow, JAX; on
+torch started by `torchrun`, whose environment names the job).
 
 That two processes train like one with the same global batch is checked exactly, on a model
 whose pre-trained weights both are given, by `distribute_multi_process_job_test.py`; here the whole
@@ -99,3 +100,63 @@ def test_two_launcher_processes_train_and_evaluate_one_model(tmp_path):
         assert (
             f"Epoch {epoch}, end of period {epoch}: loss={row['loss']:.4f}" in logs[1].read_text()
         )
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torchrun launches torch jobs")
+def test_torchrun_launches_two_processes_that_train_and_evaluate_one_model(tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    workdir = tmp_path / "torchrun"
+    port = _coordinator().rsplit(":", 1)[1]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=root, PYTHONUNBUFFERED="1")
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    # As a user types it: `torchrun --nproc_per_node=2 -m experiments.main ...`.
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+        *_launcher_command(workdir, 0, "")[1:6],  # No --config.distribution flags.
+    ]
+    log = tmp_path / "torchrun.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            process.wait(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    text = log.read_text()
+    assert process.returncode == 0, text[-6000:]
+    config = json.loads((workdir / "config.json").read_text())["distribution"]
+    assert config == {
+        "num_processes": 2,
+        "process_id": 0,
+        "coordinator": f"127.0.0.1:{port}",
+        "worker_addresses": "",
+    }
+    assert (workdir / "results.json").is_file() and not (workdir / ".process-1").exists()
+    rows = json.loads((workdir / "results.json").read_text())
+    assert [(r["method"], r["epoch"]) for r in rows] == [(METHOD, 1), (METHOD, 2)]
+    # Both processes trained and evaluated the same model: each logged the chief's scores.
+    for epoch, row in zip((1, 2), rows):
+        line = f"Epoch {epoch}, end of period {epoch}: loss={row['loss']:.4f}, "
+        assert text.count(line) == 2, text[-6000:]
+
+
+def test_torchrun_environment_names_the_job_on_torch_only():
+    from experiments import launch
+
+    assert launch.distribution_from_torchrun({}) is None
+    assert launch.distribution_from_torchrun({"WORLD_SIZE": "1", "RANK": "0"}) is None
+    environ = {"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "node0", "MASTER_PORT": "29500"}
+    if keras.backend.backend() != "torch":
+        with pytest.raises(ValueError, match="for the torch backend"):
+            launch.distribution_from_torchrun(environ)
+        return
+    assert launch.distribution_from_torchrun(environ) == (2, 1, "node0:29500")
+    with pytest.raises(ValueError, match="MASTER_PORT is not"):
+        launch.distribution_from_torchrun({k: v for k, v in environ.items() if k != "MASTER_PORT"})

@@ -93,9 +93,9 @@ def test_classification_task_reports_top1_accuracy(tmp_path, monkeypatch):
 
     from keras_rollback.data import FineGrainedDataset
 
-    def load_tfds_fine_grained(name, *, data_dir, image_size, batch_size, preprocessing, seed):
+    def load_tfds_fine_grained(name, *, data_dir, transform, batch_size, seed):
         rng = np.random.default_rng(seed)
-        images = rng.normal(size=(16, *image_size, 3)).astype("float32")
+        images = rng.normal(size=(16, *transform.image_size, 3)).astype("float32")
         split = tf.data.Dataset.from_tensor_slices((images, np.arange(16) % 4)).batch(batch_size)
         return FineGrainedDataset(name, split, split, 4, ("a", "b", "c", "d"))
 

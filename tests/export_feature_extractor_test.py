@@ -63,7 +63,7 @@ def exported(tmp_path_factory):
     records, raw = write_images(str(folder))
     library = extract_features(
         build_feature_model(model),
-        make_eval_dataset(records, image_size=IMAGE_SIZE, batch_size=3),
+        make_eval_dataset(records, transform=ImageTransform(IMAGE_SIZE), batch_size=3),
         verbose=0,
     )["features"]
     saved_model = export_feature_extractor(model, folder / "saved_model", preprocessing="torch")
@@ -95,7 +95,7 @@ def test_saved_model_fed_pil_decoded_real_jpegs_equals_library_features(exported
     records = [ReIDRecord(str(path), index, 0) for index, path in enumerate(paths)]
     library = extract_features(
         build_feature_model(exported["model"]),
-        make_eval_dataset(records, image_size=IMAGE_SIZE, batch_size=8),
+        make_eval_dataset(records, transform=ImageTransform(IMAGE_SIZE), batch_size=8),
         verbose=0,
     )["features"]
     serve = tf.saved_model.load(exported["saved_model"]).signatures["serving_default"]

@@ -58,7 +58,11 @@ def test_the_library_logs_through_absl_only():
         for node in ast.walk(tree):
             if isinstance(node, ast.Import) and any(a.name == "logging" for a in node.names):
                 offenders.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno} import logging")
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-                if node.func.id == "print" and path.name != "cli.py":
-                    offenders.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno} print()")
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+                and path.name != "cli.py"
+            ):
+                offenders.append(f"{path.relative_to(PACKAGE_DIR)}:{node.lineno} print()")
     assert not offenders, offenders

@@ -1,5 +1,7 @@
 """PlateauRule: the rule on hand-made sequences, and RollbackRefine following it through model.fit."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -63,6 +65,33 @@ def test_rule_on_hand_made_sequences():
 def test_bad_arguments_raise_at_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PlateauRule(**kwargs)
+
+
+def test_every_bad_argument_is_reported_at_once():
+    with pytest.raises(ValueError) as error:
+        PlateauRule(monitor="", patience=0, max_decays=-1)
+    message = str(error.value)
+    assert "Received: monitor=''." in message
+    assert "Received: patience=0. Expected a positive integer." in message
+    assert "Received: max_decays=-1. Expected an integer >= 0." in message
+
+
+def test_rule_is_a_frozen_value_with_its_config():
+    rule = PlateauRule(monitor="val_mAP", min_delta=1, patience=3, max_period_epochs=9)
+    config = rule.get_config()
+    assert set(config) == {field.name for field in dataclasses.fields(PlateauRule)}
+    assert PlateauRule.from_config(config) == rule
+    assert isinstance(rule.min_delta, float)
+    assert hash(rule) == hash(PlateauRule.from_config(config))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rule.patience = 5  # type: ignore[misc]
+    assert dataclasses.replace(rule, patience=5).patience == 5
+    with pytest.raises(ValueError, match="Received: patience=0"):
+        dataclasses.replace(rule, patience=0)
+    # The run's state lives in the tracker, not in the rule.
+    tracker = rule.tracker()
+    tracker.update(0, 0.5)
+    assert (tracker.best, rule) == (0.5, PlateauRule.from_config(config))
 
 
 class FeedScores(keras.callbacks.Callback):

@@ -1,7 +1,11 @@
 """RefinePlan against the schedule written out by hand from the paper and the authors' code."""
 
+import dataclasses
+import json
+
 import pytest
 
+from keras_rollback import PlateauRule
 from keras_rollback import RefinePlan
 
 BLOCKS = ("stem", "conv2_x", "conv3_x", "conv4_x", "conv5_x")
@@ -103,6 +107,109 @@ def test_plan_that_does_not_fit(plan, epochs, match):
         plan.resolve(BLOCKS, epochs=epochs)
 
 
-def test_config_round_trip():
-    plan = RefinePlan(period_epochs=5, kept_blocks=[["stem"]], rollback=False, decay_epochs=None)
-    assert RefinePlan.from_config(plan.get_config()).get_config() == plan.get_config()
+PLANS = [
+    RefinePlan(),
+    RefinePlan(period_epochs=5, kept_blocks=[["stem"]], rollback=False, decay_epochs=None),
+    RefinePlan(periods=1, warmup_epochs=20, learning_rate=1, decay_factor=1),
+    RefinePlan(periods=4, plateau=PlateauRule(monitor="val_mAP", patience=3, max_period_epochs=9)),
+]
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=["default", "kept_blocks", "warmup", "plateau"])
+def test_config_round_trip(plan):
+    config = plan.get_config()
+    assert set(config) == {field.name for field in dataclasses.fields(RefinePlan)}
+    assert RefinePlan.from_config(config) == plan
+    # Through JSON too, as experiments and checkpoints save it.
+    assert RefinePlan.from_config(json.loads(json.dumps(config))) == plan
+    assert hash(RefinePlan.from_config(config)) == hash(plan)
+
+
+def test_config_saved_by_earlier_versions_loads():
+    saved = {
+        "period_epochs": 40,
+        "periods": 2,
+        "kept_blocks": [["conv3_x"]],
+        "rollback": True,
+        "warmup_epochs": 0,
+        "learning_rate": 0.01,
+        "head_learning_rate": 0.1,
+        "kept_learning_rate": 0.001,
+        "refine_head_learning_rate": 0.01,
+        "decay_epochs": 20,
+        "decay_factor": 0.1,
+        "plateau": {
+            "monitor": "loss",
+            "mode": "auto",
+            "min_delta": 0.0,
+            "patience": 2,
+            "min_period_epochs": 1,
+            "max_period_epochs": None,
+            "learning_rate_steps": "plateau",
+            "max_decays": 1,
+        },
+    }
+    plan = RefinePlan.from_config(saved)
+    assert plan == RefinePlan(kept_blocks=[["conv3_x"]], plateau=PlateauRule())
+    assert plan.get_config() == saved
+    with pytest.raises(ValueError, match=r"Unknown RefinePlan config keys \['epochs'\]"):
+        RefinePlan.from_config({**saved, "epochs": 160})
+
+
+def test_arguments_are_normalised_to_immutable_values():
+    plan = RefinePlan(kept_blocks=[["stem"], ["stem", "conv2_x"]], learning_rate=1)
+    assert plan.kept_blocks == (("stem",), ("stem", "conv2_x"))
+    assert plan.periods == 3
+    assert isinstance(plan.learning_rate, float)
+    same = RefinePlan(periods=3, kept_blocks=(("stem",), ("stem", "conv2_x")), learning_rate=1.0)
+    assert plan == same
+    assert len({plan, same}) == 1
+
+
+def test_plan_is_frozen():
+    plan = RefinePlan()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.period_epochs = 10  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.plateau = PlateauRule()  # type: ignore[misc]
+
+
+def test_replace_copies_and_validates_again():
+    plan = RefinePlan(period_epochs=10, periods=3)
+    copy = dataclasses.replace(plan, rollback=False)
+    assert (copy.rollback, copy.period_epochs, copy.periods) == (False, 10, 3)
+    assert plan.rollback is True
+    with pytest.raises(
+        ValueError, match=r"Received: period_epochs=0\. Expected a positive integer\."
+    ):
+        dataclasses.replace(plan, period_epochs=0)
+    with pytest.raises(ValueError, match=r"Received: plateau=\{'patience': 3\}"):
+        dataclasses.replace(plan, plateau={"patience": 3})
+
+
+def test_every_bad_argument_is_reported_at_once():
+    with pytest.raises(ValueError) as error:
+        RefinePlan(period_epochs=0, warmup_epochs=-1, learning_rate=0.0, rollback=None)
+    message = str(error.value)
+    for received in ("period_epochs=0", "warmup_epochs=-1", "learning_rate=0.0", "rollback=None"):
+        assert f"Received: {received}." in message
+
+
+def test_layer_decay_scales_each_block_by_its_depth_from_the_top_in_every_period():
+    """BEiT's layer-wise decay, hand-computed: head x1, top block x0.5, then x0.25, x0.125."""
+    plan = RefinePlan(period_epochs=10, periods=3, decay_epochs=None, layer_decay=0.5)
+    first, second, third = plan.resolve(["B1", "B2", "B3"])
+    assert first.base_learning_rates == {"B1": 0.00125, "B2": 0.0025, "B3": 0.005, "head": 0.1}
+    # Period 2 keeps B1 (kept rate 0.001), rolls back B2, B3 (rate 0.01): decay applies to both.
+    assert second.base_learning_rates == {"B1": 0.000125, "B2": 0.0025, "B3": 0.005, "head": 0.01}
+    assert third.base_learning_rates == {"B1": 0.000125, "B2": 0.00025, "B3": 0.005, "head": 0.01}
+    assert second.rolled_back == ("B2", "B3") and third.rolled_back == ("B3",)
+    # 1.0 (the default) leaves every rate as the paper's schedule has it.
+    undecayed = RefinePlan(period_epochs=10, periods=3).resolve(["B1", "B2", "B3"])
+    assert undecayed[0].base_learning_rates == {"B1": 0.01, "B2": 0.01, "B3": 0.01, "head": 0.1}
+
+
+@pytest.mark.parametrize("layer_decay", [0, -0.5, 1.5, "0.5", None])
+def test_layer_decay_must_be_in_zero_one(layer_decay):
+    with pytest.raises(ValueError, match=f"Received: layer_decay={layer_decay!r}"):
+        RefinePlan(layer_decay=layer_decay)

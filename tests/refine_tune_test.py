@@ -8,6 +8,7 @@ from testing_models import tiny_data
 from testing_models import tiny_partition
 from testing_models import weights_by_path
 
+from keras_rollback import LayerwiseAdamW
 from keras_rollback import LayerwiseSGD
 from keras_rollback import RollbackRefine
 from keras_rollback import refine_tune
@@ -25,15 +26,25 @@ def deterministic_ops():
         tf.config.experimental.enable_op_determinism()
 
 
-def _model():
+OPTIMIZERS = {
+    "sgd": LayerwiseSGD,
+    "adamw": lambda: LayerwiseAdamW(weight_decay=0.05),
+    "adamw_loss_scaled": lambda: keras.optimizers.LossScaleOptimizer(
+        LayerwiseAdamW(weight_decay=0.05)
+    ),
+}
+
+
+def _model(optimizer="sgd"):
     model = tiny_cnn(seed=3)
-    model.compile(optimizer=LayerwiseSGD(), loss=LOSS, metrics=["accuracy"])
+    model.compile(optimizer=OPTIMIZERS[optimizer](), loss=LOSS, metrics=["accuracy"])
     return model
 
 
-def test_loop_and_callback_give_the_same_weights(deterministic_ops):
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_loop_and_callback_give_the_same_weights(deterministic_ops, optimizer):
     x, y = tiny_data(n=24)
-    by_callback = _model()
+    by_callback = _model(optimizer)
     callback_history = by_callback.fit(
         x,
         y,
@@ -43,7 +54,7 @@ def test_loop_and_callback_give_the_same_weights(deterministic_ops):
         verbose=0,
         callbacks=[RollbackRefine(tiny_partition(by_callback), period_epochs=2, verbose=0)],
     )
-    by_loop = _model()
+    by_loop = _model(optimizer)
     loop_history = refine_tune(
         by_loop,
         tiny_partition(by_loop),
@@ -62,7 +73,7 @@ def test_loop_and_callback_give_the_same_weights(deterministic_ops):
         np.testing.assert_allclose(value, expected[path], rtol=0, atol=1e-6, err_msg=path)
         assert not np.array_equal(value, start[path]), f"{path} never trained"
         difference = max(difference, float(np.max(np.abs(value - expected[path]))))
-    print(f"[{keras.backend.backend()}] max |loop - callback| = {difference:.3g}")
+    print(f"[{keras.backend.backend()}] {optimizer}: max |loop - callback| = {difference:.3g}")
     assert loop_history.epoch == [0, 1, 2, 3]
     assert loop_history.history["period"] == [1, 1, 2, 2]
     np.testing.assert_allclose(
@@ -70,9 +81,13 @@ def test_loop_and_callback_give_the_same_weights(deterministic_ops):
     )
 
 
-def test_loop_recompiles_with_a_fresh_optimizer_per_period():
+@pytest.mark.parametrize(
+    "optimizer, optimizer_class",
+    [("sgd", LayerwiseSGD), ("adamw", LayerwiseAdamW), ("adamw_loss_scaled", LayerwiseAdamW)],
+)
+def test_loop_recompiles_with_a_fresh_optimizer_per_period(optimizer, optimizer_class):
     x, y = tiny_data()
-    model = _model()
+    model = _model(optimizer)
     seen = []
 
     class RecordOptimizer(keras.callbacks.Callback):
@@ -91,7 +106,10 @@ def test_loop_recompiles_with_a_fresh_optimizer_per_period():
         verbose=0,
     )
     assert len({id(o) for o in seen}) == 3
-    assert all(isinstance(o, LayerwiseSGD) for o in seen)
+    # The unwrapped optimizer is fresh too: its count started at the last recompile.
+    inner = [getattr(o, "inner_optimizer", o) for o in seen]
+    assert all(isinstance(o, optimizer_class) for o in inner)
+    assert int(inner[-1].iterations) == 2  # One epoch of two steps since the last recompile.
     # Recompiling kept the loss and the metrics.
     assert len(history.history["accuracy"]) == len(history.history["loss"]) == 3
 

@@ -4,7 +4,8 @@
         [--kill-at-epoch=E] [--single-reference]
 
 Joins the job through `MultiProcessJob` (MultiWorkerMirroredStrategy on TensorFlow,
-jax.distributed + DataParallel on JAX), trains a tiny CNN with `RollbackRefine` +
+jax.distributed + DataParallel on JAX, torch.distributed (Gloo) + this library's bucketed gradient
+averaging on torch), trains a tiny CNN with `RollbackRefine` +
 `LayerwiseSGD` on a tf.data pipeline of global batches (each process feeds its share), checkpoints
 with `RunCheckpoint` (the chief into WORKDIR, the other process into its private folder), then
 extracts evaluation features. It writes `result-<process>.npz` into WORKDIR: the weights and
@@ -12,6 +13,12 @@ momenta this process holds locally before the first step of each period >= 2, th
 momenta, loss history and features. With `--kill-at-epoch=E`, process 1 SIGKILLs itself after the
 first step of epoch E (mid-period). With `--single-reference` the chief also trains the same model
 alone with the same global batch (no scope, one process) and saves it as `single-reference.npz`.
+
+On torch the blocks normalise with LayerNormalization instead of BatchNormalization: a torch
+process normalises its share of the batch with its own batch statistics (as DDP without
+SyncBatchNorm), so with BatchNorm two processes would not compute what one process computes with
+the global batch; LayerNormalization is per sample, which makes the comparison exact up to
+float32 round-off.
 """
 
 import argparse
@@ -110,6 +117,7 @@ def main():
         _train_single_reference(x, y, initial, args.workdir)
     if not job.is_chief:
         shutil.rmtree(directory, ignore_errors=True)
+    job.close()
 
 
 def _build(synchronized):
@@ -118,9 +126,13 @@ def _build(synchronized):
     x = inputs
     for block in range(1, 5):
         x = keras.layers.Conv2D(4, 3, padding="same", name=f"b{block}_conv")(x)
-        # Batch statistics over the global batch, as on one process (a TensorFlow replica
-        # sees only its share; a JAX DataParallel step is one program over the global batch).
-        x = keras.layers.BatchNormalization(synchronized=synchronized, name=f"b{block}_bn")(x)
+        if keras.backend.backend() == "torch":
+            # Per sample: a torch process's BatchNorm would see only its share (module docstring).
+            x = keras.layers.LayerNormalization(name=f"b{block}_norm")(x)
+        else:
+            # Batch statistics over the global batch, as on one process (a TensorFlow replica
+            # sees only its share; a JAX DataParallel step is one program over the global batch).
+            x = keras.layers.BatchNormalization(synchronized=synchronized, name=f"b{block}_bn")(x)
         x = keras.layers.ReLU(name=f"b{block}_relu")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     model = keras.Model(inputs, keras.layers.Dense(3, name="fc")(x), name="tiny_cnn")
@@ -158,6 +170,8 @@ class _Probe(keras.callbacks.Callback):
 def _local_copies(variable):
     """The copies of `variable` that this process holds, as numpy arrays."""
     value = variable.value
+    if keras.backend.backend() == "torch":
+        return [keras.ops.convert_to_numpy(value)]  # One copy per process.
     if keras.backend.backend() == "jax":
         # Replicated over the processes' devices; numpy reads this process's copy (the
         # `addressable_shards` of an array that Keras `device_put` there cannot be listed).

@@ -139,6 +139,10 @@ def _package_of(name, path):
 # choosing its backend subclass when constructed (as Keras' `TorchOptimizer.__new__`).
 ALLOWED_DEFERRED_CYCLE_IMPORTS = {
     ("keras_rollback.optimizers.layerwise_sgd", "keras_rollback.optimizers.torch_layerwise_sgd"),
+    (
+        "keras_rollback.optimizers.layerwise_adamw",
+        "keras_rollback.optimizers.torch_layerwise_adamw",
+    ),
 }
 
 

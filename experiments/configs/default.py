@@ -80,10 +80,19 @@ def get_config():
     # (float32 master weights and snapshots; float16 trains with dynamic loss scaling).
     config.train.mixed_precision = "float32"
 
+    # "sgd": keras_rollback.LayerwiseSGD(**config.optimizer) (the paper's); "adamw":
+    # keras_rollback.LayerwiseAdamW(**config.adamw) (torch's AdamW, decoupled weight decay; the
+    # usual choice for vision transformers, see configs/vit.py). The plan's rates apply to both.
+    config.optimizer_name = "sgd"
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.momentum = 0.9
     config.optimizer.nesterov = True
     config.optimizer.weight_decay = 5e-4
+    config.adamw = ml_collections.ConfigDict()
+    config.adamw.beta_1 = 0.9
+    config.adamw.beta_2 = 0.999
+    config.adamw.epsilon = 1e-8
+    config.adamw.weight_decay = 0.05
 
     # Methods compared, each a RefinePlan built from `plan` (see experiments/methods.py):
     # rollback, base_cy, fine_tune (period 1 only), fc_warmup, keep_block:<block>.
@@ -97,6 +106,8 @@ def get_config():
     config.plan.refine_head_learning_rate = 0.01
     config.plan.decay_epochs = 20
     config.plan.decay_factor = 0.1
+    config.plan.layer_decay = 1.0  # Layer-wise rate decay per block from the top (1: none).
+
     config.plan.warmup_epochs = 20  # fc_warmup only.
     # plateau_rollback only: keras_rollback.PlateauRule's arguments. A period ends when the
     # training loss has not improved by `min_delta` for `patience` epochs; the learning rates
@@ -128,6 +139,8 @@ def get_config():
     config.distribution.num_processes = 1
     config.distribution.process_id = 0
     config.distribution.coordinator = ""  # "host:port" of process 0, reachable from every process.
+    # On torch, with num_processes left at 1, torchrun's WORLD_SIZE, RANK, MASTER_ADDR and
+    # MASTER_PORT name the job (experiments/launch.py).
     # TensorFlow only: every process's "host:port", comma-separated, process 0's first.
     # "" = the coordinator's host with consecutive ports (all processes on one machine).
     config.distribution.worker_addresses = ""

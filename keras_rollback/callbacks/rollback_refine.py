@@ -11,6 +11,7 @@ from keras_rollback import _atomic_files
 from keras_rollback import compat
 from keras_rollback.block_partition import BlockPartition
 from keras_rollback.onednn_bfloat16_error import raise_if_onednn_bfloat16
+from keras_rollback.optimizers.layerwise_learning_rates import LayerwiseLearningRates
 from keras_rollback.optimizers.layerwise_sgd import LayerwiseSGD
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 from keras_rollback.refine_plan import Period
@@ -23,8 +24,9 @@ class RollbackRefine(keras.callbacks.Callback):
     Training is split into periods. Period 1 fine-tunes the whole network.
     At the first epoch of period `p >= 2` the callback keeps blocks
     `1..p-1`, restores blocks `p..N` (weights and BatchNorm statistics) from
-    the pre-trained snapshot, keeps the head, zeroes the optimizer's
-    momentum, and restarts the per-group learning rates; inside every period
+    the pre-trained snapshot, keeps the head, zeroes the optimizer's state
+    (momentum; Adam's moments and step counts) as a newly created PyTorch
+    optimizer holds it, and restarts the per-group learning rates; inside every period
     the rates decay step-wise. See `RefinePlan` for the schedule and for the
     baselines (plain fine-tuning, "base_cy", FC warm-up) that the same
     callback runs.
@@ -33,8 +35,10 @@ class RollbackRefine(keras.callbacks.Callback):
     (JAX's included) reads weights and optimizer state afresh, so the first
     step of a period starts from the rolled-back weights.
 
-    The model must be compiled with `LayerwiseSGD` (PyTorch-equivalent SGD
-    with per-variable learning-rate multipliers). The callback owns the
+    The model must be compiled with `LayerwiseSGD` or `LayerwiseAdamW`
+    (PyTorch-equivalent SGD and AdamW with per-variable learning-rate
+    multipliers), possibly wrapped in a `keras.optimizers.LossScaleOptimizer`
+    (mixed precision). The callback owns the
     learning rate: each epoch it sets the optimizer's `learning_rate` to the
     largest group rate and each variable's multiplier to its group's share.
     A block whose learning rate is 0 in a period (the backbone during an FC
@@ -173,7 +177,7 @@ class RollbackRefine(keras.callbacks.Callback):
         resumed = not self.epoch_records and epoch > 0
         if started and epoch > 0:
             snapshot.restore(model, self.partition, period.rolled_back)
-            optimizer.reset_momentum()
+            optimizer.reset_state()
         rates = period.learning_rates(epoch)
         self._set_learning_rates(model, optimizer, rates)
         self._freeze_blocks(model, [b for b in self.partition.block_names if rates[b] == 0])
@@ -193,10 +197,13 @@ class RollbackRefine(keras.callbacks.Callback):
             )
         if started and self.verbose:
             name = "FC warm-up" if period.number == 0 else f"period {period.number}"
+            reset = (
+                "momentum reset" if isinstance(optimizer, LayerwiseSGD) else "optimizer state reset"
+            )
             action = (
-                f"rolled back {', '.join(period.rolled_back)}; momentum reset"
+                f"rolled back {', '.join(period.rolled_back)}; {reset}"
                 if period.rolled_back and epoch > 0
-                else ("momentum reset" if epoch > 0 else "fine-tuning from pre-trained weights")
+                else (reset if epoch > 0 else "fine-tuning from pre-trained weights")
             )
             rate_text = ", ".join(f"{g}={r:g}" for g, r in rates.items())
             compat.print_msg(
@@ -276,12 +283,7 @@ class RollbackRefine(keras.callbacks.Callback):
             "values": {str(e): v for e, v in sorted(self._monitored.items())},
             "period_starts": [p.start_epoch for p in self.periods],
         }
-
-        def write(path):
-            with open(path, "w") as f:
-                json.dump(record, f, indent=1)
-
-        _atomic_files.atomic_write(self._plateau_path, write)
+        _atomic_files.write_json(self._plateau_path, record, indent=1)
 
     def on_train_end(self, logs=None):
         self._freeze_blocks(self.model, [])
@@ -377,13 +379,15 @@ def _batch_normalization_layers(model):
 
 
 def _layerwise_optimizer(model):
+    """The model's `LayerwiseSGD` or `LayerwiseAdamW` (inside a `LossScaleOptimizer` too)."""
     optimizer = getattr(model, "optimizer", None)
     # A mixed-precision LossScaleOptimizer wraps the real one.
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-    if not isinstance(optimizer, LayerwiseSGD):
+    if not isinstance(optimizer, LayerwiseLearningRates):
         raise ValueError(
-            "RollbackRefine needs the model compiled with keras_rollback.LayerwiseSGD "
-            "(PyTorch-equivalent SGD with per-group learning rates). Received: "
+            "RollbackRefine needs the model compiled with keras_rollback.LayerwiseSGD or "
+            "keras_rollback.LayerwiseAdamW (PyTorch-equivalent SGD or AdamW with per-group "
+            "learning rates, which reset as a new PyTorch optimizer at each period). Received: "
             f"optimizer={type(optimizer).__name__ if optimizer is not None else None}"
         )
     return optimizer

@@ -3,7 +3,8 @@
 CUB-200-2011 and Food-101 come from TensorFlow Datasets (`caltech_birds2011`, `food101`);
 FGVC-Aircraft, which TFDS does not build, is read from its published archive folder. All
 three give train and test `tf.data.Dataset`s of `(images, labels)` batches with the same
-resizing, augmentation and normalisation options as the ReID pipeline.
+resizing, augmentation and normalisation options as the ReID pipeline: one
+`transform=ImageTransform(...)`, whose augmentations apply to the training split only.
 """
 
 import dataclasses
@@ -17,6 +18,9 @@ from keras_rollback.data import reid_dataset
 # The paper does not give the input size of its fine-grained experiments; 224x224 is the
 # ImageNet size of the backbones.
 FINE_GRAINED_IMAGE_SIZE = (224, 224)
+# The default transform of the fine-grained builders: the ReID pipeline's (bicubic, random
+# flip, "torch" normalisation) at 224x224.
+FINE_GRAINED_TRANSFORM = pipeline.ImageTransform(image_size=FINE_GRAINED_IMAGE_SIZE)
 TFDS_DATASETS = {
     "caltech_birds2011": ("train", "test"),
     "food101": ("train", "validation"),
@@ -57,16 +61,12 @@ def load_tfds_fine_grained(
     *,
     data_dir=None,
     download=False,
-    image_size=FINE_GRAINED_IMAGE_SIZE,
+    transform=FINE_GRAINED_TRANSFORM,
     batch_size=32,
-    preprocessing="torch",
-    interpolation="bicubic",
     seed=None,
     shuffle_buffer_size=1000,
-    random_flip=True,
-    random_crop_padding=0,
-    random_erasing_probability=0.0,
     num_parallel_calls=tf.data.AUTOTUNE,
+    **legacy_kwargs,
 ):
     """Loads CUB-200-2011 or Food-101 from TensorFlow Datasets as training-ready splits.
 
@@ -88,17 +88,17 @@ def load_tfds_fine_grained(
             (`~/tensorflow_datasets`).
         download: bool. Whether TFDS may download and prepare the dataset. Defaults to
             `False`.
-        image_size: tuple `(height, width)`. Defaults to `(224, 224)`.
+        transform: `ImageTransform`. Resize, augmentation (training split only) and
+            normalisation. Defaults to `ImageTransform(image_size=(224, 224))`: bicubic,
+            random flip, `"torch"` normalisation (`FINE_GRAINED_TRANSFORM`).
         batch_size: int. Images per batch. Defaults to `32`.
-        preprocessing: str. See `pipeline.normalize_images`. Defaults to `"torch"`.
-        interpolation: str. `tf.image.resize` method. Defaults to `"bicubic"`.
         seed: int or `None`. Seed of the file order, shuffle and augmentations. Defaults
             to `None`.
         shuffle_buffer_size: int. Decoded images in the shuffle buffer. Defaults to `1000`.
-        random_flip: bool. Random horizontal flip of training images. Defaults to `True`.
-        random_crop_padding: int. Pad-and-random-crop margin, 0 to disable. Defaults to `0`.
-        random_erasing_probability: float. Random erasing probability. Defaults to `0.0`.
         num_parallel_calls: int. Parallelism of the maps. Defaults to `tf.data.AUTOTUNE`.
+        **legacy_kwargs: Deprecated, removed in the next release: the fields of
+            `ImageTransform` as separate keyword arguments, applied to
+            `FINE_GRAINED_TRANSFORM` with a `DeprecationWarning`.
 
     Returns:
         A `FineGrainedDataset`.
@@ -106,8 +106,15 @@ def load_tfds_fine_grained(
     Raises:
         FileNotFoundError: if the dataset is not prepared in `data_dir` and
             `download=False`.
-        ValueError: if `name` or another argument is invalid.
+        ValueError: if `name` or another argument is invalid, or `transform` is given
+            together with a deprecated keyword argument.
     """
+    transform = pipeline.transform_from_legacy_kwargs(
+        transform,
+        legacy_kwargs,
+        builder_name="load_tfds_fine_grained",
+        default=FINE_GRAINED_TRANSFORM,
+    )
     import tensorflow_datasets as tfds  # Optional dependency (the `tfds` extra).
 
     if name not in TFDS_DATASETS:
@@ -125,20 +132,6 @@ def load_tfds_fine_grained(
         raise ValueError(
             f"Expected a positive integer shuffle_buffer_size. Received: shuffle_buffer_size={shuffle_buffer_size!r}."
         )
-    train_transform = pipeline.ImageTransform(
-        image_size=image_size,
-        preprocessing=preprocessing,
-        interpolation=interpolation,
-        random_flip=random_flip,
-        random_crop_padding=random_crop_padding,
-        random_erasing_probability=random_erasing_probability,
-    )
-    test_transform = pipeline.ImageTransform(
-        image_size=image_size,
-        preprocessing=preprocessing,
-        interpolation=interpolation,
-        random_flip=False,
-    )
     train_split, test_split = TFDS_DATASETS[name]
     try:
         train, info = tfds.load(
@@ -169,8 +162,8 @@ def load_tfds_fine_grained(
     )
     return FineGrainedDataset(
         name=name,
-        train=pipeline.make_image_label_batches(train, train_transform, **batching),
-        test=pipeline.make_image_label_batches(test, test_transform, **batching),
+        train=pipeline.make_image_label_batches(train, transform, **batching),
+        test=pipeline.make_image_label_batches(test, transform.without_augmentation(), **batching),
         num_classes=label.num_classes,
         class_names=tuple(label.names),
     )
@@ -250,17 +243,13 @@ def load_fgvc_aircraft(
     *,
     annotation="variant",
     remove_banner=True,
-    image_size=FINE_GRAINED_IMAGE_SIZE,
+    transform=FINE_GRAINED_TRANSFORM,
     batch_size=32,
-    preprocessing="torch",
-    interpolation="bicubic",
     seed=None,
-    random_flip=True,
-    random_crop_padding=0,
-    random_erasing_probability=0.0,
     image_check="header",
     on_bad_image="raise",
     num_parallel_calls=tf.data.AUTOTUNE,
+    **legacy_kwargs,
 ):
     """Loads FGVC-Aircraft from its archive folder as training-ready splits.
 
@@ -279,21 +268,28 @@ def load_fgvc_aircraft(
             Defaults to `"variant"`.
         remove_banner: bool. Whether to cut the 20-pixel copyright banner off the bottom
             of each image before resizing. Defaults to `True`.
-        image_size: tuple `(height, width)`. Defaults to `(224, 224)`.
+        transform: `ImageTransform`. Resize, augmentation (training split only) and
+            normalisation. Defaults to `ImageTransform(image_size=(224, 224))`: bicubic,
+            random flip, `"torch"` normalisation (`FINE_GRAINED_TRANSFORM`).
         batch_size: int. Images per batch. Defaults to `32`.
-        preprocessing: str. See `pipeline.normalize_images`. Defaults to `"torch"`.
-        interpolation: str. `tf.image.resize` method. Defaults to `"bicubic"`.
         seed: int or `None`. Seed of the shuffle and augmentations. Defaults to `None`.
-        random_flip: bool. Random horizontal flip of training images. Defaults to `True`.
-        random_crop_padding: int. Pad-and-random-crop margin, 0 to disable. Defaults to `0`.
-        random_erasing_probability: float. Random erasing probability. Defaults to `0.0`.
         image_check: str. See `image_files.find_bad_images`. Defaults to `"header"`.
         on_bad_image: str. `"raise"` or `"skip"`. Defaults to `"raise"`.
         num_parallel_calls: int. Parallelism of the maps. Defaults to `tf.data.AUTOTUNE`.
+        **legacy_kwargs: Deprecated, removed in the next release: the fields of
+            `ImageTransform` as separate keyword arguments, applied to
+            `FINE_GRAINED_TRANSFORM` with a `DeprecationWarning`.
 
     Returns:
         A `FineGrainedDataset`.
+
+    Raises:
+        ValueError: if an argument is invalid, or `transform` is given together with a
+            deprecated keyword argument.
     """
+    transform = pipeline.transform_from_legacy_kwargs(
+        transform, legacy_kwargs, builder_name="load_fgvc_aircraft", default=FINE_GRAINED_TRANSFORM
+    )
     if not isinstance(remove_banner, bool):
         raise ValueError(
             f"Expected a bool remove_banner. Received: remove_banner={remove_banner!r}."
@@ -306,18 +302,10 @@ def load_fgvc_aircraft(
 
     splits = []
     for records, training in ((train_records, True), (test_records, False)):
-        transform = pipeline.ImageTransform(
-            image_size=image_size,
-            preprocessing=preprocessing,
-            interpolation=interpolation,
-            random_flip=random_flip and training,
-            random_crop_padding=random_crop_padding if training else 0,
-            random_erasing_probability=random_erasing_probability if training else 0.0,
-        )
         splits.append(
             pipeline.make_file_label_batches(
                 records,
-                transform,
+                transform if training else transform.without_augmentation(),
                 batch_size=batch_size,
                 shuffle=training,
                 seed=seed,

@@ -53,17 +53,13 @@ def make_identity_train_dataset(
     *,
     identities_per_batch=16,
     images_per_identity=4,
-    image_size=pipeline.DEFAULT_IMAGE_SIZE,
-    preprocessing="torch",
-    interpolation="bicubic",
+    transform=pipeline.DEFAULT_TRANSFORM,
     seed=0,
-    random_flip=True,
-    random_crop_padding=0,
-    random_erasing_probability=0.0,
     image_check="header",
     on_bad_image="raise",
     num_parallel_calls=tf.data.AUTOTUNE,
     start_epoch=0,
+    **legacy_kwargs,
 ):
     """Training batches of P identities x K images, for the batch-hard triplet loss.
 
@@ -82,19 +78,28 @@ def make_identity_train_dataset(
         records: sequence of `(path, label, ...)` records (`ReIDDataset.train`).
         identities_per_batch: int P >= 2. Defaults to `16` (Bag of Tricks).
         images_per_identity: int K >= 2. Defaults to `4`.
-        image_size, preprocessing, interpolation, random_flip, random_crop_padding,
-            random_erasing_probability, image_check, on_bad_image, num_parallel_calls:
-            As in `make_train_dataset`.
+        transform: `ImageTransform`. Resize, augmentation and normalisation. Defaults to
+            `ImageTransform()`, as `make_train_dataset` (`pipeline.DEFAULT_TRANSFORM`).
+        image_check, on_bad_image, num_parallel_calls: As in `make_train_dataset`.
         seed: int. Seed of the sampling and the augmentations. Defaults to `0`.
         start_epoch: int >= 0. First epoch of the stream. Defaults to `0`.
+        **legacy_kwargs: Deprecated, removed in the next release: the fields of
+            `ImageTransform` as separate keyword arguments, with a `DeprecationWarning`.
 
     Returns:
         `(dataset, steps_per_epoch)`: a `tf.data.Dataset` of float32 `[P*K, H, W, 3]`
         images and int32 `[P*K]` labels, and the batches per epoch.
 
     Raises:
-        ValueError: if an argument is invalid or the records hold fewer than P identities.
+        ValueError: if an argument is invalid, the records hold fewer than P identities, or
+            `transform` is given together with a deprecated keyword argument.
     """
+    transform = pipeline.transform_from_legacy_kwargs(
+        transform,
+        legacy_kwargs,
+        builder_name="make_identity_train_dataset",
+        default=pipeline.DEFAULT_TRANSFORM,
+    )
     for name, value in (
         ("identities_per_batch", identities_per_batch),
         ("images_per_identity", images_per_identity),
@@ -105,14 +110,6 @@ def make_identity_train_dataset(
         raise ValueError(f"Received: start_epoch={start_epoch!r}. Expected an integer >= 0.")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"Received: seed={seed!r}. Expected an integer.")
-    transform = pipeline.ImageTransform(
-        image_size=image_size,
-        preprocessing=preprocessing,
-        interpolation=interpolation,
-        random_flip=random_flip,
-        random_crop_padding=random_crop_padding,
-        random_erasing_probability=random_erasing_probability,
-    )
     records = pipeline.check_records(records, "records")
     records = image_files.drop_bad_images(records, check=image_check, on_bad_image=on_bad_image)
     pids = [record[1] for record in records]

@@ -12,6 +12,7 @@ alike, so nothing here depends on the Keras backend.
 
 import dataclasses
 import math
+import warnings
 
 import tensorflow as tf
 
@@ -173,6 +174,84 @@ class ImageTransform:
     def eval_transform(self, image):
         """Normalises one resized image (no augmentation)."""
         return normalize_images(image, self.preprocessing)
+
+    def without_augmentation(self):
+        """This transform with the flip, the crop and the erasing off: an evaluation split's."""
+        return dataclasses.replace(
+            self, random_flip=False, random_crop_padding=0, random_erasing_probability=0.0
+        )
+
+
+TRANSFORM_FIELDS = tuple(field.name for field in dataclasses.fields(ImageTransform))
+# The defaults of the builders: the authors' 288x144 bicubic resize, ImageNet mean/std, flip.
+DEFAULT_TRANSFORM = ImageTransform()
+
+
+def _constructor_text(transform):
+    """`ImageTransform(...)` with the fields of `transform` that differ from the defaults."""
+    changed = (
+        f"{name}={getattr(transform, name)!r}"
+        for name in TRANSFORM_FIELDS
+        if getattr(transform, name) != getattr(DEFAULT_TRANSFORM, name)
+    )
+    return f"ImageTransform({', '.join(changed)})"
+
+
+def transform_from_legacy_kwargs(
+    transform, legacy_kwargs, *, builder_name, default, allowed=TRANSFORM_FIELDS
+):
+    """The `ImageTransform` of a data builder given `transform=` or, deprecated, its fields.
+
+    The builders once took the fields of `ImageTransform` (`image_size`, `preprocessing`,
+    `interpolation`, `random_flip`, `random_crop_padding`, `random_erasing_probability`) as
+    separate keyword arguments. For one release they still do: each builder collects them in
+    `**legacy_kwargs` and calls this, which applies them to the builder's `default`
+    transform and emits a `DeprecationWarning` that points at the builder's caller and
+    spells out the `transform=ImageTransform(...)` to pass instead.
+
+    Args:
+        transform: The builder's `transform` argument; `default` itself when not given.
+        legacy_kwargs: dict. The deprecated keyword arguments the builder received.
+        builder_name: str. The builder's name, for the messages.
+        default: `ImageTransform`. The default of the builder's `transform` argument.
+        allowed: tuple of str. The fields the builder accepted as keyword arguments.
+            Defaults to all of them.
+
+    Returns:
+        `transform`, or `default` with the deprecated keyword arguments applied.
+
+    Raises:
+        TypeError: if a keyword argument is not one the builder ever accepted.
+        ValueError: if `transform` is not an `ImageTransform`, if it is given together with
+            a deprecated keyword argument, or if a deprecated keyword argument's value is
+            invalid.
+    """
+    unexpected = [name for name in legacy_kwargs if name not in allowed]
+    if unexpected:
+        raise TypeError(f"{builder_name}() got an unexpected keyword argument {unexpected[0]!r}.")
+    if not isinstance(transform, ImageTransform):
+        raise ValueError(
+            f"{builder_name}() expects transform=ImageTransform(...). "
+            f"Received: transform={transform!r}."
+        )
+    if not legacy_kwargs:
+        return transform
+    given = {name: legacy_kwargs[name] for name in TRANSFORM_FIELDS if name in legacy_kwargs}
+    given_text = ", ".join(f"{name}={value!r}" for name, value in given.items())
+    if transform is not default:
+        raise ValueError(
+            f"{builder_name}() received both transform= and the deprecated keyword "
+            f"argument(s) {', '.join(given)}: put those settings in the ImageTransform and "
+            f"pass transform= alone. Received: transform={transform!r}, {given_text}."
+        )
+    transform = dataclasses.replace(default, **given)
+    warnings.warn(
+        f"{builder_name}({given_text}) is deprecated and will be removed in the next "
+        f"release: pass transform={_constructor_text(transform)} instead.",
+        DeprecationWarning,
+        stacklevel=3,  # The builder's caller: stacklevel=2 as seen from the builder.
+    )
+    return transform
 
 
 def read_image(path):
@@ -367,20 +446,16 @@ def _epoch_keyed_batches(paths, labels, start_epoch, transform, *, shuffle, seed
 def make_train_dataset(
     records,
     *,
-    image_size=DEFAULT_IMAGE_SIZE,
+    transform=DEFAULT_TRANSFORM,
     batch_size=32,
-    preprocessing="torch",
-    interpolation="bicubic",
     shuffle=True,
     seed=None,
-    random_flip=True,
-    random_crop_padding=0,
-    random_erasing_probability=0.0,
     drop_remainder=False,
     image_check="header",
     on_bad_image="raise",
     num_parallel_calls=tf.data.AUTOTUNE,
     start_epoch=None,
+    **legacy_kwargs,
 ):
     """Builds the training `tf.data.Dataset` of `(images, labels)` batches for `model.fit`.
 
@@ -397,23 +472,20 @@ def make_train_dataset(
     >>> dataset = read_market1501("/data/Market-1501-v15.09.15")  # doctest: +SKIP
     >>> train = make_train_dataset(dataset.train, seed=0)  # doctest: +SKIP
     >>> model.fit(train, epochs=40)  # doctest: +SKIP
+    >>> bot = ImageTransform(image_size=(256, 128), random_crop_padding=10,
+    ...                      random_erasing_probability=0.5)  # doctest: +SKIP
+    >>> train = make_train_dataset(dataset.train, transform=bot, seed=0)  # doctest: +SKIP
 
     Args:
         records: sequence of `(path, label, ...)` tuples, such as `ReIDRecord`s (the `pid`
             is the label). Usually `ReIDDataset.train`, whose pids are `0..L-1`.
-        image_size: tuple `(height, width)`. Defaults to `(288, 144)`.
+        transform: `ImageTransform`. Resize, augmentation and normalisation of each image.
+            Defaults to `ImageTransform()`: 288x144 bicubic, random flip, `"torch"`
+            normalisation, no crop, no erasing (`DEFAULT_TRANSFORM`).
         batch_size: int. Images per batch. Defaults to `32`.
-        preprocessing: str. `"torch"`, `"caffe"`, `"tf"` or `"none"`, see
-            `normalize_images`. Defaults to `"torch"`.
-        interpolation: str. `tf.image.resize` method. Defaults to `"bicubic"`.
         shuffle: bool. Whether to reshuffle the records each epoch. Defaults to `True`.
         seed: int or `None`. Seed of the shuffle and the augmentations; `None` draws them
             at random. Defaults to `None`.
-        random_flip: bool. Random horizontal flip. Defaults to `True`.
-        random_crop_padding: int. Pad-and-random-crop margin in pixels, 0 to disable.
-            Defaults to `0`.
-        random_erasing_probability: float. Probability of random erasing (Zhong et al.,
-            2020), 0 to disable. Defaults to `0.0`.
         drop_remainder: bool. Whether to drop the last partial batch. Defaults to `False`.
         image_check: str. `"header"`, `"decode"` or `"none"`, see `find_bad_images`.
             Defaults to `"header"`.
@@ -428,21 +500,22 @@ def make_train_dataset(
             `model.fit(..., steps_per_epoch=steps_per_epoch(len(records), batch_size))`.
             `None` gives the usual finite dataset, reshuffled each time it is iterated.
             Defaults to `None`.
+        **legacy_kwargs: Deprecated, removed in the next release: the fields of
+            `ImageTransform` (`image_size`, `preprocessing`, `interpolation`, `random_flip`,
+            `random_crop_padding`, `random_erasing_probability`) as separate keyword
+            arguments. Each call with them emits a `DeprecationWarning`; pass
+            `transform=ImageTransform(...)` instead.
 
     Returns:
         A `tf.data.Dataset` of `(images, labels)`: float32 `[B, H, W, 3]` and int32 `[B]`.
 
     Raises:
         BadImageError: if a file is unreadable and `on_bad_image="raise"`.
-        ValueError: if an argument is invalid or `records` is empty.
+        ValueError: if an argument is invalid, `records` is empty, or `transform` is given
+            together with a deprecated keyword argument.
     """
-    transform = ImageTransform(
-        image_size=image_size,
-        preprocessing=preprocessing,
-        interpolation=interpolation,
-        random_flip=random_flip,
-        random_crop_padding=random_crop_padding,
-        random_erasing_probability=random_erasing_probability,
+    transform = transform_from_legacy_kwargs(
+        transform, legacy_kwargs, builder_name="make_train_dataset", default=DEFAULT_TRANSFORM
     )
     return make_file_label_batches(
         records,
@@ -463,16 +536,18 @@ def steps_per_epoch(num_records, batch_size, drop_remainder=False):
     return num_records // batch_size if drop_remainder else -(-num_records // batch_size)
 
 
+EVAL_LEGACY_FIELDS = ("image_size", "preprocessing", "interpolation")
+
+
 def make_eval_dataset(
     records,
     *,
-    image_size=DEFAULT_IMAGE_SIZE,
+    transform=DEFAULT_TRANSFORM,
     batch_size=32,
-    preprocessing="torch",
-    interpolation="bicubic",
     image_check="header",
     on_bad_image="raise",
     num_parallel_calls=tf.data.AUTOTUNE,
+    **legacy_kwargs,
 ):
     """Builds an evaluation `tf.data.Dataset` of dict batches, in the order of `records`.
 
@@ -491,25 +566,34 @@ def make_eval_dataset(
 
     Args:
         records: sequence of `ReIDRecord`, e.g. `ReIDDataset.query` or `.gallery`.
-        image_size: tuple `(height, width)`. Defaults to `(288, 144)`.
+        transform: `ImageTransform`. Only its resize (`image_size`, `interpolation`) and
+            normalisation (`preprocessing`) apply: its augmentation fields are ignored, so
+            the training transform can be passed as it is. Defaults to `ImageTransform()`:
+            288x144 bicubic, `"torch"` normalisation (`DEFAULT_TRANSFORM`).
         batch_size: int. Images per batch. Defaults to `32`.
-        preprocessing: str. See `normalize_images`. Defaults to `"torch"`.
-        interpolation: str. `tf.image.resize` method. Defaults to `"bicubic"`.
         image_check: str. See `find_bad_images`. Defaults to `"header"`.
         on_bad_image: str. `"raise"` or `"skip"`; skipping changes the evaluation set, and
             the warning says so. Defaults to `"raise"`.
         num_parallel_calls: int. Parallelism of the decode map. Defaults to
             `tf.data.AUTOTUNE`.
+        **legacy_kwargs: Deprecated, removed in the next release: `image_size`,
+            `preprocessing` and `interpolation` as separate keyword arguments. Each call
+            with them emits a `DeprecationWarning`; pass `transform=ImageTransform(...)`.
 
     Returns:
         A `tf.data.Dataset` of dicts with keys `"image"`, `"pid"`, `"camid"` (if any), `"path"`.
 
     Raises:
         BadImageError: if a file is unreadable and `on_bad_image="raise"`.
-        ValueError: if an argument is invalid or `records` is empty.
+        ValueError: if an argument is invalid, `records` is empty, or `transform` is given
+            together with a deprecated keyword argument.
     """
-    transform = ImageTransform(
-        image_size=image_size, preprocessing=preprocessing, interpolation=interpolation
+    transform = transform_from_legacy_kwargs(
+        transform,
+        legacy_kwargs,
+        builder_name="make_eval_dataset",
+        default=DEFAULT_TRANSFORM,
+        allowed=EVAL_LEGACY_FIELDS,
     )
     check_batch_size(batch_size)
     check_num_parallel_calls(num_parallel_calls)

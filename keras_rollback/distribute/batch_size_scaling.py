@@ -1,17 +1,13 @@
 """Learning rates for data-parallel training with a global batch other than the paper's 32."""
 
+import dataclasses
 import math
 
+from keras_rollback.refine_plan import LEARNING_RATE_FIELDS
 from keras_rollback.refine_plan import RefinePlan
 
 PAPER_BATCH_SIZE = 32
 SCALING_RULES = ("linear", "sqrt")
-_RATE_ARGUMENTS = (
-    "learning_rate",
-    "head_learning_rate",
-    "kept_learning_rate",
-    "refine_head_learning_rate",
-)
 
 
 def batch_size_scale(global_batch_size, *, reference_batch_size=PAPER_BATCH_SIZE, rule="linear"):
@@ -92,6 +88,7 @@ def scale_plan_for_batch_size(
     scale = batch_size_scale(
         global_batch_size, reference_batch_size=reference_batch_size, rule=rule
     )
-    config = plan.get_config()
-    config.update({name: config[name] * scale for name in _RATE_ARGUMENTS})
-    return RefinePlan.from_config(config)  # Rebuilds the plateau rule from its config.
+    # Every other field (plateau rule, kept blocks, schedule) carries over as it is.
+    return dataclasses.replace(
+        plan, **{name: getattr(plan, name) * scale for name in LEARNING_RATE_FIELDS}
+    )

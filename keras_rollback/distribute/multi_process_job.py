@@ -14,9 +14,12 @@ class MultiProcessJob:
     joined): on TensorFlow through `tf.distribute.MultiWorkerMirroredStrategy`
     (`TF_CONFIG` is written from `worker_addresses`), on JAX through
     `keras.distribution.initialize` (the coordinator is process 0) and
-    `keras.distribution.DataParallel` over the devices of every process. The
-    torch backend raises `NotImplementedError`: Keras 3 has no multi-process
-    data parallelism there.
+    `keras.distribution.DataParallel` over the devices of every process, on
+    torch through `torch.distributed` (NCCL when the process has a CUDA
+    GPU, Gloo otherwise; the coordinator is process 0's TCP store, under
+    `torchrun` `MASTER_ADDR:MASTER_PORT`) and this library's data
+    parallelism, modelled on `DistributedDataParallel` (Keras 3 has none on
+    torch; see `keras_rollback/distribute/torch_multi_process.py`).
 
     Build and compile the model inside `scope()` (it keeps the strategy;
     `fit` may run outside). Build an evaluation feature model outside it:
@@ -25,10 +28,24 @@ class MultiProcessJob:
     one). Give `fit` the global batch (`dataset.batch(global_batch_size, drop_remainder=True)`):
     each process feeds its share of every global batch (TensorFlow shards
     the dataset by batch, Keras' `DataParallel` rebatches and shards it per
-    process), each step averages the loss over the global batch, and the
-    gradients are all-reduced, so the job takes the steps of one process
-    with the same global batch. `RollbackRefine`'s rollbacks and momentum
-    resets happen in `on_epoch_begin` on every process alike.
+    process, and on torch the `fit` of a model compiled in the scope keeps
+    rows `[r * n // N, (r + 1) * n // N)` of each batch of `n` on process
+    `r` of `N`: a `tf.data.Dataset`, a `keras.utils.PyDataset` or NumPy
+    arrays with `batch_size`), each step averages the loss over the global
+    batch, and the gradients are all-reduced (on torch: flattened into
+    ~25 MB buckets, one all-reduce each, before `optimizer.apply`, for any
+    Keras optimizer), so the job takes the steps of one process with the
+    same global batch. On torch, process 0's weights and optimizer state are
+    given to every process when `fit` begins (before `RollbackRefine`
+    captures its snapshot), its non-trainable variables (BatchNorm moving
+    statistics) after every epoch, and the epoch's logs are averaged over the
+    processes, so that every callback decides alike. BatchNorm on torch
+    normalises each process's share with its own batch statistics (DDP
+    without `SyncBatchNorm`): with BatchNorm in training mode, a torch job is
+    not the same computation as one process with the global batch. Validation
+    data is not sharded: every process evaluates all of it.
+    `RollbackRefine`'s rollbacks and momentum resets happen in
+    `on_epoch_begin` on every process alike, from the same snapshot file.
 
     Files: every process writes (saving a TensorFlow model can involve
     collectives, so all must), the chief to the real paths and the others
@@ -38,11 +55,13 @@ class MultiProcessJob:
     directory before `start()`, since the chief writes nothing until every
     process has joined.
 
-    Example:
+    Example (on torch, `torchrun --nproc_per_node=2 train.py` sets `RANK`,
+    `WORLD_SIZE`, `MASTER_ADDR` and `MASTER_PORT`):
 
     ```python
-    job = MultiProcessJob(num_processes=2, process_id=int(os.environ["RANK"]),
-                          coordinator="node0:12345")
+    job = MultiProcessJob(num_processes=int(os.environ["WORLD_SIZE"]),
+                          process_id=int(os.environ["RANK"]),
+                          coordinator=f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}")
     workdir = job.process_directory("/shared/run")
     job.start()
     with job.scope():
@@ -67,9 +86,16 @@ class MultiProcessJob:
             must be `coordinator`). Defaults to `None`: the coordinator's host
             with consecutive ports from the coordinator's (every process on
             one machine).
+        join_timeout_s: Number > 0. On torch, how long `start()` waits for
+            every process to join before it raises a `RuntimeError` naming
+            the coordinator, world size and rank (a missing process, a wrong
+            world size, an unreachable coordinator). Defaults to `300`.
+            TensorFlow and JAX wait as they do.
     """
 
-    def __init__(self, num_processes, process_id, coordinator, worker_addresses=None):
+    def __init__(
+        self, num_processes, process_id, coordinator, worker_addresses=None, join_timeout_s=300
+    ):
         problems = []
         count_ok = isinstance(num_processes, int) and not isinstance(num_processes, bool)
         if not count_ok or num_processes < 1:
@@ -96,11 +122,18 @@ class MultiProcessJob:
                     f"{num_processes} 'host:port' strings, the first being the coordinator "
                     f"{coordinator!r})"
                 )
+        if (
+            isinstance(join_timeout_s, bool)
+            or not isinstance(join_timeout_s, (int, float))
+            or not join_timeout_s > 0
+        ):
+            problems.append(f"join_timeout_s={join_timeout_s!r} (expected a number > 0)")
         if problems:
             raise ValueError(f"Invalid multi-process job. Received: {'; '.join(problems)}.")
         self.num_processes = num_processes
         self.process_id = process_id
         self.coordinator = coordinator
+        self.join_timeout_s = join_timeout_s
         if worker_addresses is None and num_processes > 1:
             host, port = coordinator.rsplit(":", 1)
             worker_addresses = [f"{host}:{int(port) + i}" for i in range(num_processes)]
@@ -134,10 +167,24 @@ class MultiProcessJob:
         if self.num_processes == 1:
             self._scope = contextlib.nullcontext
         else:
+            timeout = (
+                {"join_timeout_s": self.join_timeout_s}
+                if keras.backend.backend() == "torch"
+                else {}
+            )
             self._scope = _backend_job_module().join_job(
-                self.num_processes, self.process_id, self.worker_addresses
+                self.num_processes, self.process_id, self.worker_addresses, **timeout
             )
         return self
+
+    def close(self):
+        """Leaves the job at the end: on torch, destroys the process group; else does nothing."""
+        if self._scope is None or self.num_processes == 1 or keras.backend.backend() != "torch":
+            return
+        import torch.distributed
+
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
     def scope(self):
         """Context in which to build, compile and train the model (after `start()`)."""
@@ -163,11 +210,13 @@ def _backend_job_module():
         from keras_rollback.distribute import jax_multi_process
 
         return jax_multi_process
+    if backend == "torch":
+        from keras_rollback.distribute import torch_multi_process
+
+        return torch_multi_process
     raise NotImplementedError(
-        f"Multi-process training runs on the tensorflow and jax backends; the {backend!r} backend "
-        "has none in Keras 3 (keras.distribution is implemented for JAX only, and the torch "
-        "trainer neither wraps the model in DistributedDataParallel nor all-reduces gradients). "
-        "Use KERAS_BACKEND=tensorflow or jax, or a one-process job."
+        f"Multi-process training runs on the tensorflow, jax and torch backends, not on "
+        f"{backend!r}."
     )
 
 

@@ -13,13 +13,13 @@ import copy
 import csv
 import io
 import json
-import logging
 import os
 import pathlib
 import re
 from typing import Any
 
 import keras
+from absl import logging
 
 from keras_rollback import _atomic_files
 from keras_rollback.data import pipeline
@@ -34,8 +34,6 @@ from keras_rollback.models import bnneck_model
 from keras_rollback.models import reid_model
 from keras_rollback.models.model_file import load_model_file
 from keras_rollback.user_error import UserError
-
-logger = logging.getLogger(__name__)
 
 RANKS = (1, 5, 10)
 MAX_RANK = 50  # Length of the CMC curve drawn and recorded, as the experiments'.
@@ -219,14 +217,11 @@ def evaluate_model_on_dataset(
     image_size = evaluation_image_size(feature_model, image_size)
     _check_query_ids_in_gallery(dataset)
     query_gallery_indices = _query_gallery_indices(dataset)
+    transform = pipeline.ImageTransform(
+        image_size=image_size, preprocessing=preprocessing, interpolation=interpolation
+    )
     query, gallery = (
-        pipeline.make_eval_dataset(
-            records,
-            image_size=image_size,
-            batch_size=batch_size,
-            preprocessing=preprocessing,
-            interpolation=interpolation,
-        )
+        pipeline.make_eval_dataset(records, transform=transform, batch_size=batch_size)
         for records in (dataset.query, dataset.gallery)
     )
     options = dict(
@@ -417,7 +412,7 @@ def run_settings(model_path):
             },
         }
     except (OSError, ValueError, KeyError, TypeError) as e:
-        logger.warning("Ignoring the run config %s, which cannot be read: %s", path, e)
+        logging.warning("Ignoring the run config %s, which cannot be read: %s", path, e)
         return None, {}
     dataset = config.get("dataset", {})
     if config.get("task", "reid") == "reid" and dataset.get("name") in DATASET_NAMES:
@@ -434,7 +429,7 @@ def run_settings(model_path):
             "name": "market1501",
             "root": os.path.join(workdir, "synthetic-market1501"),
         }
-    logger.info("Settings of the run that wrote %s read from %s", model_path, path)
+    logging.info("Settings of the run that wrote %s read from %s", model_path, path)
     return path, settings
 
 
@@ -592,9 +587,9 @@ def _write_results(
         ),
         suffix=".png",
     )
-    _write_text(paths[RESULTS_CSV], _results_csv(results))
+    _atomic_files.write_text(paths[RESULTS_CSV], _results_csv(results))
     record = {**results, "files": paths}
-    _write_text(paths[RESULTS_JSON], json.dumps(record, indent=1) + "\n")
+    _atomic_files.write_text(paths[RESULTS_JSON], json.dumps(record, indent=1) + "\n")
     return paths
 
 
@@ -609,11 +604,3 @@ def _results_csv(results):
             + [results["num_valid_queries"], results["num_gallery"]]
         )
     return text.getvalue()
-
-
-def _write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-
-    _atomic_files.atomic_write(path, write, suffix=os.path.splitext(path)[1])

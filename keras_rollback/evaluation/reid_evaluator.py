@@ -11,8 +11,10 @@ class ReIDEvaluator:
     A plain object, usable with or without training: `extract` computes the query and
     gallery features (flip test-time augmentation, L2 normalisation, as the rolling-back
     authors' code), `score` ranks them (`ranking_scores_from_features`), and calling the
-    evaluator does both and keeps the last features and scores (for pictures).
-    `ReIDEvaluationCallback` runs one during `fit`.
+    evaluator does both and keeps the last features and scores (for pictures); `evaluate`
+    does the same and returns the scores as a dict of floats. The evaluator carries the
+    data and every option of the evaluation: `ReIDEvaluationCallback(evaluator, ...)` runs
+    it during `fit`.
 
     Example:
 
@@ -20,7 +22,13 @@ class ReIDEvaluator:
     evaluator = ReIDEvaluator(query_ds, gallery_ds, ap_method="non_interpolated")
     scores = evaluator(feature_model)
     scores.as_logs(ranks=evaluator.ranks)  # {"rank1": ..., "rank5": ..., "mAP": ..., ...}
+    evaluator.evaluate(feature_model)  # The same dict, in one call.
     ```
+
+    A dataset without cameras (e.g. `read_folder_dataset` with no `camid` group) has no
+    `camid` in its batches; when its query images are gallery images too (one folder for
+    both), pass `query_gallery_indices=dataset.query_gallery_indices()` so that each query
+    image is left out of its own ranked list.
 
     Args:
         query_data: Iterable of dict batches (`image`, `pid`, `camid`, `path`), e.g. a
@@ -116,3 +124,8 @@ class ReIDEvaluator:
         self.last_features = self.extract(feature_model)
         self.last_scores = self.score(*self.last_features)
         return self.last_scores
+
+    def evaluate(self, feature_model):
+        """Extracts and scores; returns `{"rank<k>": ..., "mAP": ..., "mINP": ...}` floats for
+        `ranks` (the `Evaluator` interface of `ReIDEvaluationCallback`)."""
+        return self(feature_model).as_logs(ranks=self.ranks)

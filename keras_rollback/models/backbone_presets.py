@@ -13,6 +13,7 @@ from keras_rollback.models.backbone_spec import register_backbone
 from keras_rollback.models.torchvision_resnet import RESNET_CONFIGS
 from keras_rollback.models.torchvision_resnet import import_keras_hub
 from keras_rollback.models.torchvision_resnet import keras_hub_resnet
+from keras_rollback.models.transformer_blocks import keras_hub_transformer_rules
 from keras_rollback.models.weight_source import WeightSource
 from keras_rollback.resolution_blocks import all_layers
 
@@ -401,5 +402,257 @@ for (
             signature=_signature,
             feature_layer=_feature_layer,
             description="Blocks of one feature-map resolution each",
+        )
+    )
+
+# --- Vision transformers (keras-hub) ---------------------------------------------------------
+# Blocks: stem (patch embedding, class/distillation/register tokens, position embedding), then
+# the transformer layers in `layer_groups` groups (default 4), the final norm with the last
+# (`keras_rollback/models/transformer_blocks.py`). The configurations are those of the
+# published models (the Hugging Face configs keras-hub converts its presets from), so that a
+# random-weight build has the preset's layout; keras-hub keeps the presets' own config files
+# on Kaggle.
+
+
+def keras_hub_transformer_builder(spec, arch, *, input_shape, last_stride, name, pretrained):
+    """A keras-hub ViT, DeiT or DINOv2 backbone: from its configuration, or a keras-hub preset."""
+    if last_stride != 2:
+        raise ValueError(
+            f"`last_stride` can only be changed for keras-hub ResNets. Received: arch={arch!r}, "
+            f"last_stride={last_stride}"
+        )
+    config = dict(spec.architectures[arch])
+    class_name = config.pop("class")
+    image_shape = _transformer_image_shape(arch, class_name, config, input_shape, pretrained)
+    backbone_class = getattr(import_keras_hub().models, class_name)
+    if pretrained is None:
+        return backbone_class(image_shape=image_shape, name=name, **config)
+    return backbone_class.from_preset(pretrained.preset, image_shape=image_shape, name=name)
+
+
+def _transformer_image_shape(arch, class_name, config, input_shape, pretrained):
+    """The input shape: `input_shape`, or where it leaves sizes open the preset's (random: 224)."""
+    size = _TRANSFORMER_PRESET_SIZE.get(pretrained.preset, 224) if pretrained else 224
+    height, width, channels = input_shape
+    if height is None or width is None:
+        height, width = size, size
+    patch = config["patch_size"]
+    if height % patch or width % patch:
+        raise ValueError(
+            f"{arch} cuts images into {patch}x{patch} patches: the input height and width must "
+            f"be multiples of {patch}. Received: input_shape={tuple(input_shape)!r}"
+        )
+    if class_name == "DINOV2Backbone" and height != width:
+        raise ValueError(
+            f"keras-hub's DINOV2Backbone takes square images only. Received: "
+            f"input_shape={tuple(input_shape)!r}"
+        )
+    resizes = class_name == "DINOV2Backbone"  # Its position embedding is interpolated.
+    if pretrained is not None and not resizes and (height, width) != (size, size):
+        raise ValueError(
+            f"keras-hub {class_name} does not resize its position embedding: preset "
+            f"{pretrained.preset!r} loads at {size}x{size} only. Received: "
+            f"input_shape={tuple(input_shape)!r}"
+        )
+    return (height, width, channels)
+
+
+def _vit_config(patch, layers, heads, hidden, mlp):
+    return {
+        "class": "ViTBackbone",
+        "patch_size": patch,
+        "num_layers": layers,
+        "num_heads": heads,
+        "hidden_dim": hidden,
+        "mlp_dim": mlp,
+        "layer_norm_epsilon": 1e-12,
+    }
+
+
+def _deit_config(layers, heads, hidden, intermediate):
+    return {
+        "class": "DeiTBackbone",
+        "patch_size": 16,
+        "num_layers": layers,
+        "num_heads": heads,
+        "hidden_dim": hidden,
+        "intermediate_dim": intermediate,
+        "layer_norm_epsilon": 1e-12,
+    }
+
+
+def _dinov2_config(layers, heads, hidden, registers=0):
+    return {
+        "class": "DINOV2Backbone",
+        "patch_size": 14,
+        "num_layers": layers,
+        "num_heads": heads,
+        "hidden_dim": hidden,
+        "intermediate_dim": 4 * hidden,
+        "layer_scale_init_value": 1.0,
+        "num_register_tokens": registers,
+        "position_embedding_shape": (518, 518, 3),
+        "antialias_in_interpolation": registers > 0,
+    }
+
+
+_VIT = {
+    "vit_base_patch16": _vit_config(16, 12, 12, 768, 3072),
+    "vit_base_patch32": _vit_config(32, 12, 12, 768, 3072),
+    "vit_large_patch16": _vit_config(16, 24, 16, 1024, 4096),
+    "vit_large_patch32": _vit_config(32, 24, 16, 1024, 4096),
+    "vit_huge_patch14": _vit_config(14, 32, 16, 1280, 5120),
+}
+_DEIT = {
+    "deit_tiny": _deit_config(12, 3, 192, 768),
+    "deit_small": _deit_config(12, 6, 384, 1536),
+    "deit_base": _deit_config(12, 12, 768, 3072),
+}
+_DINOV2 = {
+    "dinov2_small": _dinov2_config(12, 6, 384),
+    "dinov2_base": _dinov2_config(12, 12, 768),
+    "dinov2_large": _dinov2_config(24, 16, 1024),
+    "dinov2_with_registers_small": _dinov2_config(12, 6, 384, registers=4),
+    "dinov2_with_registers_base": _dinov2_config(12, 12, 768, registers=4),
+    "dinov2_with_registers_large": _dinov2_config(24, 16, 1024, registers=4),
+}
+# Input side of each preset: the only one ViT and DeiT load at (their position embedding is not
+# resized); DINOv2's default (its position embedding is interpolated to any square input).
+_TRANSFORMER_PRESET_SIZE: dict[str, int] = {}
+
+
+def _keras_hub_preset(name, preset, description, preprocessing, recipe, size=224, top1=None):
+    _TRANSFORMER_PRESET_SIZE[preset] = size
+    return WeightSource(
+        name=name,
+        kind="keras_hub",
+        description=f"keras-hub preset {preset!r}: {description}",
+        preprocessing=preprocessing,
+        top1=top1,
+        recipe=recipe,
+        preset=preset,
+    )
+
+
+_VIT_IN21K = "pre-trained on ImageNet-21k (Dosovitskiy et al., 2021; google's checkpoints)"
+_VIT_IN1K = f"{_VIT_IN21K}, fine-tuned on ImageNet-1k"
+
+
+def _vit_weights():
+    weights = {}
+    for arch, sizes_1k, size_21k in (
+        ("vit_base_patch16", (224, 384), 224),
+        ("vit_base_patch32", (384,), 224),
+        ("vit_large_patch16", (224, 384), 224),
+        ("vit_large_patch32", (384,), 224),
+        ("vit_huge_patch14", (), 224),
+    ):
+        sources = {}
+        for size in sizes_1k:
+            name = "imagenet" if size == 224 else f"imagenet_{size}"
+            preset = f"{arch}_{size}_imagenet"
+            sources[name] = _keras_hub_preset(
+                name, preset, f"ViT {_VIT_IN1K} at {size}x{size}", "tf", _VIT_IN1K, size
+            )
+        preset = f"{arch}_{size_21k}_imagenet21k"
+        sources["imagenet21k"] = _keras_hub_preset(
+            "imagenet21k", preset, f"ViT backbone {_VIT_IN21K}", "tf", _VIT_IN21K, size_21k
+        )
+        weights[arch] = sources
+    return weights
+
+
+_DEIT_RECIPE = (
+    "DeiT (Touvron et al., 2021): ImageNet-1k only, 300 epochs of AdamW, RandAugment, "
+    "Mixup/CutMix, random erasing, distilled from a RegNetY-16GF teacher"
+)
+
+
+def _deit_weights():
+    weights = {}
+    for arch in _DEIT:
+        size = arch.removeprefix("deit_")
+        sources = {
+            "imagenet": _keras_hub_preset(
+                "imagenet",
+                f"deit_{size}_distilled_patch16_224_imagenet",
+                "distilled DeiT (facebook's checkpoints) at 224x224",
+                "torch",
+                _DEIT_RECIPE,
+            )
+        }
+        if size == "base":
+            sources["imagenet_384"] = _keras_hub_preset(
+                "imagenet_384",
+                "deit_base_distilled_patch16_384_imagenet",
+                "distilled DeiT (facebook's checkpoints) fine-tuned at 384x384",
+                "torch",
+                _DEIT_RECIPE,
+                size=384,
+            )
+        weights[arch] = sources
+    return weights
+
+
+_DINOV2_RECIPE = (
+    "DINOv2 (Oquab et al., 2023): self-supervised (self-distillation and masked-token "
+    "objectives) on the curated LVD-142M images, no labels"
+)
+
+
+def _dinov2_weights():
+    return {
+        arch: {
+            "lvd142m": _keras_hub_preset(
+                "lvd142m",
+                arch,
+                "DINOv2 (facebook's checkpoints; its position embedding is interpolated to the "
+                "input size, square only)",
+                "torch",
+                _DINOV2_RECIPE + (" (with 4 register tokens)" if "registers" in arch else ""),
+                size=518,
+            )
+        }
+        for arch in _DINOV2
+    }
+
+
+for _family, _class_name, _architectures, _preprocessing, _weights, _description in (
+    (
+        "keras_hub_vit",
+        "ViTBackbone",
+        _VIT,
+        "tf",
+        _vit_weights(),
+        "keras-hub ViTBackbone: stem, then the transformer layers in groups",
+    ),
+    (
+        "keras_hub_deit",
+        "DeiTBackbone",
+        _DEIT,
+        "torch",
+        _deit_weights(),
+        "keras-hub DeiTBackbone (distilled DeiT): stem, then the transformer layers in groups",
+    ),
+    (
+        "keras_hub_dinov2",
+        "DINOV2Backbone",
+        _DINOV2,
+        "torch",
+        _dinov2_weights(),
+        "keras-hub DINOV2Backbone: stem, then the transformer layers in groups",
+    ),
+):
+    register_backbone(
+        BackboneSpec(
+            family=_family,
+            source="keras_hub",
+            architectures=_architectures,
+            build=keras_hub_transformer_builder,
+            preprocessing=_preprocessing,
+            weights=_weights,
+            block_rules=keras_hub_transformer_rules((_class_name,)),
+            block_options=("layer_groups",),
+            description=_description,
         )
     )

@@ -50,15 +50,21 @@ def get_backbone_spec(arch, source=None):
     )
 
 
-def find_backbone(model):
+def find_backbone(model, **options):
     """The first registered family found in `model` and its rule blocks (`{}`: by resolution).
+
+    Args:
+        model: `keras.Model`.
+        **options: Partition options (`layer_groups=4`) for the families
+            whose `block_options` name them; the others ignore them.
 
     Returns:
         `(spec, blocks)`, or `(None, None)` when no family is found.
     """
     paths = [w.path for w in model.weights]
     for spec in backbone_specs():
-        blocks = spec.find_blocks(model, paths)
+        accepted = {k: v for k, v in options.items() if k in spec.block_options}
+        blocks = spec.find_blocks(model, paths, **accepted)
         if blocks is not None:
             return spec, blocks
     return None, None

@@ -66,6 +66,9 @@ class BackboneSpec:
         feature_layer: String or None. Last backbone layer for the resolution
             partition; None for the last spatial output. Defaults to `None`.
         description: String. One line for the docs. Defaults to `""`.
+        block_options: Tuple of strings. Keyword options of `block_rules`
+            that `BlockPartition.for_model` passes on (`"layer_groups"` for
+            the transformers). Defaults to `()`.
     """
 
     family: str
@@ -78,6 +81,7 @@ class BackboneSpec:
     signature: tuple[str, ...] = ()
     feature_layer: str | None = None
     description: str = ""
+    block_options: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.source not in SOURCES:
@@ -102,10 +106,19 @@ class BackboneSpec:
             )
         return available[weights]
 
-    def find_blocks(self, model, paths):
-        """The rule blocks of this family in `model`, `{}` for a resolution family found, or None."""
+    def find_blocks(self, model, paths, **options):
+        """The rule blocks of this family in `model`, `{}` for a resolution family found, or None.
+
+        `options` (those named in `block_options`) go to `block_rules`.
+        """
+        unknown = sorted(set(options) - set(self.block_options))
+        if unknown:
+            raise ValueError(
+                f"Backbone family {self.family!r} takes no partition option {unknown}. "
+                f"Its options: {list(self.block_options) or 'none'}."
+            )
         if self.block_rules is not None:
-            return self.block_rules(model, paths)
+            return self.block_rules(model, paths, **options)
         names = {layer.name for layer in all_layers(model)}
         if all(any(re.fullmatch(pattern, n) for n in names) for pattern in self.signature):
             return {}

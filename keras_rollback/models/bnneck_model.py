@@ -2,8 +2,10 @@
 
 import keras
 
-from keras_rollback.models.backbones import resolve_backbone
 from keras_rollback.models.reid_model import POOLED_FEATURE
+from keras_rollback.models.reid_model import call_backbone
+from keras_rollback.models.reid_model import pool_feature
+from keras_rollback.models.reid_model import resolve_reid_backbone
 
 BNNECK = "bnneck"
 TRAINING_OUTPUT = "logits_and_feature"
@@ -18,11 +20,13 @@ def build_bnneck_model(
     input_shape=(256, 128, 3),
     last_stride=1,
     bnneck=True,
+    token_pooling="class",
     name=None,
 ):
     """Builds the strong ReID baseline's model: pooled feature -> BNNeck -> bias-free classifier.
 
-    backbone -> global average pooling (`pooled_feature`, what the triplet loss sees) ->
+    backbone -> global average pooling, or a transformer's class / mean patch token
+    (`pooled_feature`, what the triplet loss sees) ->
     BatchNorm without shift (`bnneck`; the inference feature) -> Dense(`num_classes`, no
     bias). The model returns ONE tensor, the logits followed by the pooled feature,
     `[B, num_classes + D]`, for `ReIDLoss` (cross-entropy on the logits, triplet on the
@@ -49,7 +53,8 @@ def build_bnneck_model(
             Defaults to `None`.
         source: String or None. Backbone source, see `build_backbone`. Defaults to `None`.
         input_shape: Tuple. Image shape (height, width, channels). Defaults to
-            `(256, 128, 3)` (Bag of Tricks).
+            `(256, 128, 3)` (Bag of Tricks). A keras-hub ViT or DeiT preset of another size
+            is loaded at its size and its position embedding resampled to this one.
         last_stride: 1 or 2. Stride of the last ResNet stage (keras-hub ResNets). Defaults
             to `1` (Bag of Tricks).
         bnneck: Bool. Put the BNNeck between the feature and the classifier; `False` gives
@@ -64,11 +69,11 @@ def build_bnneck_model(
         raise ValueError(f"Received: num_classes={num_classes!r}. Expected an integer > 1.")
     if not isinstance(bnneck, bool):
         raise ValueError(f"Received: bnneck={bnneck!r}. Expected True or False.")
-    backbone_model, label = resolve_backbone(
+    backbone_model, label = resolve_reid_backbone(
         backbone, weights=weights, source=source, input_shape=input_shape, last_stride=last_stride
     )
     images = keras.Input(shape=tuple(input_shape), name="images")
-    feature = keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURE)(backbone_model(images))
+    feature = pool_feature(backbone_model, call_backbone(backbone_model, images), token_pooling)
     classified = feature
     if bnneck:
         # torch's BatchNorm1d defaults (epsilon 1e-5, momentum 0.1); the shift is frozen

@@ -5,9 +5,112 @@ import random
 import keras
 
 from keras_rollback.models.backbones import resolve_backbone
+from keras_rollback.models.transformer_blocks import find_transformer_backbone
+from keras_rollback.models.transformer_input_size import build_transformer_at_size
+from keras_rollback.models.transformer_input_size import preset_resize_needed
 
 POOLED_FEATURE = "pooled_feature"
 DEFAULT_INPUT_SHAPE = (288, 144, 3)
+TOKEN_POOLINGS = ("class", "mean")
+
+
+@keras.saving.register_keras_serializable(package="keras_rollback")
+class TokenPooling(keras.layers.Layer):
+    """The feature of a vision transformer's token sequence `(batch, tokens, dim)`.
+
+    `"class"`: the class token (the first token); `"mean"`: the mean of the patch tokens,
+    the `prefix_tokens` first tokens (class, DeiT's distillation token, DINOv2's register
+    tokens) left out.
+
+    Args:
+        mode: `"class"` or `"mean"`.
+        prefix_tokens: Integer >= 1. Tokens before the patch tokens.
+    """
+
+    def __init__(self, mode="class", prefix_tokens=1, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in TOKEN_POOLINGS:
+            raise ValueError(
+                f"`token_pooling` must be one of {TOKEN_POOLINGS}. Received: token_pooling={mode!r}"
+            )
+        self.mode = mode
+        self.prefix_tokens = int(prefix_tokens)
+
+    def call(self, tokens):
+        if self.mode == "class":
+            return tokens[:, 0, :]
+        return keras.ops.mean(tokens[:, self.prefix_tokens :, :], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "prefix_tokens": self.prefix_tokens}
+
+
+def prefix_tokens(backbone_model):
+    """How many tokens come before the patch tokens in a keras-hub transformer's output.
+
+    ViT: its class token (none without one); DeiT: class and distillation tokens;
+    DINOv2: the class token and its register tokens. Another model: 1 (a class token first).
+    """
+    class_name, backbone = find_transformer_backbone(backbone_model)
+    if class_name == "DeiTBackbone":
+        return 2
+    if class_name == "DINOV2Backbone":
+        return 1 + int(backbone.num_register_tokens)
+    if class_name == "ViTBackbone":
+        return int(bool(backbone.use_class_token))
+    return 1
+
+
+def resolve_reid_backbone(backbone, *, weights, source, input_shape, last_stride):
+    """`resolve_backbone`, and a ViT / DeiT keras-hub preset at another input size than its own
+    built with its position embedding resampled (`build_transformer_at_size`)."""
+    size = preset_resize_needed(backbone, weights, source, input_shape)
+    if size is None:
+        return resolve_backbone(
+            backbone,
+            weights=weights,
+            source=source,
+            input_shape=input_shape,
+            last_stride=last_stride,
+        )
+    return build_transformer_at_size(backbone, weights, source, tuple(input_shape), size), backbone
+
+
+def call_backbone(backbone_model, images):
+    """`backbone_model(images)`; as `{"images": images}` to a model of one named input (keras-hub's
+    DINOv2), which Keras would otherwise warn about."""
+    inputs = getattr(backbone_model, "input", None)
+    if isinstance(inputs, dict) and len(inputs) == 1:
+        return backbone_model({next(iter(inputs)): images})
+    return backbone_model(images)
+
+
+def pool_feature(backbone_model, feature_map, token_pooling="class"):
+    """The pooled feature (layer `pooled_feature`) of a backbone's output.
+
+    A 4-D feature map (a CNN) is average-pooled; a 3-D token sequence (a keras-hub ViT, DeiT
+    or DINOv2) gives its class token (`token_pooling="class"`) or the mean of its patch
+    tokens (`"mean"`), through `TokenPooling`.
+    """
+    if token_pooling not in TOKEN_POOLINGS:
+        raise ValueError(
+            f"`token_pooling` must be one of {TOKEN_POOLINGS}. Received: "
+            f"token_pooling={token_pooling!r}"
+        )
+    if len(feature_map.shape) == 4:
+        return keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURE)(feature_map)
+    if len(feature_map.shape) != 3:
+        raise ValueError(
+            f"The backbone must output a 4-D feature map or a 3-D token sequence. Received "
+            f"output shape {tuple(feature_map.shape)} from {backbone_model.name!r}."
+        )
+    prefix = prefix_tokens(backbone_model)
+    if token_pooling == "class" and prefix == 0:
+        raise ValueError(f"{backbone_model.name!r} has no class token: use token_pooling='mean'.")
+    return TokenPooling(token_pooling, prefix, name=POOLED_FEATURE)(feature_map)
 
 
 def build_reid_model(
@@ -21,12 +124,14 @@ def build_reid_model(
     bottleneck_units=512,
     dropout=0.5,
     leaky_relu_alpha=0.1,
+    token_pooling="class",
     name=None,
 ):
     """Builds the classification model of the paper for person ReID or fine-grained recognition.
 
     backbone -> global average pooling (the feature: 2048-D for ResNet-50/101,
-    512-D for ResNet-34, 2048-D for InceptionV3) -> FC(`bottleneck_units`) ->
+    512-D for ResNet-34, 2048-D for InceptionV3; for a vision transformer its
+    class token or mean patch token, see `token_pooling`) -> FC(`bottleneck_units`) ->
     BatchNorm -> LeakyReLU(0.1) -> Dropout(`dropout`) -> FC(`num_classes`).
     The model returns logits: use a loss with `from_logits=True`. The head is
     initialised like the authors' released code: first FC Kaiming normal
@@ -60,7 +165,9 @@ def build_reid_model(
         source: String or None. Backbone source, see `build_backbone`.
             Defaults to `None`.
         input_shape: Tuple. Input image shape without the batch size (height,
-            width, channels). Defaults to `(288, 144, 3)`.
+            width, channels). Defaults to `(288, 144, 3)`. A keras-hub ViT or DeiT
+            preset of another (square) size is loaded at its size and its position
+            embedding resampled bicubically to this one (timm's way; ReID's 256x128).
         last_stride: 1 or 2. Stride of the last ResNet stage. Defaults to `2`.
         bottleneck_units: Integer > 0. Width of the first FC layer. Defaults
             to `512`.
@@ -68,6 +175,10 @@ def build_reid_model(
             Defaults to `0.5`.
         leaky_relu_alpha: Float >= 0. Negative slope of the LeakyReLU.
             Defaults to `0.1`.
+        token_pooling: `"class"` or `"mean"`. The feature of a vision
+            transformer backbone (keras-hub ViT, DeiT, DINOv2: a token
+            sequence): its class token, or the mean of its patch tokens.
+            Ignored for a CNN (average pooling). Defaults to `"class"`.
         name: String or None. Model name. Defaults to `"reid_<backbone>"`.
 
     Returns:
@@ -91,12 +202,11 @@ def build_reid_model(
         raise ValueError(
             f"`leaky_relu_alpha` must be a float >= 0. Received: leaky_relu_alpha={leaky_relu_alpha!r}"
         )
-    backbone_model, label = resolve_backbone(
+    backbone_model, label = resolve_reid_backbone(
         backbone, weights=weights, source=source, input_shape=input_shape, last_stride=last_stride
     )
     images = keras.Input(shape=tuple(input_shape), name="images")
-    feature_map = backbone_model(images)
-    feature = keras.layers.GlobalAveragePooling2D(name=POOLED_FEATURE)(feature_map)
+    feature = pool_feature(backbone_model, call_backbone(backbone_model, images), token_pooling)
     x = keras.layers.Dense(
         bottleneck_units,
         kernel_initializer=keras.initializers.VarianceScaling(

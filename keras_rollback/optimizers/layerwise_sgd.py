@@ -1,15 +1,14 @@
 """`LayerwiseSGD`: PyTorch-equivalent SGD with a learning-rate multiplier per variable."""
 
-from collections.abc import Mapping
-
 import keras
 from keras import ops
 
 from keras_rollback import compat
+from keras_rollback.optimizers.layerwise_learning_rates import LayerwiseLearningRates
 
 
 @keras.saving.register_keras_serializable(package="keras_rollback")
-class LayerwiseSGD(keras.optimizers.Optimizer):
+class LayerwiseSGD(LayerwiseLearningRates):
     """SGD with (Nesterov) momentum, L2 weight decay and per-variable learning rates.
 
     The update is exactly PyTorch's `torch.optim.SGD` with `dampening=0`, so
@@ -32,8 +31,9 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
     stored in one optimizer variable so that compiled train steps on every
     backend read the current values: `set_learning_rate_multipliers` changes
     them between epochs without recompiling, which is how per-group learning
-    rates (PyTorch "param groups") are expressed. `reset_momentum()` zeroes
-    every momentum buffer, as a new PyTorch optimizer would.
+    rates (PyTorch "param groups") are expressed. `reset_state()` (alias
+    `reset_momentum()`) zeroes every momentum buffer, as a new PyTorch
+    optimizer would.
 
     Example:
 
@@ -106,17 +106,11 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
             return
         super().build(variables)
         self.momentums = self.add_optimizer_variables(variables, "momentum")
-        self.learning_rate_multipliers = self.add_variable(
-            shape=(len(variables),),
-            initializer="ones",
-            dtype="float32",
-            name="learning_rate_multipliers",
-        )
+        self._build_learning_rate_multipliers(variables)
 
     def update_step(self, gradient, variable, learning_rate):
         index = compat.optimizer_variable_index(self, variable)
-        multiplier = self.learning_rate_multipliers[index]
-        learning_rate = ops.cast(ops.multiply(learning_rate, multiplier), variable.dtype)
+        learning_rate = self._variable_learning_rate(index, learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
         if self.l2_weight_decay:
             gradient = ops.add(gradient, ops.multiply(variable, self.l2_weight_decay))
@@ -129,56 +123,12 @@ class LayerwiseSGD(keras.optimizers.Optimizer):
             step = new_buf
         self.assign_sub(variable, ops.multiply(step, learning_rate))
 
-    def set_learning_rate_multipliers(self, multipliers):
-        """Sets the learning-rate multiplier of some trainable variables.
-
-        Args:
-            multipliers: Mapping from variable path (`variable.path`) to a
-                float >= 0. Variables not named keep their multiplier.
-        """
-        self._check_built("set_learning_rate_multipliers")
-        if not isinstance(multipliers, Mapping):
-            raise ValueError(
-                "`multipliers` must map variable paths to floats. "
-                f"Received: {type(multipliers).__name__}"
-            )
-        index_of_path = {
-            v.path: i for i, v in enumerate(compat.optimizer_trainable_variables(self))
-        }
-        unknown = [p for p in multipliers if p not in index_of_path]
-        if unknown:
-            raise ValueError(
-                f"Not trainable variables of this optimizer: {unknown[:5]}"
-                f"{' ...' if len(unknown) > 5 else ''}."
-            )
-        negative = {p: m for p, m in multipliers.items() if not m >= 0}
-        if negative:
-            raise ValueError(f"Learning-rate multipliers must be >= 0. Received: {negative}")
-        values = ops.convert_to_numpy(self.learning_rate_multipliers).copy()
-        for path, multiplier in multipliers.items():
-            values[index_of_path[path]] = multiplier
-        self.learning_rate_multipliers.assign(values)
-
-    def get_learning_rate_multipliers(self):
-        """Mapping from trainable variable path to its current multiplier."""
-        self._check_built("get_learning_rate_multipliers")
-        values = ops.convert_to_numpy(self.learning_rate_multipliers)
-        return {
-            v.path: float(m) for v, m in zip(compat.optimizer_trainable_variables(self), values)
-        }
+    def _state_variables(self):
+        return self.momentums
 
     def reset_momentum(self):
-        """Zeroes every momentum buffer, like a freshly created PyTorch SGD."""
-        self._check_built("reset_momentum")
-        for buf in self.momentums:
-            buf.assign(ops.zeros(buf.shape, dtype=buf.dtype))
-
-    def _check_built(self, method):
-        if not self.built:
-            raise ValueError(
-                f"Call `optimizer.build(model.trainable_variables)` (or train a "
-                f"step) before `{method}`."
-            )
+        """Zeroes every momentum buffer, like a freshly created PyTorch SGD (`reset_state`)."""
+        self.reset_state()
 
     def get_config(self):
         config = super().get_config()
