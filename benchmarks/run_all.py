@@ -103,7 +103,15 @@ CONFIGS = {  # label: (Keras backend, model.compile's jit_compile)
     "jax": ("jax", "auto"),
     "torch": ("torch", "auto"),
 }
-SECTIONS = ("step", "fit", "diagnostics", "precision", "data_parallel", "others")
+SECTIONS = (
+    "step",
+    "fit",
+    "diagnostics",
+    "precision",
+    "data_parallel",
+    "transformer_rollback",
+    "others",
+)
 PRECISION_CONFIGS = ("tensorflow", "jax", "torch")
 
 
@@ -293,6 +301,19 @@ def run_benchmarks(args):
                 log,
                 args.timeout,
             )
+        if "transformer_rollback" in args.sections:
+            results["transformer_rollback"] = {
+                backend: run_json(
+                    f"transformer rollback {backend}",
+                    "keras_training.py",
+                    ["--task=transformer_rollback", f"--repeats={max(size['repeats'], 5)}"],
+                    backend,
+                    scratch,
+                    log,
+                    args.timeout,
+                )
+                for backend in PRECISION_CONFIGS
+            }
         if "others" in args.sections:
             for name, script, arguments in (
                 ("evaluation", "evaluation.py", size["evaluation"]),
@@ -459,6 +480,8 @@ def markdown_table(results):
             )
     if "data_parallel" in results:
         lines.append(_data_parallel_row(results["data_parallel"]))
+    for backend, entry in results.get("transformer_rollback", {}).items():
+        lines.append(_transformer_rollback_row(backend, entry))
     evaluation = results.get("evaluation")
     if evaluation and not evaluation["error"]:
         # Its own table (torchreid's Cython vs ours on every backend), below this one.
@@ -493,6 +516,19 @@ def _data_parallel_row(entry):
         f"({entry['one_process_threads']} threads) | {two / one:.2f}x; gradient averaging "
         f"{entry['averaging_seconds_per_step']:.3f} s per step, "
         f"{entry['averaging_share_of_step']:.0%} of it ({entry['buckets_per_step']} all-reduces) |"
+    )
+
+
+def _transformer_rollback_row(backend, entry):
+    """ViT-B/16: every block restored from the host snapshot + LayerwiseAdamW's state reset."""
+    label = "ViT-B/16 rollback of every block + AdamW state reset, s (bar: 0.5)"
+    if "error" in entry:
+        return f"| {label} | {backend} | failed: {entry['error']} | | |"
+    return (
+        f"| {label} | {backend} | {entry['rollback_seconds']:.3f} | "
+        f"{entry['parameters'] / 1e6:.1f} M parameters, {entry['rollback_megabytes']:.0f} MB "
+        f"restored, {entry['optimizer_state_megabytes']:.0f} MB of optimizer variables | "
+        f"CPU {entry['rollback_cpu_seconds']:.3f} s |"
     )
 
 
@@ -560,7 +596,8 @@ def main():
         help="step: training/optimizer step and rollback; fit: callback overhead and "
         "memory; diagnostics: BlockDiagnostics overhead; precision: mixed-precision step time and "
         "rollback exactness; data_parallel: two torch processes vs one at the same global "
-        "batch (torch_data_parallel.py); others: evaluation and input pipeline.",
+        "batch (torch_data_parallel.py); transformer_rollback: ViT-B/16 rollback + AdamW reset "
+        "per backend; others: evaluation and input pipeline.",
     )
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per benchmark process.")
     parser.add_argument(

@@ -7,6 +7,7 @@ import torch
 
 from keras_rollback import compat
 from keras_rollback.optimizers.layerwise_adamw import LayerwiseAdamW
+from keras_rollback.optimizers.torch_state_reset import TorchStateReset
 
 # Keras' base of its fused torch optimizers (a private class, reached through compat).
 TorchParallelOptimizer: Any = compat.torch_parallel_optimizer()
@@ -14,7 +15,7 @@ TorchParallelOptimizer: Any = compat.torch_parallel_optimizer()
 
 # Saved under LayerwiseAdamW's name, so a file written on torch loads on every backend.
 @keras.saving.register_keras_serializable(package="keras_rollback", name="LayerwiseAdamW")
-class TorchLayerwiseAdamW(TorchParallelOptimizer, LayerwiseAdamW):
+class TorchLayerwiseAdamW(TorchStateReset, TorchParallelOptimizer, LayerwiseAdamW):
     """`LayerwiseAdamW` on the torch backend: `torch.optim.AdamW`'s multi-tensor update.
 
     `LayerwiseAdamW(...)` returns this subclass when the backend is torch. The
