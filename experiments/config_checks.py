@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 
 from experiments import methods
+from experiments.recipes import OPTIMIZERS as OPTIMIZER_NAMES
 from keras_rollback import BlockPartition
 from keras_rollback.data.fine_grained import TFDS_DATASETS
 from keras_rollback.data.readers import READERS
@@ -114,6 +115,12 @@ def validate_config(config):
         raise ConfigError(
             f"Unknown config.evaluation.ap_method={config.evaluation.ap_method!r}. "
             f"Expected one of {AP_METHODS}."
+        )
+    if config.get("optimizer_name", "sgd") not in OPTIMIZER_NAMES:
+        raise ConfigError(
+            f"Unknown config.optimizer_name={config.optimizer_name!r}."
+            f"{_did_you_mean(config.optimizer_name, OPTIMIZER_NAMES)} Expected one of "
+            f"{OPTIMIZER_NAMES}."
         )
     plan = config.plan
     if plan.decay_epochs > plan.period_epochs:

@@ -319,6 +319,16 @@ def test_unknown_dataset_name():
         config_checks.validate_config(config)
 
 
+def test_unknown_optimizer_name_is_refused_before_training():
+    config = smoke.get_config()
+    config.optimizer_name = "adamW"
+    with pytest.raises(
+        config_checks.ConfigError,
+        match=r"config\.optimizer_name='adamW'\. Did you mean 'adamw'\? Expected one of",
+    ):
+        config_checks.validate_config(config)
+
+
 def test_rerun_of_a_work_dir_with_another_config(tmp_path, monkeypatch):
     config = smoke.get_config()
     with workdir_lib.locked(tmp_path):

@@ -209,12 +209,18 @@ def build_backbone(
     except Exception as e:
         if pretrained is None or isinstance(e, ValueError):
             raise
+        # The torchvision files are an offline alternative for the ResNets only.
+        torchvision_alternative = (
+            f", or use weights='torchvision_v1' with the file placed in "
+            f"{weight_source.weights_home()}/torchvision"
+            if "torchvision_v1" in spec.weights.get(arch, {})
+            else ""
+        )
         raise weight_source.MissingWeightsError(
             f"The {pretrained.description} could not be loaded ({str(e).splitlines()[0]}). "
             f"{'keras-hub' if pretrained.kind == 'keras_hub' else 'keras.applications'} downloads "
-            "them on first use into its own cache (Kaggle's / ~/.keras/models): run once online, "
-            "or use weights='torchvision_v1' with the file placed in "
-            f"{weight_source.weights_home()}/torchvision."
+            "them on first use into its own cache (Kaggle's / ~/.keras/models): run once "
+            f"online{torchvision_alternative}."
         ) from None
     if named is not None:
         if named.kind == "torchvision":
