@@ -7,7 +7,9 @@ So the docs cannot drift from them, a page may hold these markers, replaced at b
 - `<!-- docstring-table: path -->`: the Markdown table in the module docstring of a Python file.
 
 `on_config` also fails the build if a public module of `keras_rollback` has no `:::` block in
-`docs/api/`, so every module gets a reference page.
+`docs/api/`, so every module gets a reference page. Not public: private modules (`_name`),
+`compat` (the private Keras access), and the files of one backend (`torch_*`, `jax_*`,
+`tensorflow_*`), which implement a public class or function of the module beside them.
 """
 
 import ast
@@ -17,6 +19,8 @@ import re
 from mkdocs.exceptions import PluginError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOT_PUBLIC = ("version.py", "compat.py")
+BACKEND_PREFIXES = ("torch_", "jax_", "tensorflow_")
 _MARKER = re.compile(r"<!-- (readme|file|docstring-table): (.+?) -->")
 
 
@@ -58,7 +62,9 @@ def on_config(config):
     missing = []
     for path in sorted((REPO_ROOT / "keras_rollback").rglob("*.py")):
         parts = path.relative_to(REPO_ROOT).with_suffix("").parts
-        if any(part.startswith("_") for part in parts) or path.name == "version.py":
+        if any(part.startswith("_") for part in parts) or path.name in NOT_PUBLIC:
+            continue
+        if path.name.startswith(BACKEND_PREFIXES):
             continue
         if ".".join(parts) not in documented:
             missing.append(".".join(parts))

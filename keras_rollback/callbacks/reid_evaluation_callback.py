@@ -292,7 +292,9 @@ class ReIDEvaluationCallback(keras.callbacks.Callback):
                 compat.print_msg(self._summary(epoch, logs, scores))
         if self.log_path is not None and (evaluated or self.log_all_epochs):
             record = {k: _json_value(v) for k, v in logs.items()}
-            _atomic_files.append_json_line(self.log_path, {"epoch": epoch, "wall_time": wall_time, **record})
+            _atomic_files.append_json_line(
+                self.log_path, {"epoch": epoch, "wall_time": wall_time, **record}
+            )
 
     @staticmethod
     def _summary(epoch, logs, scores):

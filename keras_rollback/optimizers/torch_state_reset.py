@@ -1,5 +1,7 @@
 """`TorchStateReset`: the fused torch optimizers zero their state in place."""
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -11,6 +13,10 @@ class TorchStateReset:
     which on a loaded CPU took seconds for a ViT-B/16's AdamW state (659 MB). One
     `torch._foreach_zero_` writes the same zeros into the existing tensors.
     """
+
+    # Provided by `LayerwiseLearningRates`, which every class using this mixin derives from.
+    _check_built: Callable[[str], None]
+    _state_variables: Callable[[], list]
 
     def reset_state(self):
         self._check_built("reset_state")
