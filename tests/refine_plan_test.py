@@ -151,7 +151,8 @@ def test_config_saved_by_earlier_versions_loads():
     }
     plan = RefinePlan.from_config(saved)
     assert plan == RefinePlan(kept_blocks=[["conv3_x"]], plateau=PlateauRule())
-    assert plan.get_config() == saved
+    # Saved again with the fields added since, at their defaults (no layer-wise decay).
+    assert plan.get_config() == {**saved, "layer_decay": 1.0}
     with pytest.raises(ValueError, match=r"Unknown RefinePlan config keys \['epochs'\]"):
         RefinePlan.from_config({**saved, "epochs": 160})
 
