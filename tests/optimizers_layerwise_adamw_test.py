@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 import torch
+from optimizer_checks import max_difference
+from optimizer_checks import run_keras_phases
 
 from keras_rollback import LayerwiseAdamW
 
@@ -46,31 +48,6 @@ def _run_torch(phases, initial, grads_per_step, betas=(0.9, 0.999)):
     return history
 
 
-def _run_keras(phases, optimizer, initial, grads_per_step):
-    variables = [keras.Variable(w, name=f"w{i}") for i, w in enumerate(initial)]
-    optimizer.build(variables)
-    history, step = [], 0
-    for phase in phases:
-        if phase["reset"]:
-            optimizer.reset_state()
-        peak = max(phase["rates"])
-        optimizer.learning_rate = peak
-        optimizer.set_learning_rate_multipliers(
-            {v.path: r / peak for v, r in zip(variables, phase["rates"])}
-        )
-        for _ in range(phase["steps"]):
-            optimizer.apply(
-                [keras.ops.convert_to_tensor(g) for g in grads_per_step[step]], variables
-            )
-            history.append([keras.ops.convert_to_numpy(v).copy() for v in variables])
-            step += 1
-    return history
-
-
-def _max_difference(a, b):
-    return max(float(np.max(np.abs(x - y))) for xs, ys in zip(a, b) for x, y in zip(xs, ys))
-
-
 def _problem(seed):
     rng = np.random.default_rng(seed)
     initial = [rng.normal(size=s).astype("float32") for s in SHAPES]
@@ -85,15 +62,15 @@ def test_matches_torch_adamw_across_lr_drop_and_reset(betas):
     optimizer = LayerwiseAdamW(
         learning_rate=0.01, beta_1=betas[0], beta_2=betas[1], weight_decay=WEIGHT_DECAY
     )
-    actual = _run_keras(PHASES, optimizer, initial, grads)
-    difference = _max_difference(actual, expected)
+    actual = run_keras_phases(PHASES, optimizer, initial, grads)
+    difference = max_difference(actual, expected)
     print(
         f"[{keras.backend.backend()}] betas={betas}: "
         f"max |LayerwiseAdamW - torch AdamW| = {difference:.3g}"
     )
     assert difference < 1e-6
     # The trajectory must have moved far more than the tolerance for the match to mean anything.
-    assert _max_difference(actual[-1:], [initial]) > 0.02
+    assert max_difference(actual[-1:], [initial]) > 0.02
     # Keras' `iterations` keeps counting (schedules read it); Adam's step counts restarted.
     assert int(optimizer.iterations) == 24
     np.testing.assert_array_equal(
@@ -106,8 +83,10 @@ def test_reset_is_needed_and_keras_adamw_is_not_torch_equivalent():
     initial, grads = _problem(1)
     expected = _run_torch(PHASES, initial, grads)
     no_reset = [dict(p, reset=False) for p in PHASES]
-    actual = _run_keras(no_reset, LayerwiseAdamW(0.01, weight_decay=WEIGHT_DECAY), initial, grads)
-    assert _max_difference(actual, expected) > 1e-4
+    actual = run_keras_phases(
+        no_reset, LayerwiseAdamW(0.01, weight_decay=WEIGHT_DECAY), initial, grads
+    )
+    assert max_difference(actual, expected) > 1e-4
     one_rate = [dict(p, rates=[p["rates"][0]] * 3, reset=False) for p in PHASES]
     expected = _run_torch(one_rate, initial, grads)
     variables = [keras.Variable(w) for w in initial]
@@ -130,7 +109,7 @@ def test_zero_rate_group_stays_bit_identical():
     initial, grads = _problem(2)
     optimizer = LayerwiseAdamW(0.01, weight_decay=WEIGHT_DECAY)
     phases = [{"steps": 3, "rates": [0.01, 0.0, 0.01], "reset": False}]
-    history = _run_keras(phases, optimizer, initial, grads)
+    history = run_keras_phases(phases, optimizer, initial, grads)
     np.testing.assert_array_equal(history[-1][1], initial[1])
     assert not np.array_equal(history[-1][0], initial[0])
 

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 import torch
+from optimizer_checks import max_difference
+from optimizer_checks import run_keras_phases
 
 from keras_rollback import LayerwiseSGD
 
@@ -45,32 +47,6 @@ def _run_torch(phases, initial, grads_per_step, nesterov, weight_decay):
     return history
 
 
-def _run_keras(phases, optimizer, initial, grads_per_step, per_group_rates):
-    variables = [keras.Variable(w, name=f"w{i}") for i, w in enumerate(initial)]
-    optimizer.build(variables)
-    history, step = [], 0
-    for phase in phases:
-        if phase["reset"]:
-            optimizer.reset_momentum()
-        peak = max(phase["rates"])
-        optimizer.learning_rate = peak
-        if per_group_rates:
-            optimizer.set_learning_rate_multipliers(
-                {v.path: r / peak for v, r in zip(variables, phase["rates"])}
-            )
-        for _ in range(phase["steps"]):
-            optimizer.apply(
-                [keras.ops.convert_to_tensor(g) for g in grads_per_step[step]], variables
-            )
-            history.append([keras.ops.convert_to_numpy(v).copy() for v in variables])
-            step += 1
-    return history
-
-
-def _max_difference(a, b):
-    return max(float(np.max(np.abs(x - y))) for xs, ys in zip(a, b) for x, y in zip(xs, ys))
-
-
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_matches_torch_sgd_across_lr_drop_and_momentum_reset(nesterov):
     rng = np.random.default_rng(0)
@@ -79,14 +55,14 @@ def test_matches_torch_sgd_across_lr_drop_and_momentum_reset(nesterov):
     grads = [_gradients(rng) for _ in range(steps)]
     expected = _run_torch(PHASES, initial, grads, nesterov, weight_decay=5e-4)
     optimizer = LayerwiseSGD(learning_rate=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4)
-    actual = _run_keras(PHASES, optimizer, initial, grads, per_group_rates=True)
-    difference = _max_difference(actual, expected)
+    actual = run_keras_phases(PHASES, optimizer, initial, grads)
+    difference = max_difference(actual, expected)
     print(
         f"[{keras.backend.backend()}] nesterov={nesterov}: max |keras - torch| = {difference:.3g}"
     )
     assert difference < 1e-6
     # The trajectory must have moved far more than the tolerance for the match to mean anything.
-    assert _max_difference(actual[-1:], [initial]) > 0.1
+    assert max_difference(actual[-1:], [initial]) > 0.1
 
 
 def test_keras_sgd_is_not_torch_equivalent():
@@ -97,14 +73,13 @@ def test_keras_sgd_is_not_torch_equivalent():
     # One learning rate for all variables and no reset: only the LR drop remains.
     phases = [dict(p, rates=[p["rates"][0]] * 3, reset=False) for p in PHASES]
     expected = _run_torch(phases, initial, grads, nesterov=True, weight_decay=0.0)
-    actual = _run_keras(
+    actual = run_keras_phases(
         phases,
         keras.optimizers.SGD(learning_rate=0.1, momentum=0.9, nesterov=True),
         initial,
         grads,
-        per_group_rates=False,
     )
-    assert _max_difference(actual, expected) > 1e-3
+    assert max_difference(actual, expected) > 1e-3
 
 
 def test_multipliers_and_momentum_survive_keras_file_round_trip(tmp_path):
