@@ -2,9 +2,11 @@
 
 Tasks (`--task`, each writes one JSON file):
 * `step`: ResNet-50 + 751-way FC training step throughput (images/s, `train_on_batch`,
-  `LayerwiseSGD`), then the optimizer step alone, `LayerwiseSGD` against
+  `LayerwiseSGD`; with `--model=vit_base_patch16`, the ViT-B/16 ReID model of
+  `transformer_rollback` at the same image size with `LayerwiseAdamW`), then the optimizer
+  step alone, `LayerwiseSGD` against
   `keras.optimizers.SGD` and `LayerwiseAdamW` against `keras.optimizers.AdamW`, on
-  ResNet-50's trainable variables, compiled the way the
+  the model's trainable variables, compiled the way the
   backend compiles training (a model whose only weights are those variables and whose
   loss is trivially cheap, so the step is the gradient fill plus the optimizer update),
   then the rollback itself: restore every block of ResNet-101 from its host snapshot and
@@ -65,6 +67,14 @@ def reid_resnet(depth, image_size):
     return keras.Model(inputs, outputs, name=f"reid_resnet{depth}")
 
 
+def reid_vit(image_size):
+    """keras-hub ViT-B/16 (random weights), token mean pooling, FC head named `fc`."""
+    backbone = build_backbone("vit_base_patch16", input_shape=(*image_size, 3))
+    inputs = keras.Input((*image_size, 3))
+    features = keras.layers.GlobalAveragePooling1D(name="pool")(backbone(inputs))
+    return keras.Model(inputs, keras.layers.Dense(NUM_CLASSES, name="fc")(features))
+
+
 def layerwise_sgd():
     return LayerwiseSGD(learning_rate=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
@@ -123,13 +133,17 @@ def optimizer_step_seconds(shapes, make_optimizer, jit_compile, warmup, repeats,
 
 def step_task(args):
     image_size = (args.height, args.width)
-    model = reid_resnet(50, image_size)
-    model.compile(optimizer=layerwise_sgd(), loss=LOSS, jit_compile=args.jit_compile)
+    if args.model == "resnet50":
+        model, optimizer = reid_resnet(50, image_size), layerwise_sgd()
+    else:  # ViT recipes train with AdamW.
+        model, optimizer = reid_vit(image_size), LayerwiseAdamW(3e-4, weight_decay=0.05)
+    model.compile(optimizer=optimizer, loss=LOSS, jit_compile=args.jit_compile)
     images, labels = random_batch(image_size, args.batch_size)
     step, step_runs, step_cpu = timed_runs(
         lambda: model.train_on_batch(images, labels), args.warmup_steps, args.repeats, args.steps
     )
     result = {
+        "model": args.model,
         "images_per_second": args.batch_size / step,
         "images_per_second_runs": [args.batch_size / s for s in step_runs],
         "step_seconds": step,
@@ -251,10 +265,7 @@ def rollback_seconds(model, optimizer, repeats):
 
 def transformer_rollback_task(args):
     """Issue 23's bar: restore every block of a ViT-B/16 ReID model + reset LayerwiseAdamW."""
-    backbone = build_backbone("vit_base_patch16", input_shape=(224, 224, 3))
-    inputs = keras.Input((224, 224, 3))
-    features = keras.layers.GlobalAveragePooling1D(name="pool")(backbone(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(751, name="fc")(features))
+    model = reid_vit((224, 224))
     result = rollback_seconds(model, LayerwiseAdamW(3e-4, weight_decay=0.05), args.repeats)
     result["parameters"] = model.count_params()
     result["optimizer_state_megabytes"] = (
@@ -383,6 +394,12 @@ def main():
         "--task",
         choices=["step", "fit", "diagnostics", "precision", "transformer_rollback"],
         required=True,
+    )
+    parser.add_argument(
+        "--model",
+        choices=["resnet50", "vit_base_patch16"],
+        default="resnet50",
+        help="Task `step`: the model whose training and optimizer steps are timed.",
     )
     parser.add_argument("--height", type=int, default=288)
     parser.add_argument("--width", type=int, default=144)

@@ -110,6 +110,7 @@ SECTIONS = (
     "precision",
     "data_parallel",
     "transformer_rollback",
+    "transformer_step",
     "others",
 )
 PRECISION_CONFIGS = ("tensorflow", "jax", "torch")
@@ -301,6 +302,25 @@ def run_benchmarks(args):
                 log,
                 args.timeout,
             )
+        if "transformer_step" in args.sections:
+            results["transformer_step"] = {}
+            for label in PRECISION_CONFIGS:
+                backend, jit = CONFIGS[label]
+                results["transformer_step"][label] = run_json(
+                    f"transformer step {label}",
+                    "keras_training.py",
+                    [
+                        "--task=step",
+                        "--model=vit_base_patch16",
+                        *common,
+                        *steps,
+                        f"--jit_compile={jit}",
+                    ],
+                    backend,
+                    scratch,
+                    log,
+                    args.timeout,
+                )
         if "transformer_rollback" in args.sections:
             results["transformer_rollback"] = {
                 backend: run_json(
@@ -400,21 +420,7 @@ def markdown_table(results):
             f"difference = {(ours - sgd) / step['step_seconds']:+.1%} of a training step "
             f"(by CPU time {(ours_cpu - sgd_cpu) / step['step_cpu_seconds']:+.1%}) |"
         )
-    for label, step in steps.items():
-        if "error" in step or "layerwise_adamw_step_seconds" not in step:
-            continue
-        adamw, ours = step["keras_adamw_step_seconds"], step["layerwise_adamw_step_seconds"]
-        adamw_cpu, ours_cpu = (
-            step["keras_adamw_step_cpu_seconds"],
-            step["layerwise_adamw_step_cpu_seconds"],
-        )
-        lines.append(
-            f"| Optimizer step, ms (CPU ms) ({step['optimizer_variables']} variables, "
-            f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | LayerwiseAdamW {ours * 1e3:.0f} "
-            f"({ours_cpu * 1e3:.0f}) | keras AdamW {adamw * 1e3:.0f} ({adamw_cpu * 1e3:.0f}) | "
-            f"{ours / adamw:.2f}x; difference = {(ours - adamw) / step['step_seconds']:+.1%} of a "
-            f"training step (by CPU time {(ours_cpu - adamw_cpu) / step['step_cpu_seconds']:+.1%}) |"
-        )
+    lines.extend(_adamw_rows(steps, "ResNet-50"))
     for label, step in steps.items():
         if "rollback_seconds" in step:
             lines.append(
@@ -482,6 +488,16 @@ def markdown_table(results):
         lines.append(_data_parallel_row(results["data_parallel"]))
     for backend, entry in results.get("transformer_rollback", {}).items():
         lines.append(_transformer_rollback_row(backend, entry))
+    transformer_steps = results.get("transformer_step", {})
+    for label, step in transformer_steps.items():
+        if "error" in step:
+            lines.append(f"| ViT-B/16 training step | {label} | failed: {step['error']} | | |")
+            continue
+        lines.append(
+            f"| ViT-B/16 training step (LayerwiseAdamW), images/s (CPU-s/step) | {label} | "
+            f"{step['images_per_second']:.2f} ({step['step_cpu_seconds']:.2f}) | | |"
+        )
+    lines.extend(_adamw_rows(transformer_steps, "ViT-B/16"))
     evaluation = results.get("evaluation")
     if evaluation and not evaluation["error"]:
         # Its own table (torchreid's Cython vs ours on every backend), below this one.
@@ -517,6 +533,27 @@ def _data_parallel_row(entry):
         f"{entry['averaging_seconds_per_step']:.3f} s per step, "
         f"{entry['averaging_share_of_step']:.0%} of it ({entry['buckets_per_step']} all-reduces) |"
     )
+
+
+def _adamw_rows(steps, model_name):
+    """`LayerwiseAdamW` against `keras.optimizers.AdamW`, as a share of the training step."""
+    lines = []
+    for label, step in steps.items():
+        if "error" in step or "layerwise_adamw_step_seconds" not in step:
+            continue
+        adamw, ours = step["keras_adamw_step_seconds"], step["layerwise_adamw_step_seconds"]
+        adamw_cpu, ours_cpu = (
+            step["keras_adamw_step_cpu_seconds"],
+            step["layerwise_adamw_step_cpu_seconds"],
+        )
+        lines.append(
+            f"| Optimizer step, ms (CPU ms) ({model_name}: {step['optimizer_variables']} variables, "
+            f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | LayerwiseAdamW {ours * 1e3:.0f} "
+            f"({ours_cpu * 1e3:.0f}) | keras AdamW {adamw * 1e3:.0f} ({adamw_cpu * 1e3:.0f}) | "
+            f"{ours / adamw:.2f}x; difference = {(ours - adamw) / step['step_seconds']:+.1%} of a "
+            f"training step (by CPU time {(ours_cpu - adamw_cpu) / step['step_cpu_seconds']:+.1%}) |"
+        )
+    return lines
 
 
 def _transformer_rollback_row(backend, entry):
@@ -597,6 +634,7 @@ def main():
         "memory; diagnostics: BlockDiagnostics overhead; precision: mixed-precision step time and "
         "rollback exactness; data_parallel: two torch processes vs one at the same global "
         "batch (torch_data_parallel.py); transformer_rollback: ViT-B/16 rollback + AdamW reset "
+        "per backend; transformer_step: ViT-B/16 training step and LayerwiseAdamW vs keras AdamW "
         "per backend; others: evaluation and input pipeline.",
     )
     parser.add_argument("--timeout", type=int, default=1800, help="Seconds per benchmark process.")

@@ -138,6 +138,11 @@ def validate_config(config):
         except ValueError as e:
             hint = _did_you_mean(method, names)
             raise ConfigError(f"config.methods: {e}{hint}") from None
+    if not isinstance(config.share_period_one, bool):
+        raise ConfigError(
+            "config.share_period_one must be True or False. Received: "
+            f"share_period_one={config.share_period_one!r}"
+        )
     kept = [m.split(":", 1)[1] for m in config.methods if m.startswith("keep_block:")]
     if kept:
         model = build_reid_model(

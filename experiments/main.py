@@ -4,6 +4,8 @@
     python -m experiments.main --config=experiments/configs/table2.py:market1501 \\
         --config.dataset.root=/data/Market-1501-v15.09.15 --workdir=/tmp/table2-market
     python -m experiments.main --config=experiments/configs/study.py --workdir=/tmp/study
+    python -m experiments.main --config=experiments/configs/figure6.py \\
+        --config.figure6.runs=/tmp/run --workdir=/tmp/figure6   # maps of trained models
     # One process of a job over N machines (each runs this with its own process_id):
     python -m experiments.main --workdir=/shared/run --config.distribution.num_processes=N \\
         --config.distribution.process_id=i --config.distribution.coordinator=node0:12345
@@ -18,6 +20,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from experiments import config_checks
+from experiments import figure6
 from experiments import launch
 from experiments import study
 from keras_rollback import command_line
@@ -44,6 +47,8 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if "study" in FLAGS.config:  # Several seeds: experiments/configs/study.py.
         study.run_study(FLAGS.config, FLAGS.workdir)
+    elif "figure6" in FLAGS.config:  # Activation maps of trained runs: configs/figure6.py.
+        figure6.run_figure6(FLAGS.config, FLAGS.workdir)
     else:
         launch.run(FLAGS.config, FLAGS.workdir, start_over=FLAGS.start_over)
 

@@ -12,6 +12,7 @@ from experiments import methods
 from experiments import pretrain
 from experiments import recipes
 from experiments import report
+from experiments import shared_period_one
 from experiments import workdir as workdir_lib
 from keras_rollback import BlockDiagnostics
 from keras_rollback import BlockPartition
@@ -44,7 +45,10 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start
     (one row per method and evaluated epoch: period, epoch, loss, rank-1/5/10, mAP, mINP,
     wall time, backend, device), `curves.png` (loss and mAP per epoch, like the paper's
     Figure 4) and `comparison.md` (per-period table with the paper's published numbers).
-    Running the same command again resumes an interrupted run. `model_scope` (a context
+    Methods that start with the same period 1 (rollback, base_cy, fine_tune, keep_block)
+    branch from one training of it, `fine_tune/` (`config.share_period_one`, see
+    `experiments/shared_period_one.py`). Running the same command again resumes an
+    interrupted run. `model_scope` (a context
     factory) is where models are built and compiled: `MultiProcessJob.scope` in a multi-process
     job (see experiments/launch.py).
 
@@ -75,6 +79,13 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start
                 )
             else:
                 with _dtype_policy(config.train.mixed_precision):
+                    if (
+                        config.share_period_one
+                        and method != shared_period_one.SOURCE_METHOD
+                        and shared_period_one.shares_period_one(method)
+                    ):
+                        source = _shared_period_one(config, task, weights, workdir, model_scope)
+                        shared_period_one.branch(source, method_dir)
                     method_rows = train_and_evaluate(
                         config, method, task, weights, method_dir, model_scope
                     )
@@ -91,6 +102,22 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start
         _atomic_files.write_text(os.path.join(workdir, "comparison.md"), table + "\n")
         compat.print_msg(table)
         return rows
+
+
+def _shared_period_one(config, task, weights, workdir, model_scope):
+    """The folder of the shared period 1: `fine_tune`'s, trained first if it is not yet.
+
+    Its results are reported only when `fine_tune` is one of `config.methods`.
+    """
+    source = os.path.join(workdir, _folder(shared_period_one.SOURCE_METHOD))
+    finished = os.path.join(source, "finished.json")
+    if workdir_lib.read_json(finished) is None:
+        compat.print_msg(f"Period 1, shared by the methods that start with it: {source}")
+        rows = train_and_evaluate(
+            config, shared_period_one.SOURCE_METHOD, task, weights, source, model_scope
+        )
+        _atomic_files.write_json(finished, rows)
+    return source
 
 
 def train_and_evaluate(config, method, task, weights, workdir, model_scope=contextlib.nullcontext):

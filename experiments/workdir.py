@@ -30,7 +30,9 @@ LOCK_FILE = ".lock"
 # `methods` only chooses which method folders are trained or read; each method's results
 # depend on the other fields alone. `distribution` says which processes run the job (the
 # global batch is `batch_size`); each process records its own `process_id`.
-RESULT_NEUTRAL_FIELDS = ("methods", "distribution")
+# `share_period_one` says whether a method trains period 1 itself or resumes from the shared
+# one: resuming is bit-identical to training on.
+RESULT_NEUTRAL_FIELDS = ("methods", "distribution", "share_period_one")
 
 
 class WorkDirBusyError(UserError, RuntimeError):

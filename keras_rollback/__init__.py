@@ -2,11 +2,13 @@
 
 from keras_rollback import _moved_modules
 from keras_rollback.block_partition import BlockPartition
+from keras_rollback.callbacks import L2SP
 from keras_rollback.callbacks import BlockDiagnostics
 from keras_rollback.callbacks import NanGuard
 from keras_rollback.callbacks import ReIDEvaluationCallback
 from keras_rollback.callbacks import RollbackRefine
 from keras_rollback.callbacks import RunCheckpoint
+from keras_rollback.callbacks import WiSEFT
 from keras_rollback.distribute import MultiProcessJob
 from keras_rollback.distribute import batch_size_scale
 from keras_rollback.distribute import scale_plan_for_batch_size
@@ -23,6 +25,7 @@ from keras_rollback.version import __version__
 _moved_modules.install()
 
 __all__ = [
+    "L2SP",
     "BlockDiagnostics",
     "BlockPartition",
     "LayerwiseAdamW",
@@ -37,6 +40,7 @@ __all__ = [
     "RollbackRefine",
     "RunCheckpoint",
     "UserError",
+    "WiSEFT",
     "__version__",
     "batch_size_scale",
     "refine_tune",

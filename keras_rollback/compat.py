@@ -84,6 +84,14 @@ def optimizer_variable_index(optimizer, variable):
     return optimizer._get_variable_index(variable)
 
 
+def optimizer_decays_variable(optimizer, variable):
+    """Whether a Keras optimizer's own (decoupled) `weight_decay` applies to `variable`,
+    after its `exclude_from_weight_decay` rules."""
+    if not optimizer.weight_decay:
+        return False
+    return optimizer._use_weight_decay(variable)
+
+
 @functools.cache
 def torch_parallel_optimizer():
     """Keras' base class of its fused torch optimizers (torch backend only).

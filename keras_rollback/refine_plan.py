@@ -14,6 +14,8 @@ LEARNING_RATE_FIELDS = (
     "kept_learning_rate",
     "refine_head_learning_rate",
 )
+# The fields that `RefinePlan.linear_probe_then_fine_tune` sets itself.
+_LP_FT_FIELDS = ("period_epochs", "periods", "kept_blocks", "rollback", "warmup_epochs", "plateau")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +88,9 @@ class RefinePlan:
     * "base_cy" (the same learning-rate restarts, no rollback):
       `RefinePlan(rollback=False)`;
     * FC warm-up (backbone frozen while the head trains for `k` epochs, then
-      ordinary fine-tuning): `RefinePlan(periods=1, warmup_epochs=k)`;
+      ordinary fine-tuning): `RefinePlan(periods=1, warmup_epochs=k)`, known
+      as LP-FT (Kumar et al., ICLR 2022):
+      `RefinePlan.linear_probe_then_fine_tune(probe_epochs=k, fine_tune_epochs=n)`;
     * Table 1 (after fine-tuning, keep only block `i` and roll back all
       others): `RefinePlan(periods=2, kept_blocks=[["conv3_x"]])`.
 
@@ -218,6 +222,64 @@ class RefinePlan:
         object.__setattr__(self, "layer_decay", float(self.layer_decay))
         object.__setattr__(self, "kept_blocks", kept_blocks)
         object.__setattr__(self, "periods", periods)
+
+    @classmethod
+    def linear_probe_then_fine_tune(cls, *, probe_epochs, fine_tune_epochs, **fields):
+        """LP-FT (Kumar et al., ICLR 2022): train the head on the frozen backbone, then everything.
+
+        Kumar, Raghunathan, Jones, Ma, Liang, "Fine-Tuning can Distort
+        Pretrained Features and Underperform Out-of-Distribution": fine-tuning
+        a pre-trained network together with a randomly initialised head lets
+        the head's early, large gradients distort the pre-trained features.
+        Linear probing first (the backbone frozen) gives the head a good start,
+        and the fine-tuning that follows changes the features less.
+
+        This is the plan's FC warm-up under its published name:
+        `probe_epochs` of warm-up (backbone learning rate 0, its BatchNorm in
+        inference mode, head at `head_learning_rate`), then one period of
+        `fine_tune_epochs` that trains every block at `learning_rate` and the
+        head at `head_learning_rate`, with no rollback. The same as
+        `RefinePlan(warmup_epochs=probe_epochs, period_epochs=fine_tune_epochs,
+        periods=1, rollback=False)`.
+
+        Example:
+
+        ```python
+        plan = RefinePlan.linear_probe_then_fine_tune(
+            probe_epochs=10, fine_tune_epochs=40, learning_rate=0.001
+        )
+        model.fit(train_ds, epochs=50, callbacks=[RollbackRefine(partition, plan=plan)])
+        ```
+
+        Args:
+            probe_epochs: Integer > 0. Epochs of linear probing (the warm-up).
+            fine_tune_epochs: Integer > 0. Epochs of fine-tuning after it.
+            **fields: Any other field of the plan (learning rates,
+                `decay_epochs`, `decay_factor`, `layer_decay`); the ones that
+                shape the periods (`period_epochs`, `periods`, `kept_blocks`,
+                `rollback`, `warmup_epochs`, `plateau`) are set by LP-FT.
+
+        Returns:
+            The `RefinePlan`.
+        """
+        shaped = sorted(set(fields) & set(_LP_FT_FIELDS))
+        problems = [
+            _integer_problem("probe_epochs", probe_epochs, 1),
+            _integer_problem("fine_tune_epochs", fine_tune_epochs, 1),
+        ]
+        if shaped:
+            problems.append(
+                f"Received: {', '.join(f'{k}={fields[k]!r}' for k in shaped)}. LP-FT sets "
+                "these itself (from probe_epochs and fine_tune_epochs)."
+            )
+        _raise_problems("RefinePlan.linear_probe_then_fine_tune", problems)
+        return cls(
+            warmup_epochs=probe_epochs,
+            period_epochs=fine_tune_epochs,
+            periods=1,
+            rollback=False,
+            **fields,
+        )
 
     def num_periods(self, epochs=None):
         """Number of periods, derived from the training `epochs` when not fixed."""

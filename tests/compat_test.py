@@ -50,6 +50,18 @@ def test_optimizer_slots():
     assert compat.optimizer_variable_index(optimizer, variables[1]) == 1
 
 
+def test_optimizer_decays_variable_follows_exclusions():
+    kept, excluded = (
+        keras.Variable(np.zeros(3), name="kept"),
+        keras.Variable(np.zeros(2), name="bias"),
+    )
+    optimizer = keras.optimizers.AdamW(weight_decay=0.01)
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    assert compat.optimizer_decays_variable(optimizer, kept)
+    assert not compat.optimizer_decays_variable(optimizer, excluded)
+    assert not compat.optimizer_decays_variable(keras.optimizers.SGD(), kept)
+
+
 def test_print_msg(capsys):
     compat.print_msg("hello")
     assert "hello" in capsys.readouterr().out

@@ -1,8 +1,10 @@
 """Tests for keras_rollback.data.synthetic: the synthetic Market-1501-layout generator."""
 
 import collections
+import hashlib
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -168,3 +170,80 @@ def test_raw_pixel_nearest_neighbour_is_far_from_solving_it(tmp_path):
         ]
         hits.append(min(candidates)[1] == record.pid)
     assert np.mean(hits) < 0.3, np.mean(hits)
+
+
+# The SHA-256 of every image's pixels, in writing order, for SMALL and seed 0, as the
+# generator made them before it could return person masks (issue 24): the masks draw
+# nothing from the random generator, so the images (and every dataset) stay the same.
+SMALL_SEED0_PIXELS_SHA256 = "3e36bae893ff5a3f82428a82ad580b4558d421dc2cb2e5977a0c92253b3cb045"
+
+
+def test_images_in_memory_are_the_written_ones_and_unchanged_by_the_masks(small):
+    items = list(synthetic.synthetic_market1501_images(seed=0, **SMALL))
+    digest = hashlib.sha256(b"".join(item.image.tobytes() for item in items)).hexdigest()
+    assert digest == SMALL_SEED0_PIXELS_SHA256
+    assert sorted(item.name for item in items) == sorted(
+        f"{folder}/{name}" for folder, names in file_names(small).items() for name in names
+    )
+    for item in items[:5]:
+        encoded = tf.io.encode_jpeg(item.image, quality=90).numpy()
+        assert encoded == (small / item.name).read_bytes()
+
+
+@pytest.mark.parametrize("fragment", [False, True])
+def test_person_mask_marks_exactly_the_painted_pixels(fragment):
+    background = np.array([-1.0, -2.0, -3.0], np.float32)  # No colour paints this.
+    accessories = set()
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        person = synthetic.draw_identity(rng)
+        accessories.add(person["accessory"])
+        canvas = np.broadcast_to(background, (64, 32, 3)).copy()
+        mask = np.zeros((64, 32), bool)
+        synthetic.paint_person(canvas, person, rng, fragment=fragment, mask=mask)
+        assert np.all(canvas[~mask] == background)  # Outside the mask: the background.
+        assert np.all(np.any(canvas[mask] != background, axis=-1))  # Inside: painted.
+        assert 0.05 < mask.mean() < 0.8
+    assert accessories == set(synthetic.ACCESSORIES)
+
+
+def test_render_with_mask_renders_the_same_image():
+    camera = synthetic.draw_camera(np.random.default_rng(0), (64, 32))
+    person = synthetic.draw_identity(np.random.default_rng(1))
+    image = synthetic.render(camera, person, np.random.default_rng(2), (64, 32))
+    same, mask = synthetic.render_with_mask(camera, person, np.random.default_rng(2), (64, 32))
+    np.testing.assert_array_equal(image, same)
+    assert mask.shape == (64, 32) and mask.dtype == bool and mask.any()
+    _, empty = synthetic.render_with_mask(camera, None, np.random.default_rng(2), (64, 32))
+    assert not empty.any()
+
+
+def test_person_masks_of_a_written_dataset(small):
+    masks = synthetic.synthetic_person_masks(small)
+    names = {f"{folder}/{name}" for folder, found in file_names(small).items() for name in found}
+    assert set(masks) == names
+    query = [name for name in masks if name.startswith("query/")]
+    assert all(0.05 < masks[name].mean() < 0.8 for name in query)
+    assert all(masks[name].shape == (32, 16) for name in query)
+    junk = [name for name in masks if name.startswith("bounding_box_test/-1_")]
+    assert [masks[name].any() for name in junk] == [False]  # The one junk image: background.
+    # Absolute paths of files in the folder are names too, returned as given.
+    absolute = str(small / query[0])
+    np.testing.assert_array_equal(
+        synthetic.synthetic_person_masks(small, [absolute])[absolute], masks[query[0]]
+    )
+
+
+def test_person_masks_refuse_an_edited_image_or_an_unknown_name(small, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(small, copy)
+    name = f"query/{file_names(copy)['query'][0]}"
+    with pytest.raises(ValueError, match="is not an image of the synthetic dataset"):
+        synthetic.synthetic_person_masks(copy, ["query/nope.jpg"])
+    image = tf.io.decode_jpeg(tf.io.read_file(str(copy / name)))
+    tf.io.write_file(str(copy / name), tf.io.encode_jpeg(255 - image, quality=90))
+    with pytest.raises(ValueError, match="differs from the image generated again"):
+        synthetic.synthetic_person_masks(copy, [name])
+    (copy / synthetic.MANIFEST).unlink()
+    with pytest.raises(ValueError, match="no readable manifest"):
+        synthetic.synthetic_person_masks(copy)

@@ -2,8 +2,10 @@
 
 import json
 
+from experiments import shared_period_one
 from experiments import train
 from experiments.configs import smoke
+from keras_rollback import _atomic_files
 from keras_rollback.metrics import ranking
 
 
@@ -43,6 +45,25 @@ def test_smoke_run_writes_every_result_file(tmp_path):
     table = (tmp_path / "comparison.md").read_text()
     assert "rollback mAP / rank1" in table and "base_cy mAP / rank1" in table
     assert "(paper)" not in table  # The paper has no numbers for the synthetic task.
+
+    # Period 1 was trained once, in fine_tune/ (not reported: not one of the methods), and
+    # both methods branched from a byte copy of its checkpoint (experiments/shared_period_one.py).
+    assert (tmp_path / "fine_tune" / "finished.json").is_file()
+    period_one = {
+        _atomic_files.sha256_of_file(tmp_path / m / "checkpoints" / "epoch-000001.weights.h5")
+        for m in ("fine_tune", "rollback", "base_cy")
+    }
+    assert len(period_one) == 1
+    # Branching again (a rerun) keeps the method's own checkpoints.
+    assert shared_period_one.branch(str(tmp_path / "fine_tune"), str(tmp_path / "rollback")) == 2
+
+    # A method trained alone, period 1 included, gives the same results as branched.
+    config.methods, config.share_period_one = ("rollback",), False
+    alone = train.run_experiment(config, str(tmp_path / "alone"))
+    assert not (tmp_path / "alone" / "fine_tune").exists()
+    columns = ("period", "epoch", "loss", "rank1", "mAP", "mINP")
+    branched = [[r[c] for c in columns] for r in rows if r["method"] == "rollback"]
+    assert [[r[c] for c in columns] for r in alone] == branched
 
 
 def test_rerunning_a_finished_experiment_reads_its_results(tmp_path, monkeypatch):
@@ -110,3 +131,11 @@ def test_classification_task_reports_top1_accuracy(tmp_path, monkeypatch):
     assert all(0.0 <= r["top1"] <= 1.0 for r in evaluated)
     assert "rollback top1 (paper)" in (tmp_path / "comparison.md").read_text()
     assert "(74.59)" in (tmp_path / "comparison.md").read_text()  # Table 6's baseline, period 1
+
+
+def test_methods_that_share_period_one():
+    sharing = ["rollback", "base_cy", "fine_tune", "keep_block:conv3_x"]
+    assert all(shared_period_one.shares_period_one(m) for m in sharing)
+    assert not any(
+        shared_period_one.shares_period_one(m) for m in ("fc_warmup", "plateau_rollback")
+    )

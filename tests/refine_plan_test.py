@@ -63,6 +63,36 @@ def test_base_cy_and_fc_warmup():
     assert fine_tune.learning_rates(20) == _rates(0.01, 0.01, 0.01, 0.01, 0.01, 0.1)
 
 
+def test_linear_probe_then_fine_tune_is_the_fc_warm_up():
+    plan = RefinePlan.linear_probe_then_fine_tune(
+        probe_epochs=5, fine_tune_epochs=30, learning_rate=0.001, decay_epochs=None
+    )
+    assert plan == RefinePlan(
+        warmup_epochs=5,
+        period_epochs=30,
+        periods=1,
+        rollback=False,
+        learning_rate=0.001,
+        decay_epochs=None,
+    )
+    probe, fine_tune = plan.resolve(BLOCKS, epochs=35)
+    assert (probe.number, probe.epochs, fine_tune.start_epoch, fine_tune.epochs) == (0, 5, 5, 30)
+    assert probe.learning_rates(0) == _rates(0, 0, 0, 0, 0, 0.1)
+    assert fine_tune.learning_rates(34) == _rates(0.001, 0.001, 0.001, 0.001, 0.001, 0.1)
+    assert fine_tune.rolled_back == ()
+
+
+def test_linear_probe_then_fine_tune_checks_its_arguments():
+    with pytest.raises(
+        ValueError, match=r"Received: probe_epochs=0\..*Received: fine_tune_epochs=2.5"
+    ):
+        RefinePlan.linear_probe_then_fine_tune(probe_epochs=0, fine_tune_epochs=2.5)
+    with pytest.raises(ValueError, match=r"Received: periods=2, warmup_epochs=3\. LP-FT sets"):
+        RefinePlan.linear_probe_then_fine_tune(
+            probe_epochs=1, fine_tune_epochs=2, periods=2, warmup_epochs=3
+        )
+
+
 def test_periods_are_derived_from_epochs():
     assert RefinePlan(period_epochs=10).num_periods(epochs=30) == 3
     assert RefinePlan(period_epochs=10, warmup_epochs=5).num_periods(epochs=25) == 2

@@ -4,8 +4,8 @@ rerun the same command until it finishes, and compare with an uninterrupted run.
     nice -n 5 python tools/fault_table.py --backends=jax,tensorflow --out=/tmp/fault_table
 
 Runs `tests/experiment_fault_job.py` (= `python -m experiments.main` plus kill points) on the
-smoke config: 2 methods x 2 periods of 1 epoch, a synthetic dataset and a pre-trained
-synthetic source. For every backend: one uninterrupted reference run, chains of runs that
+smoke config: 2 methods x 2 periods of 1 epoch (period 1 shared), a synthetic dataset and
+a pre-trained synthetic source. For every backend: one uninterrupted reference run, chains of runs that
 each die at the next kill point of their chain, and chains killed at random times. A chain
 is "identical" when its `results.json` (minus wall times) and the weights of every method's
 final checkpoint equal the reference's bit for bit; "data lost or mixed" counts chains that
@@ -41,14 +41,24 @@ KILL_CHAINS = {
         "write:pretrained-source/*.weights.h5",
         "write:pretrained-source/*.weights.h5.json",
     ],
-    "first_method": [
+    # Period 1 is shared (experiments/shared_period_one.py): trained once in fine_tune/,
+    # then each method is branched from its checkpoint and trains period 2.
+    "shared_period_one": [
+        "write:fine_tune/pretrained.npz",
+        "train_batch:fine_tune:0:0",
+        "eval:fine_tune:0",
+        "line:fine_tune:0",
+        "write:fine_tune/checkpoints/epoch-000001.weights.h5",
+        "write:fine_tune/checkpoints/epoch-000001.json",
+        "epoch_end:fine_tune:0",  # After the last checkpoint, before `finished.json`.
+        "pictures:fine_tune",
+        "write:fine_tune/finished.json",
+    ],
+    "branch_and_first_method": [
         "write:rollback/pretrained.npz",
-        "train_batch:rollback:0:0",
-        "eval:rollback:0",
-        "line:rollback:0",
+        "write:rollback/epochs.jsonl",
         "write:rollback/checkpoints/epoch-000001.weights.h5",
-        "write:rollback/checkpoints/epoch-000001.json",
-        "epoch_end:rollback:0",
+        "write:rollback/checkpoints/epoch-000001.json",  # The branch's last copy.
         "after_rollback:rollback:1",
         "train_batch:rollback:1:1",
         "eval:rollback:1",
@@ -57,8 +67,8 @@ KILL_CHAINS = {
         "write:rollback/finished.json",
     ],
     "second_method_and_reports": [
+        "write:base_cy/checkpoints/epoch-000001.json",
         "fit_begin:base_cy",
-        "write:base_cy/pretrained.npz",
         "train_batch:base_cy:1:0",
         "write:base_cy/checkpoints/epoch-000002.weights.h5",
         "line:base_cy:1",
@@ -70,7 +80,7 @@ KILL_CHAINS = {
         "write:comparison.md",
     ],
 }
-METHODS = ("rollback", "base_cy")
+METHODS = ("fine_tune", "rollback", "base_cy")  # fine_tune: the shared period 1.
 # Result columns that differ between runs without being results: time, the work dir's path.
 RUN_SPECIFIC = ("wall_time", "weights_file")
 

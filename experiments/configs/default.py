@@ -97,6 +97,10 @@ def get_config():
     # Methods compared, each a RefinePlan built from `plan` (see experiments/methods.py):
     # rollback, base_cy, fine_tune (period 1 only), fc_warmup, keep_block:<block>.
     config.methods = ("rollback", "base_cy")
+    # Train period 1 once for every method that shares it (rollback, base_cy, fine_tune,
+    # keep_block:<block>) and branch each from its last checkpoint (experiments/
+    # shared_period_one.py); False trains it again per method. The results are the same.
+    config.share_period_one = True
     config.plan = ml_collections.ConfigDict()
     config.plan.period_epochs = 40
     config.plan.periods = 4

@@ -14,9 +14,11 @@ The output is deterministic for a seed and fast to write (about a millisecond an
 tests and the offline default job of the project use it in place of Market-1501.
 """
 
+import hashlib
 import json
 import os
 import pathlib
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -106,17 +108,26 @@ def draw_camera(rng, image_size):
     }
 
 
-def paint_box(canvas, y0, y1, x0, x1, colour):
-    """Paints an axis-aligned box, clipped to the canvas; coordinates in pixels."""
+def paint_box(canvas, y0, y1, x0, x1, colour, mask=None):
+    """Paints an axis-aligned box, clipped to the canvas; coordinates in pixels.
+
+    `mask` (a boolean `[H, W]` array or None) gets the painted pixels set to True.
+    """
     height, width = canvas.shape[:2]
     y0, y1 = max(0, int(round(y0))), min(height, int(round(y1)))
     x0, x1 = max(0, int(round(x0))), min(width, int(round(x1)))
     if y0 < y1 and x0 < x1:
         canvas[y0:y1, x0:x1] = colour
+        if mask is not None:
+            mask[y0:y1, x0:x1] = True
 
 
-def paint_person(canvas, person, rng, *, fragment=False):
-    """Paints a person with a random pose, position and scale onto `canvas`."""
+def paint_person(canvas, person, rng, *, fragment=False, mask=None):
+    """Paints a person with a random pose, position and scale onto `canvas`.
+
+    `mask` (a boolean `[H, W]` array or None) gets every pixel painted with the person (body,
+    clothes, head, hair, accessories) set to True; it draws nothing from `rng`.
+    """
     height, width = canvas.shape[:2]
     body_h = height * person["height"] * rng.uniform(0.92, 1.05)
     top = (height - body_h) * rng.uniform(0.2, 0.9)
@@ -132,8 +143,16 @@ def paint_person(canvas, person, rng, *, fragment=False):
     arm_w = half_w * 0.45
     for side in (-1, 1):
         arm_x = centre + side * (half_w + arm_w / 2) + side * phase * arm_w * 0.3
-        paint_box(canvas, y(0.16), y(0.30), arm_x - arm_w / 2, arm_x + arm_w / 2, person["upper"])
-        paint_box(canvas, y(0.30), y(0.50), arm_x - arm_w / 2, arm_x + arm_w / 2, sleeve)
+        paint_box(
+            canvas,
+            y(0.16),
+            y(0.30),
+            arm_x - arm_w / 2,
+            arm_x + arm_w / 2,
+            person["upper"],
+            mask=mask,
+        )
+        paint_box(canvas, y(0.30), y(0.50), arm_x - arm_w / 2, arm_x + arm_w / 2, sleeve, mask=mask)
     if person["accessory"] == "backpack":
         paint_box(
             canvas,
@@ -142,8 +161,11 @@ def paint_person(canvas, person, rng, *, fragment=False):
             centre - facing * half_w * 1.5,
             centre - facing * half_w * 0.2,
             person["accessory_colour"],
+            mask=mask,
         )
-    paint_box(canvas, y(0.15), y(0.52), centre - half_w, centre + half_w, person["upper"])
+    paint_box(
+        canvas, y(0.15), y(0.52), centre - half_w, centre + half_w, person["upper"], mask=mask
+    )
     torso_rows = slice(max(0, int(y(0.15))), max(0, min(height, int(y(0.52)))))
     torso_cols = slice(max(0, int(centre - half_w)), max(0, min(width, int(centre + half_w))))
     if person["texture"] != "plain":
@@ -154,17 +176,34 @@ def paint_person(canvas, person, rng, *, fragment=False):
             person["texture"]
         ]
         region = canvas[torso_rows, torso_cols]
-        region[np.broadcast_to(stripes % 2 == 1, region.shape[:2])] = person["pattern"]
+        painted = np.broadcast_to(stripes % 2 == 1, region.shape[:2])
+        region[painted] = person["pattern"]
+        if mask is not None:  # The texture's slice can pass the torso box by a pixel.
+            mask[torso_rows, torso_cols] |= painted
     if fragment:  # Junk: a cut-off upper body.
         return
     leg_w = half_w * 0.85
     spread = phase * half_w * 0.5
     for side in (-1, 1):
         leg_x = centre + side * (half_w * 0.5 + spread * side)
-        paint_box(canvas, y(0.50), y(0.93), leg_x - leg_w / 2, leg_x + leg_w / 2, person["lower"])
+        paint_box(
+            canvas,
+            y(0.50),
+            y(0.93),
+            leg_x - leg_w / 2,
+            leg_x + leg_w / 2,
+            person["lower"],
+            mask=mask,
+        )
         if person["shorts"]:
             paint_box(
-                canvas, y(0.68), y(0.93), leg_x - leg_w / 2, leg_x + leg_w / 2, person["skin"]
+                canvas,
+                y(0.68),
+                y(0.93),
+                leg_x - leg_w / 2,
+                leg_x + leg_w / 2,
+                person["skin"],
+                mask=mask,
             )
         paint_box(
             canvas,
@@ -173,6 +212,7 @@ def paint_person(canvas, person, rng, *, fragment=False):
             leg_x - leg_w / 2,
             leg_x + leg_w / 2 + facing * leg_w * 0.3,
             person["shoes"],
+            mask=mask,
         )
     if person["accessory"] == "bag":
         paint_box(
@@ -182,11 +222,14 @@ def paint_person(canvas, person, rng, *, fragment=False):
             centre + facing * half_w,
             centre + facing * half_w * 1.8,
             person["accessory_colour"],
+            mask=mask,
         )
     head_y, head_ry, head_rx = y(0.075), body_h * 0.07, half_w * 0.6
     rows, cols = np.ogrid[:height, :width]
     head = ((rows - head_y) / head_ry) ** 2 + ((cols - centre) / head_rx) ** 2 <= 1.0
     canvas[head] = person["skin"]
+    if mask is not None:
+        mask |= head
     hair_bottom = y(0.16) if person["long_hair"] else head_y - head_ry * 0.2
     canvas[head & (rows < hair_bottom)] = person["hair"]
     if person["long_hair"]:
@@ -197,6 +240,7 @@ def paint_person(canvas, person, rng, *, fragment=False):
             centre - facing * head_rx * 1.1,
             centre - facing * head_rx * 0.2,
             person["hair"],
+            mask=mask,
         )
     if person["accessory"] == "hat":
         paint_box(
@@ -206,6 +250,7 @@ def paint_person(canvas, person, rng, *, fragment=False):
             centre - head_rx * 1.4,
             centre + head_rx * 1.4,
             person["accessory_colour"],
+            mask=mask,
         )
 
 
@@ -222,15 +267,26 @@ def box_blur(image, radius):
 
 def render(camera, person, rng, image_size, *, fragment=False):
     """Renders one uint8 image of `person` (or background only if `None`) under `camera`."""
+    return render_with_mask(camera, person, rng, image_size, fragment=fragment)[0]
+
+
+def render_with_mask(camera, person, rng, image_size, *, fragment=False):
+    """`render`, and the boolean `[H, W]` mask of the pixels painted with the person.
+
+    The mask marks where the person was painted, before the camera's blur, noise and the
+    JPEG encoding (which smear its edge by a pixel or two); all False without a person. It
+    draws nothing from `rng`: the image is the one `render` gives for the same `rng` state.
+    """
     _, width = image_size
     shift = rng.integers(0, width)
     canvas = camera["scene"][:, shift : shift + width].copy()
+    mask = np.zeros(canvas.shape[:2], dtype=bool)
     if person is not None:
-        paint_person(canvas, person, rng, fragment=fragment)
+        paint_person(canvas, person, rng, fragment=fragment, mask=mask)
     canvas = box_blur(canvas, camera["blur"])
     canvas = canvas * camera["gain"] * rng.uniform(0.9, 1.1) * camera["cast"]
     canvas = canvas + rng.normal(0.0, camera["noise"], size=canvas.shape)
-    return np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    return np.clip(np.round(canvas), 0, 255).astype(np.uint8), mask
 
 
 def market_file_name(pid, camera, frame, box):
@@ -299,6 +355,133 @@ def write_synthetic_market1501(
         ValueError: if an argument is invalid.
         FileExistsError: if `directory` already holds one of the dataset folders.
     """
+    arguments = _checked_arguments(
+        num_train_identities=num_train_identities,
+        num_test_identities=num_test_identities,
+        num_cameras=num_cameras,
+        cameras_per_identity=cameras_per_identity,
+        images_per_camera=images_per_camera,
+        num_distractors=num_distractors,
+        num_junk=num_junk,
+        image_size=image_size,
+        seed=seed,
+    )
+    root = pathlib.Path(directory)
+    folders = {name: root / name for name in SPLIT_FOLDERS}
+    existing = [str(folder) for folder in folders.values() if folder.exists()]
+    if existing:
+        raise FileExistsError(f"Refusing to overwrite existing dataset folders: {existing}.")
+    for folder in folders.values():
+        os.makedirs(folder)
+    for item in _generate(**arguments):
+        tf.io.write_file(str(root / item.name), _encode(item.image))
+    files = {name: _file_entry(root / name) for name in _image_names(root)}
+    _atomic_files.write_json(root / MANIFEST, {"arguments": arguments, "files": files}, indent=1)
+    return root
+
+
+class SyntheticImage(NamedTuple):
+    """One generated image: its name below the dataset folder, its pixels, the person's mask."""
+
+    name: str  # "query/0001_c1s1_000012_00.jpg"
+    image: np.ndarray  # uint8 [H, W, 3], before the JPEG encoding
+    mask: np.ndarray  # bool [H, W]: the pixels painted with the person
+
+
+def synthetic_person_masks(directory, names=None):
+    """The person mask of images of a dataset written by `write_synthetic_market1501`.
+
+    The generator is deterministic: the images are generated again from the arguments in
+    the folder's manifest, with the mask of the pixels painted with the person (body,
+    clothes, head, hair, accessories; before the camera's blur and noise, which smear its
+    edge by a pixel or two). Each regenerated image is JPEG-encoded and compared with its
+    file, byte for byte (SHA-256), so a mask is only returned for the very image on disk.
+
+    Example:
+
+    >>> masks = synthetic_person_masks(root, ["query/0007_c2s1_000031_00.jpg"])  # doctest: +SKIP
+    >>> masks["query/0007_c2s1_000031_00.jpg"].shape  # doctest: +SKIP
+    (128, 64)
+
+    Args:
+        directory: path-like. A dataset folder written by `write_synthetic_market1501`.
+        names: Iterable of strings or None. Images, named by their path below `directory`
+            (`"query/0007_c2s1_000031_00.jpg"`, as in the manifest), or absolute paths of
+            files inside it. Defaults to `None`: every image.
+
+    Returns:
+        A dict from each name (as given) to a boolean `[H, W]` numpy array, True on the
+        person. A junk background image's mask is all False.
+
+    Raises:
+        ValueError: if the folder has no readable manifest, a name is not one of its
+            images, or an image generated again differs from its file (edited since, or
+            written by another version of the generator or of the JPEG encoder).
+    """
+    root = pathlib.Path(directory)
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+        arguments, files = manifest["arguments"], manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"{str(root)!r} has no readable manifest {MANIFEST!r} ({e}): it is not a complete "
+            "dataset of write_synthetic_market1501."
+        ) from None
+    wanted = {}
+    for name in files if names is None else names:
+        relative = _name_below(root, name)
+        if relative not in files:
+            raise ValueError(
+                f"{name!r} is not an image of the synthetic dataset {str(root)!r} (expected a "
+                f"name like {next(iter(files), 'query/<file>.jpg')!r})."
+            )
+        wanted[relative] = name
+    arguments = {**arguments, "image_size": tuple(arguments["image_size"])}
+    masks = {}
+    for item in _generate(**_checked_arguments(**arguments)):
+        if item.name not in wanted:
+            continue
+        path = root / item.name
+        digest = hashlib.sha256(_encode(item.image).numpy()).hexdigest()
+        if not path.is_file() or digest != _atomic_files.sha256_of_file(path):
+            raise ValueError(
+                f"{str(path)!r} is missing or differs from the image generated again from "
+                "the manifest's arguments (edited since, or written by another version of "
+                "the generator or of the JPEG encoder): its person mask is unknown."
+            )
+        masks[wanted[item.name]] = item.mask
+        if len(masks) == len(wanted):
+            break
+    return masks
+
+
+def _name_below(root, name):
+    path = pathlib.Path(name)
+    for base in (root, root.absolute()):
+        try:
+            return path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.as_posix()
+
+
+def _encode(image):
+    return tf.io.encode_jpeg(image, quality=90)
+
+
+def _checked_arguments(
+    *,
+    num_train_identities,
+    num_test_identities,
+    num_cameras,
+    cameras_per_identity,
+    images_per_camera,
+    num_distractors,
+    num_junk,
+    image_size,
+    seed,
+):
+    """The generator's arguments, validated, as the manifest records them."""
     check_positive_int("num_train_identities", num_train_identities)
     check_positive_int("num_test_identities", num_test_identities)
     check_positive_int("num_cameras", num_cameras, minimum=2)
@@ -330,47 +513,7 @@ def write_synthetic_market1501(
         )
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"Expected an integer seed. Received: seed={seed!r}.")
-    image_size = tuple(image_size)
-    root = pathlib.Path(directory)
-    folders = {name: root / name for name in SPLIT_FOLDERS}
-    existing = [str(folder) for folder in folders.values() if folder.exists()]
-    if existing:
-        raise FileExistsError(f"Refusing to overwrite existing dataset folders: {existing}.")
-    for folder in folders.values():
-        os.makedirs(folder)
-
-    rng = np.random.default_rng(seed)
-    cameras = [draw_camera(rng, image_size) for _ in range(num_cameras)]
-    pids = rng.permutation(np.arange(1, num_train_identities + num_test_identities + 1))
-    frames = [0] * num_cameras
-
-    def write(folder, pid, camera, image, box):
-        frames[camera] += int(rng.integers(1, 50))
-        name = market_file_name(int(pid), camera, frames[camera], box)
-        tf.io.write_file(str(folder / name), tf.io.encode_jpeg(image, quality=90))
-
-    for index, pid in enumerate(pids):
-        person = draw_identity(rng)
-        training = index < num_train_identities
-        for camera in sorted(rng.choice(num_cameras, cameras_per_identity, replace=False)):
-            for shot in range(images_per_camera):
-                image = render(cameras[camera], person, rng, image_size)
-                if training:
-                    write(folders["bounding_box_train"], pid, camera, image, box=shot + 1)
-                elif shot == 0:
-                    write(folders["query"], pid, camera, image, box=0)
-                else:
-                    write(folders["bounding_box_test"], pid, camera, image, box=shot)
-    for _ in range(num_distractors):
-        camera = int(rng.integers(num_cameras))
-        image = render(cameras[camera], draw_identity(rng), rng, image_size)
-        write(folders["bounding_box_test"], 0, camera, image, box=1)
-    for junk in range(num_junk):
-        camera = int(rng.integers(num_cameras))
-        person = draw_identity(rng) if junk % 2 else None
-        image = render(cameras[camera], person, rng, image_size, fragment=True)
-        write(folders["bounding_box_test"], -1, camera, image, box=1)
-    arguments = {
+    return {
         "num_train_identities": num_train_identities,
         "num_test_identities": num_test_identities,
         "num_cameras": num_cameras,
@@ -381,9 +524,103 @@ def write_synthetic_market1501(
         "image_size": list(image_size),
         "seed": int(seed),
     }
-    files = {name: _file_entry(root / name) for name in _image_names(root)}
-    _atomic_files.write_json(root / MANIFEST, {"arguments": arguments, "files": files}, indent=1)
-    return root
+
+
+def synthetic_market1501_images(
+    *,
+    num_train_identities=32,
+    num_test_identities=32,
+    num_cameras=4,
+    cameras_per_identity=2,
+    images_per_camera=4,
+    num_distractors=16,
+    num_junk=8,
+    image_size=(128, 64),
+    seed=0,
+):
+    """The images `write_synthetic_market1501` writes, with their person masks, in memory.
+
+    Takes the keyword arguments of `write_synthetic_market1501` but `directory`, with the
+    same defaults and checks: the same arguments give the same images.
+
+    Example:
+
+    >>> for item in synthetic_market1501_images(seed=0):  # doctest: +SKIP
+    ...     print(item.name, item.image.shape, item.mask.mean())
+
+    Returns:
+        An iterator of `SyntheticImage(name, image, mask)` in the order they are written:
+        `name` below the dataset folder (`"query/0007_c2s1_000031_00.jpg"`), the uint8
+        `[H, W, 3]` image before its JPEG encoding, and the boolean `[H, W]` mask of the
+        pixels painted with the person (see `render_with_mask`).
+
+    Raises:
+        ValueError: if an argument is invalid (at the call, before any image is made).
+    """
+    return _generate(
+        **_checked_arguments(
+            num_train_identities=num_train_identities,
+            num_test_identities=num_test_identities,
+            num_cameras=num_cameras,
+            cameras_per_identity=cameras_per_identity,
+            images_per_camera=images_per_camera,
+            num_distractors=num_distractors,
+            num_junk=num_junk,
+            image_size=image_size,
+            seed=seed,
+        )
+    )
+
+
+def _generate(
+    *,
+    num_train_identities,
+    num_test_identities,
+    num_cameras,
+    cameras_per_identity,
+    images_per_camera,
+    num_distractors,
+    num_junk,
+    image_size,
+    seed,
+):
+    """Yields every `SyntheticImage` of the dataset, in the order they are written.
+
+    Everything is drawn from one generator seeded with `seed`, in this order; the masks draw
+    nothing, so the images do not depend on whether anyone looks at them.
+    """
+    image_size = tuple(image_size)
+    rng = np.random.default_rng(seed)
+    cameras = [draw_camera(rng, image_size) for _ in range(num_cameras)]
+    pids = rng.permutation(np.arange(1, num_train_identities + num_test_identities + 1))
+    frames = [0] * num_cameras
+
+    def named(folder, pid, camera, rendered, box):
+        frames[camera] += int(rng.integers(1, 50))
+        name = market_file_name(int(pid), camera, frames[camera], box)
+        return SyntheticImage(f"{folder}/{name}", *rendered)
+
+    for index, pid in enumerate(pids):
+        person = draw_identity(rng)
+        training = index < num_train_identities
+        for camera in sorted(rng.choice(num_cameras, cameras_per_identity, replace=False)):
+            for shot in range(images_per_camera):
+                rendered = render_with_mask(cameras[camera], person, rng, image_size)
+                if training:
+                    yield named("bounding_box_train", pid, camera, rendered, box=shot + 1)
+                elif shot == 0:
+                    yield named("query", pid, camera, rendered, box=0)
+                else:
+                    yield named("bounding_box_test", pid, camera, rendered, box=shot)
+    for _ in range(num_distractors):
+        camera = int(rng.integers(num_cameras))
+        rendered = render_with_mask(cameras[camera], draw_identity(rng), rng, image_size)
+        yield named("bounding_box_test", 0, camera, rendered, box=1)
+    for junk in range(num_junk):
+        camera = int(rng.integers(num_cameras))
+        person = draw_identity(rng) if junk % 2 else None
+        rendered = render_with_mask(cameras[camera], person, rng, image_size, fragment=True)
+        yield named("bounding_box_test", -1, camera, rendered, box=1)
 
 
 def verify_synthetic_market1501(directory, **arguments):

@@ -1,7 +1,9 @@
-"""ReID evaluation: feature extraction, an evaluator, pictures, a command."""
+"""ReID evaluation: feature extraction, an evaluator, activation maps, pictures, a command."""
 
 import warnings
 
+from keras_rollback.evaluation.activation_maps import activation_maps
+from keras_rollback.evaluation.activation_maps import foreground_share
 from keras_rollback.evaluation.feature_extraction import extract_features
 from keras_rollback.evaluation.model_evaluation import ModelInputError
 from keras_rollback.evaluation.model_evaluation import evaluate_model_file
@@ -9,6 +11,7 @@ from keras_rollback.evaluation.model_evaluation import evaluate_model_on_dataset
 from keras_rollback.evaluation.model_evaluation import evaluation_feature_model
 from keras_rollback.evaluation.model_evaluation import results_summary
 from keras_rollback.evaluation.reid_evaluator import ReIDEvaluator
+from keras_rollback.evaluation.visualization import plot_activation_maps
 from keras_rollback.evaluation.visualization import plot_cmc_curve
 from keras_rollback.evaluation.visualization import plot_ranked_list
 

@@ -1,9 +1,10 @@
-"""Pictures of an evaluation: ranked lists and CMC curves, written as PNG files.
+"""Pictures of an evaluation: ranked lists, CMC curves and activation maps, as PNG files.
 
 Figures are drawn with matplotlib's object API on an Agg canvas, so nothing depends on (or
-changes) the global pyplot backend and no display is needed. `cmc_curve_figure` and
-`ranked_list_figure` return the `matplotlib.figure.Figure` (to show in a notebook, or to
-inspect); `plot_cmc_curve` and `plot_ranked_list` write it to a PNG file.
+changes) the global pyplot backend and no display is needed. `cmc_curve_figure`,
+`ranked_list_figure` and `activation_map_figure` return the `matplotlib.figure.Figure` (to
+show in a notebook, or to inspect); `plot_cmc_curve`, `plot_ranked_list` and
+`plot_activation_maps` write it to a PNG file.
 """
 
 import numpy as np
@@ -252,3 +253,110 @@ def _show(axes, image_path, color, label):
         spine.set_edgecolor(color)
         spine.set_linewidth(4)
     axes.set_title(label, fontsize=7)
+
+
+def plot_activation_maps(images, maps, path, *, shares=None, row_labels=None, alpha=0.5):
+    """Write activation maps of several models side by side on the same images as a PNG file.
+
+    The parameters are those of `activation_map_figure`; `path` is the output PNG file
+    (parent folders are created).
+
+    Returns
+    -------
+    path : str
+
+    See Also
+    --------
+    activation_map_figure : The picture as a `matplotlib.figure.Figure`.
+    """
+    figure = activation_map_figure(images, maps, shares=shares, row_labels=row_labels, alpha=alpha)
+    return _figures.save_png(figure, path)
+
+
+def activation_map_figure(images, maps, *, shares=None, row_labels=None, alpha=0.5):
+    """Draw activation maps of several models over the same images (the paper's Figure 6).
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, height, width, 3)
+        The images as shown, RGB in [0, 255] (e.g. resized as the model saw them, before
+        normalisation).
+    maps : dict of str -> array-like of shape (n_images, height, width)
+        One map per image for each model, keyed by the model's name (a column title), in
+        column order; e.g. from `keras_rollback.evaluation.activation_maps.activation_maps`.
+    shares : dict of str -> array-like of shape (n_images,) or None, default=None
+        Foreground share of each map (`foreground_share`), written under it; NaN or a
+        missing key writes nothing.
+    row_labels : sequence of str or None, default=None
+        A label per image (a file name), written above it.
+    alpha : float, default=0.5
+        Opacity of the map over the image.
+
+    Returns
+    -------
+    figure : matplotlib.figure.Figure
+        One row per image; columns: the image, then one overlay per model (the image in
+        grey, the map in colour on top: two images per axes, the map second). Each map is
+        divided by its own maximum (colour scale 0 to 1 of that maximum: where a model
+        responds, not how strongly compared with the other; a nearly uniform map stays
+        nearly one colour). Drawn by an Agg canvas; pyplot does not know it.
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 4 or images.shape[-1] != 3 or not len(images):
+        raise ValueError(
+            "`images` must have shape (n_images, height, width, 3) with n_images > 0. "
+            f"Received shape {images.shape}."
+        )
+    if not isinstance(maps, dict) or not maps:
+        raise ValueError("`maps` must be a non-empty dict from model name to maps.")
+    maps = {name: np.asarray(value, dtype=np.float64) for name, value in maps.items()}
+    for name, value in maps.items():
+        if value.shape != images.shape[:3]:
+            raise ValueError(
+                f"The maps of {name!r} have shape {value.shape}; expected {images.shape[:3]} "
+                "(one map per image, of the image's size)."
+            )
+    shares = {} if shares is None else shares
+    shares = {name: np.asarray(value, dtype=np.float64) for name, value in shares.items()}
+    for name, value in shares.items():
+        if value.shape != (len(images),):
+            raise ValueError(
+                f"`shares[{name!r}]` has shape {value.shape}; expected ({len(images)},): one "
+                "share per image."
+            )
+    if row_labels is not None and len(row_labels) != len(images):
+        raise ValueError(
+            f"`row_labels` has {len(row_labels)} entries; expected one per image ({len(images)})."
+        )
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"Received: alpha={alpha!r}. Expected a float in [0, 1].")
+
+    height, width = images.shape[1:3]
+    columns = 1 + len(maps)
+    panel = 1.3 * height / max(width, 1)
+    figure = _figures.agg_figure(
+        figsize=(1.5 * columns + 0.3, (panel + 0.55) * len(images) + 0.3), dpi=100
+    )
+    grid = figure.subplots(len(images), columns, squeeze=False)
+    pixels = np.clip(images, 0, 255) / 255.0
+    grey = pixels.mean(axis=-1)
+    for row in range(len(images)):
+        axes = grid[row, 0]
+        axes.imshow(pixels[row])
+        title = "image" if row_labels is None else str(row_labels[row])
+        axes.set_title(title, fontsize=6)
+        for column, (name, value) in enumerate(maps.items(), start=1):
+            axes = grid[row, column]
+            axes.imshow(grey[row], cmap="gray", vmin=0, vmax=1)
+            high = value[row].max()
+            scaled = value[row] / high if high > 0 else value[row]
+            axes.imshow(scaled, cmap="jet", vmin=0, vmax=1, alpha=alpha)
+            title = name
+            if name in shares and np.isfinite(shares[name][row]):
+                title += f"\non person {100 * shares[name][row]:.0f}%"
+            axes.set_title(title, fontsize=7)
+        for axes in grid[row]:
+            axes.set_xticks([])
+            axes.set_yticks([])
+    figure.tight_layout()
+    return figure
