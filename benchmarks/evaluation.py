@@ -283,7 +283,8 @@ class PeakMemory:
 
 
 def measure(jobs, repeats):
-    """`{name: (median seconds, peak MiB, result)}`, the jobs run in turn `repeats` times.
+    """`{name: (median seconds, peak MiB, result, seconds of each repeat)}`, the jobs run in
+    turn `repeats` times.
 
     Interleaved, so that on shared cores every job sees the same load; each is called once
     first, untimed (kernel compilation on JAX and TensorFlow).
@@ -301,9 +302,24 @@ def measure(jobs, repeats):
                 times[name].append(time.perf_counter() - start)
             peaks[name].append(memory.peak)
     return {
-        name: (statistics.median(times[name]), max(peaks[name]) / 2**20, results[name])
+        name: (
+            statistics.median(times[name]),
+            max(peaks[name]) / 2**20,
+            results[name],
+            times[name],
+        )
         for name in jobs
     }
+
+
+def paired_ratio(numerator, denominator):
+    """The median over the repeats of `numerator / denominator` (worker rows), each ratio of
+    two jobs run one after the other: on shared cores a ratio of medians mixes repeats
+    under different loads (a features / matmul ratio of 1.37 that repeated timing put at
+    1.06)."""
+    return statistics.median(
+        a / b for a, b in zip(numerator["times"], denominator["times"], strict=True)
+    )
 
 
 def _torchreid_job(evaluate_cy, data, max_rank):
@@ -364,25 +380,27 @@ def _worker(directory, repeats, max_rank, torchreid_source, problems):
             ):
                 _validation.to_numpy(chunk)  # The engine's own read of a chunk.
 
+        # Each job right after the one it is compared with (`paired_ratio`).
         jobs = {
             "distances": lambda data=data, ids=ids, options=options: ranking_scores(
                 data["distances"], *ids, **options
             ),
+            # The floor of any exact evaluation from distances: reading every distance once.
+            "one pass": lambda data=data: data["distances"].min(),
             "features": lambda data=data, ids=ids, options=options: ranking_scores_from_features(
                 data["q_feat"], data["g_feat"], *ids, **options
             ),
             "matmul alone": matmul_alone,
-            # The floor of any exact evaluation from distances: reading every distance once.
-            "one pass": lambda data=data: data["distances"].min(),
         }
         if evaluate_cy is not None:
             jobs["torchreid"] = _torchreid_job(evaluate_cy, data, max_rank)
-        for name, (seconds, peak, result) in measure(jobs, repeats).items():
+        for name, (seconds, peak, result, times) in measure(jobs, repeats).items():
             row = {
                 "size": size,
                 "problem": problem,
                 "input": name,
                 "seconds": seconds,
+                "times": times,
                 "peak_mib": peak,
             }
             if name in ("distances", "features"):
@@ -507,9 +525,10 @@ def compare(args):
                 features, matmul = row["features"], row["matmul alone"]
                 lines.append(
                     f"| {size} | {_problem_label(problem, aps)} | {backend} | {torchreid_cell} | "
-                    f"{ours['seconds']:.3f} | {speed_up} | {ours['seconds'] / one_pass:.1f} "
-                    f"({one_pass:.4f}) | {features['seconds']:.3f} | {matmul['seconds']:.3f} | "
-                    f"{features['seconds'] / matmul['seconds']:.2f} | {torchreid_peak} / "
+                    f"{ours['seconds']:.3f} | {speed_up} | "
+                    f"{paired_ratio(ours, row['one pass']):.1f} ({one_pass:.4f}) | "
+                    f"{features['seconds']:.3f} | {matmul['seconds']:.3f} | "
+                    f"{paired_ratio(features, matmul):.2f} | {torchreid_peak} / "
                     f"{ours['peak_mib']:.0f}, {features['peak_mib']:.0f} | "
                     f"{' / '.join(map(str, exact))} |"
                 )
@@ -547,7 +566,7 @@ def identity_probe(args):
         ids = (q_pids, g_pids, q_cams, g_cams)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # queries without a true match
-            seconds, peak, scores = measure(
+            seconds, peak, scores, _ = measure(
                 {"ours": lambda d=distances, ids=ids: ranking_scores(d, *ids, verbose=0)},
                 args.repeats,
             )["ours"]

@@ -103,6 +103,19 @@ def test_larger_random_case_with_many_ties_equals_reference():
     assert_matches_reference(random_case(rng, 30, 400, 20, 4, tie_levels=50), max_rank=20)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_signed_zeros_and_negative_ties_equal_reference(dtype):
+    """The identity items are ordered by bit keys in float32 and smaller: negative and
+    subnormal distances keep their order and -0.0 ties with +0.0, as in the reference's
+    sort; every value is shared by many rows of one block."""
+    rng = np.random.default_rng(7)
+    levels = np.array([-2.0, -1e-40, -0.0, 0.0, 1e-40, 1.0, 3.0], dtype="float32")
+    case = list(random_case(rng, 40, 300, 10, 3))
+    case[0] = rng.choice(levels, case[0].shape).astype(dtype)
+    assert_matches_reference(tuple(case), max_rank=20)
+    assert_matches_reference(tuple(case), max_rank=20, chunk_size=7)
+
+
 @pytest.mark.parametrize("block_distances", [1, 400, 1000])
 def test_rows_gathered_in_blocks_equal_reference(monkeypatch, block_distances):
     """Candidates are gathered for blocks of rows at once: one row, 1 and 2.5 rows' worth."""

@@ -7,7 +7,8 @@ own dtype (float64 stays float64 on every backend):
 
 - the query's identity items (its true matches and its junk: a few dozen, or thousands
   for a vehicle or a tracklet) are put in ranking order (distance, then gallery index)
-  with one `lexsort` per chunk: O(P log P) for P identity items;
+  with one stable argsort per chunk of (row, distance) keys: O(P log P) for P identity
+  items;
 - the rows are read in blocks of about 1M distances (4 MB), so that each distance comes
   from memory once: while a block is in the cache it is checked finite, compared with each
   row's last true match, and the items no farther than it located (the only ones that can
@@ -72,6 +73,23 @@ def _runs(rows, values):
     row_first = np.maximum.accumulate(np.where(new_row, index, 0))
     run_first = np.maximum.accumulate(np.where(new_run, index, 0))
     return row_first, run_first, np.cumsum(new_run) - 1
+
+
+def _ranking_order(rows, values):
+    """The order of items by row, then distance, then gallery index, for items grouped by
+    row and in gallery order within each row (as `Protocol.identity_items` gives them)."""
+    if values.dtype.itemsize > 4:
+        # No room for the row beside a float64 in 64 bits. `lexsort` is stable, so the
+        # gallery order stays the last key.
+        return np.lexsort((values, rows))
+    # One uint64 key per item: the row above the float32 bits made order-preserving
+    # (negatives' bits inverted, the sign bit set on the others; -0.0 + 0.0 is +0.0, which
+    # must tie with it). The rows come in order, so a stable argsort (timsort: it sorts
+    # within short runs and finds the runs already in order) takes 1 ms where a `lexsort`
+    # of (gallery index, distance, row) took 12 ms on the hard Market-1501 problem.
+    bits = np.add(values, 0.0, dtype=np.float32).view(np.uint32)
+    keys = bits ^ ((bits >> 31) * np.uint32(0x7FFFFFFF) + np.uint32(0x80000000))
+    return np.argsort((rows.astype(np.uint64) << 32) | keys, kind="stable")
 
 
 def _other_identities_tied_ahead(tied_columns, tied_values, identity_columns, values, columns):
@@ -144,7 +162,7 @@ def _true_match_positions(chunk, protocol, start, name="distances"):
     num_rows = len(chunk)
     rows, columns, is_good = protocol.identity_items(start, start + num_rows)
     values = chunk[rows, columns]
-    order = np.lexsort((columns, values, rows))  # the ranking order within each row
+    order = _ranking_order(rows, values)
     rows, columns, is_good, values = rows[order], columns[order], is_good[order], values[order]
     row_first, run_first, run = _runs(rows, values)
     # Items of the query's own identity strictly closer than each item, junk included,
