@@ -29,7 +29,7 @@ def _bias_correction(beta, step):
 class LayerwiseAdamW(LayerwiseLearningRates):
     """AdamW with decoupled weight decay and per-variable learning rates, as PyTorch's.
 
-    The update is exactly `torch.optim.AdamW` (`amsgrad=False`,
+    The update is `torch.optim.AdamW`'s, to float32 round-off (`amsgrad=False`,
     `maximize=False`). With `lr = learning_rate * multiplier` and `t` the
     variable's step count (1 at its first update):
 
