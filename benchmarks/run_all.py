@@ -405,22 +405,8 @@ def markdown_table(results):
             f"PyTorch eager {_fmt(torch_rate, '.2f')} ({_fmt(torch_cpu, '.2f')}) | {_fmt(ratio, '.2f')}x "
             f"(by CPU time {_fmt(cpu_ratio, '.2f')}x) |"
         )
-    for label, step in steps.items():
-        if "error" in step:
-            continue
-        sgd, ours = step["keras_sgd_step_seconds"], step["layerwise_sgd_step_seconds"]
-        sgd_cpu, ours_cpu = (
-            step["keras_sgd_step_cpu_seconds"],
-            step["layerwise_sgd_step_cpu_seconds"],
-        )
-        lines.append(
-            f"| Optimizer step, ms (CPU ms) ({step['optimizer_variables']} variables, "
-            f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | LayerwiseSGD {ours * 1e3:.0f} "
-            f"({ours_cpu * 1e3:.0f}) | keras SGD {sgd * 1e3:.0f} ({sgd_cpu * 1e3:.0f}) | {ours / sgd:.2f}x; "
-            f"difference = {(ours - sgd) / step['step_seconds']:+.1%} of a training step "
-            f"(by CPU time {(ours_cpu - sgd_cpu) / step['step_cpu_seconds']:+.1%}) |"
-        )
-    lines.extend(_adamw_rows(steps, "ResNet-50"))
+    lines.extend(_optimizer_rows(steps, "ResNet-50", "sgd"))
+    lines.extend(_optimizer_rows(steps, "ResNet-50", "adamw"))
     for label, step in steps.items():
         if "rollback_seconds" in step:
             lines.append(
@@ -497,7 +483,7 @@ def markdown_table(results):
             f"| ViT-B/16 training step (LayerwiseAdamW), images/s (CPU-s/step) | {label} | "
             f"{step['images_per_second']:.2f} ({step['step_cpu_seconds']:.2f}) | | |"
         )
-    lines.extend(_adamw_rows(transformer_steps, "ViT-B/16"))
+    lines.extend(_optimizer_rows(transformer_steps, "ViT-B/16", "adamw"))
     evaluation = results.get("evaluation")
     if evaluation and not evaluation["error"]:
         # Its own table (torchreid's Cython vs ours on every backend), below this one.
@@ -535,23 +521,34 @@ def _data_parallel_row(entry):
     )
 
 
-def _adamw_rows(steps, model_name):
-    """`LayerwiseAdamW` against `keras.optimizers.AdamW`, as a share of the training step."""
+# Ours against Keras' own optimizer of the same update (`keras_training.py --task step` keys).
+_OPTIMIZER_PAIRS = {
+    "sgd": ("LayerwiseSGD", "keras SGD"),
+    "adamw": ("LayerwiseAdamW", "keras AdamW"),
+}
+
+
+def _optimizer_rows(steps, model_name, optimizer):
+    """`Layerwise<optimizer>` against Keras' optimizer, as a share of the training step."""
+    ours_name, keras_name = _OPTIMIZER_PAIRS[optimizer]
     lines = []
     for label, step in steps.items():
-        if "error" in step or "layerwise_adamw_step_seconds" not in step:
+        if "error" in step or f"layerwise_{optimizer}_step_seconds" not in step:
             continue
-        adamw, ours = step["keras_adamw_step_seconds"], step["layerwise_adamw_step_seconds"]
-        adamw_cpu, ours_cpu = (
-            step["keras_adamw_step_cpu_seconds"],
-            step["layerwise_adamw_step_cpu_seconds"],
+        keras_seconds, ours = (
+            step[f"keras_{optimizer}_step_seconds"],
+            step[f"layerwise_{optimizer}_step_seconds"],
+        )
+        keras_cpu, ours_cpu = (
+            step[f"keras_{optimizer}_step_cpu_seconds"],
+            step[f"layerwise_{optimizer}_step_cpu_seconds"],
         )
         lines.append(
             f"| Optimizer step, ms (CPU ms) ({model_name}: {step['optimizer_variables']} variables, "
-            f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | LayerwiseAdamW {ours * 1e3:.0f} "
-            f"({ours_cpu * 1e3:.0f}) | keras AdamW {adamw * 1e3:.0f} ({adamw_cpu * 1e3:.0f}) | "
-            f"{ours / adamw:.2f}x; difference = {(ours - adamw) / step['step_seconds']:+.1%} of a "
-            f"training step (by CPU time {(ours_cpu - adamw_cpu) / step['step_cpu_seconds']:+.1%}) |"
+            f"{step['optimizer_parameters'] / 1e6:.1f} M) | {label} | {ours_name} {ours * 1e3:.0f} "
+            f"({ours_cpu * 1e3:.0f}) | {keras_name} {keras_seconds * 1e3:.0f} ({keras_cpu * 1e3:.0f}) | "
+            f"{ours / keras_seconds:.2f}x; difference = {(ours - keras_seconds) / step['step_seconds']:+.1%} "
+            f"of a training step (by CPU time {(ours_cpu - keras_cpu) / step['step_cpu_seconds']:+.1%}) |"
         )
     return lines
 

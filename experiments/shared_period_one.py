@@ -18,7 +18,6 @@ Every copy is atomic and the checkpoint's manifest is written last: a process ki
 branching leaves a method folder without a checkpoint, which the rerun branches again.
 """
 
-import json
 import os
 import shutil
 
@@ -64,12 +63,10 @@ def branch(source_dir, method_dir):
             "no checkpoint. Pass --start_over to train the work dir again."
         )
     epochs = checkpoint["epoch"]
-    _copy(os.path.join(source_dir, "pretrained.npz"), os.path.join(method_dir, "pretrained.npz"))
-    records = _atomic_files.read_json_lines(os.path.join(source_dir, "epochs.jsonl"))
-    _atomic_files.write_text(
-        os.path.join(method_dir, "epochs.jsonl"),
-        "".join(json.dumps(r) + "\n" for r in records if r["epoch"] < epochs),
-    )
+    # The source's log ends with the period (its training stopped there); a resumed method
+    # drops any line past its checkpoint anyway (`train.train_and_evaluate`).
+    for name in ("pretrained.npz", "epochs.jsonl"):
+        _copy(os.path.join(source_dir, name), os.path.join(method_dir, name))
     checkpoints = os.path.join(method_dir, "checkpoints")
     # The manifest last: the checkpoint exists once its manifest does.
     _copy(checkpoint["weights"], os.path.join(checkpoints, os.path.basename(checkpoint["weights"])))
@@ -85,5 +82,4 @@ def branch(source_dir, method_dir):
 
 def _copy(source, destination):
     os.makedirs(os.path.dirname(destination), exist_ok=True)
-    suffix = ".weights.h5" if destination.endswith(".weights.h5") else ""
-    _atomic_files.atomic_write(destination, lambda tmp: shutil.copyfile(source, tmp), suffix=suffix)
+    _atomic_files.atomic_write(destination, lambda tmp: shutil.copyfile(source, tmp))
