@@ -14,6 +14,7 @@ from absl import app
 from absl import flags
 
 from experiments import methods
+from experiments.converged_period_one import ConvergenceRule
 from experiments.recipes import OPTIMIZERS as OPTIMIZER_NAMES
 from keras_rollback import BlockPartition
 from keras_rollback.data.fine_grained import TFDS_DATASETS
@@ -123,7 +124,29 @@ def validate_config(config):
             f"{OPTIMIZER_NAMES}."
         )
     plan = config.plan
-    if plan.decay_epochs > plan.period_epochs:
+    converged = config.converged_period_one
+    if not isinstance(converged.enabled, bool):
+        raise ConfigError(
+            "config.converged_period_one.enabled must be True or False. Received: "
+            f"enabled={converged.enabled!r}"
+        )
+    if converged.enabled:
+        try:
+            rule = ConvergenceRule.from_config(converged)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if not config.share_period_one:
+            raise ConfigError(
+                "config.converged_period_one.enabled trains the shared period 1 until it "
+                "converges: set config.share_period_one=True."
+            )
+        if plan.decay_epochs > rule.min_epochs:
+            raise ConfigError(
+                f"config.plan.decay_epochs={plan.decay_epochs} is longer than "
+                f"config.converged_period_one.min_epochs={rule.min_epochs}: period 1 could be "
+                "called converged before its rates decay. Set decay_epochs <= min_epochs."
+            )
+    elif plan.decay_epochs > plan.period_epochs:
         raise ConfigError(
             f"config.plan.decay_epochs={plan.decay_epochs} is longer than "
             f"config.plan.period_epochs={plan.period_epochs}: the learning rate would never "
@@ -142,6 +165,12 @@ def validate_config(config):
         raise ConfigError(
             "config.share_period_one must be True or False. Received: "
             f"share_period_one={config.share_period_one!r}"
+        )
+    continuing = [m for m in config.methods if m in methods.CONTINUE_FROM_PERIOD_ONE]
+    if continuing and not config.share_period_one:
+        raise ConfigError(
+            f"config.methods: {continuing} continue from the shared period 1: set "
+            "config.share_period_one=True."
         )
     kept = [m.split(":", 1)[1] for m in config.methods if m.startswith("keep_block:")]
     if kept:

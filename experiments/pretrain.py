@@ -101,7 +101,9 @@ def synthetic_source_weights(config, cache_dir):
             seed=config.seed,
             drop_remainder=config.distribution.num_processes > 1,  # Equal shares per process.
         )
-        model.fit(train, epochs=config.pretrain.epochs, shuffle=False, verbose=fit_verbosity())
+        history = model.fit(
+            train, epochs=config.pretrain.epochs, shuffle=False, verbose=fit_verbosity()
+        )
     backbone = model.get_layer(f"{config.model.backbone}_backbone")
     _atomic_files.atomic_write(
         path,
@@ -109,11 +111,29 @@ def synthetic_source_weights(config, cache_dir):
         suffix=".weights.h5",
         expected_bytes=sum(math.prod(w.shape) * 4 for w in backbone.weights),
     )
+    # How far the source task trained: its last epoch's training loss and accuracy.
+    final_epoch = {name: float(values[-1]) for name, values in history.history.items()}
+    logging.info("Synthetic-source pre-training ended with %s", final_epoch)
     _atomic_files.write_json(
         path + ".json",
-        {"bytes": os.path.getsize(path), "sha256": _atomic_files.sha256_of_file(path)},
+        {
+            "bytes": os.path.getsize(path),
+            "sha256": _atomic_files.sha256_of_file(path),
+            "source_task": {
+                "identities": source.num_train_pids,
+                "images": len(source.train),
+                "final_epoch": final_epoch,
+            },
+        },
     )
     return path
+
+
+def source_training_record(weights_path):
+    """The source task's size and its last epoch's training logs, recorded beside the
+    weights by `synthetic_source_weights` (None for weights cached before it recorded them)."""
+    record = workdir_lib.read_json(weights_path + ".json")
+    return record.get("source_task") if isinstance(record, dict) else None
 
 
 def _source_optimizer(pretrain):

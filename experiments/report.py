@@ -133,14 +133,16 @@ def curves_figure(rows):
 
 def plot_drift(config, workdir, path=None):
     """`drift.png`: each block's drift from the pre-trained weights (and gradient norm) per
-    epoch, one panel per method, from the methods' `epochs.jsonl`."""
+    epoch, one panel per method, from the methods' `epochs.jsonl` (not the weight mixes,
+    which train nothing and log no drift)."""
     runs = {}
     for method in config.methods:
         records = _atomic_files.read_json_lines(
             os.path.join(workdir, method.replace(":", "_"), "epochs.jsonl")
         )
         epochs = {record["epoch"]: record for record in records}
-        runs[method] = [epochs[e] for e in sorted(epochs)]
+        if any(key.startswith("drift_") for record in records for key in record):
+            runs[method] = [epochs[e] for e in sorted(epochs)]
     _atomic_files.atomic_write(
         path or os.path.join(workdir, "drift.png"),
         lambda tmp: plot_block_drift(

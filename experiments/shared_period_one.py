@@ -21,20 +21,22 @@ branching leaves a method folder without a checkpoint, which the rerun branches 
 import os
 import shutil
 
+from experiments import methods
 from keras_rollback import _atomic_files
 from keras_rollback import compat
 from keras_rollback.callbacks.run_checkpoint import RunCheckpoint
 
 # The method whose only period is the shared one; its folder is the branches' source.
 SOURCE_METHOD = "fine_tune"
-_SHARING_METHODS = ("rollback", "base_cy", "fine_tune")
+_SHARING_METHODS = ("rollback", "base_cy", "fine_tune", *methods.CONTINUE_FROM_PERIOD_ONE)
 
 
 def shares_period_one(method):
     """Whether `method`'s period 1 is ordinary fine-tuning's (same rates, length, batches).
 
-    Not `fc_warmup` (its period 1 follows the frozen-backbone epochs) nor
-    `plateau_rollback` (its period 1 ends where the training loss stops improving).
+    Not `fc_warmup` and `lp_ft` (their period 1 follows the frozen-backbone epochs) nor
+    `plateau_rollback` (its period 1 ends where the training loss stops improving). L2-SP
+    and WiSE-FT continue from it (`methods.CONTINUE_FROM_PERIOD_ONE`).
     """
     return method in _SHARING_METHODS or method.startswith("keep_block:")
 

@@ -7,6 +7,7 @@ import os
 import numpy as np
 from scipy import stats
 
+from experiments import converged_period_one
 from experiments import pretrain
 from experiments import report
 from experiments import train
@@ -48,6 +49,10 @@ def run_study(config, workdir):
             rows.append({**row, "seed": seed})
     summary = summarise(rows, config)
     summary["drift"] = _drift_summary(workdir, config)
+    if config.converged_period_one.enabled:
+        summary["period_one"] = _period_one_per_seed(workdir, config)
+        if config.model.weights == "synthetic_source":
+            summary["source_task"] = pretrain.source_training_record(weights)
     with open(os.path.join(workdir, "study.json"), "w") as f:
         json.dump({"summary": summary, "rows": rows}, f, indent=1)
     text = study_table(summary, config)
@@ -120,6 +125,30 @@ def _scores(name, finals, ends):
     return finals.get(name)
 
 
+def _period_one_per_seed(workdir, config):
+    """Per seed: where the shared period 1 stopped (`experiments/converged_period_one.py`),
+    whether it converged there or hit its cap, and its training loss and accuracy then."""
+    rule = converged_period_one.ConvergenceRule.from_config(config.converged_period_one)
+    seeds = []
+    for seed in config.study.seeds:
+        logs = converged_period_one.read_epoch_logs(
+            os.path.join(workdir, f"seed-{seed}", "fine_tune")
+        )
+        epochs = rule.period_one_epochs(logs)
+        last = logs[epochs - 1]
+        seeds.append(
+            {
+                "seed": seed,
+                "epochs": epochs,
+                "converged": rule.converged(logs[:epochs]),
+                "loss": last["loss"],
+                "accuracy": last["accuracy"],
+                "mAP": last.get("mAP"),
+            }
+        )
+    return seeds
+
+
 def _drift_summary(workdir, config):
     """Mean drift of each block at the end of period 1 and of training, per method, read
     from every seed's `epochs.jsonl` (logged by `BlockDiagnostics`)."""
@@ -180,6 +209,8 @@ def study_table(summary, config):
         values = " | ".join(_mean_interval(row[m], sign=True) for m in metrics)
         per_seed = ", ".join(f"{v:+.2f}" for v in row[f"{metrics[0]}_per_seed"])
         lines.append(f"| {row['difference']} | {values} | {per_seed} |")
+    if summary.get("period_one"):
+        lines += _period_one_lines(summary, config)
     if summary["drift"]:
         blocks = list(next(iter(next(iter(summary["drift"].values())).values())))
         lines += [
@@ -194,6 +225,36 @@ def study_table(summary, config):
                 cells = " | ".join(f"{values[b][0]:.4f}" for b in blocks)
                 lines.append(f"| {method} | {moment} | {cells} |")
     return "\n".join(lines)
+
+
+def _period_one_lines(summary, config):
+    rule = config.converged_period_one
+    source = summary.get("source_task")
+    lines = ["", "Period 1, shared by every method, trained until it converged:", ""]
+    if source:
+        final = source["final_epoch"]
+        lines += [
+            f"Pre-training (source task: {source['identities']} identities, "
+            f"{source['images']} images): last epoch's training loss {final['loss']:.4f}, "
+            f"accuracy {100 * final['accuracy']:.2f}%.",
+            "",
+        ]
+    lines += [
+        f"Rule: training accuracy >= {100 * rule.min_accuracy:g}% and the best loss of the "
+        f"last {rule.window} epochs less than {100 * rule.min_relative_improvement:g}% below "
+        f"the best before them, from epoch {rule.min_epochs}, at most {rule.max_epochs} "
+        "epochs.",
+        "",
+        "| seed | period 1 epochs | converged | training loss | training accuracy | mAP |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in summary["period_one"]:
+        score = "" if row["mAP"] is None else f"{100 * row['mAP']:.2f}"
+        lines.append(
+            f"| {row['seed']} | {row['epochs']} | {'yes' if row['converged'] else 'no (cap)'} "
+            f"| {row['loss']:.4f} | {100 * row['accuracy']:.2f}% | {score} |"
+        )
+    return lines
 
 
 def _mean_interval(value, sign=False):

@@ -1,13 +1,16 @@
 """`run_experiment`: every method of a config trained, evaluated per period, and reported."""
 
 import contextlib
+import copy
 import functools
+import json
 import os
 
 import keras
 from absl import logging
 
 from experiments import config_checks
+from experiments import converged_period_one
 from experiments import methods
 from experiments import pretrain
 from experiments import recipes
@@ -69,6 +72,11 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start
         weights = _backbone_weights(config, workdir)
         provenance = _record_weights(config, weights, workdir)
         rows = []
+        # Every method but the shared period 1 itself trains periods as long as period 1.
+        methods_config = config
+        if config.converged_period_one.enabled:
+            epochs = _converged_period_one(config, task, weights, workdir, model_scope)
+            methods_config = _with_period_epochs(config, epochs)
         for method in config.methods:
             method_dir = os.path.join(workdir, _folder(method))
             finished = os.path.join(method_dir, "finished.json")
@@ -86,9 +94,14 @@ def run_experiment(config, workdir, model_scope=contextlib.nullcontext, *, start
                     ):
                         source = _shared_period_one(config, task, weights, workdir, model_scope)
                         shared_period_one.branch(source, method_dir)
-                    method_rows = train_and_evaluate(
-                        config, method, task, weights, method_dir, model_scope
-                    )
+                    if method in methods.WEIGHT_MIXES:
+                        method_rows = mix_and_evaluate(
+                            methods_config, method, task, weights, method_dir, model_scope
+                        )
+                    else:
+                        method_rows = train_and_evaluate(
+                            methods_config, method, task, weights, method_dir, model_scope
+                        )
                 _atomic_files.write_json(finished, method_rows)
             rows.extend(method_rows)
         for row in rows:
@@ -120,17 +133,130 @@ def _shared_period_one(config, task, weights, workdir, model_scope):
     return source
 
 
-def train_and_evaluate(config, method, task, weights, workdir, model_scope=contextlib.nullcontext):
-    """One method: fit with its plan, evaluate at period ends, return per-epoch rows."""
-    os.makedirs(workdir, exist_ok=True)
+def _converged_period_one(config, task, weights, workdir, model_scope):
+    """Trains the shared period 1 until it converges (`experiments/converged_period_one.py`),
+    or reads how long it took; returns its number of epochs.
+
+    The period is trained under `plan.period_epochs = max_epochs` and stopped at the first
+    plateau. A rerun reads the plateau from the logs: a run killed after it resumes as
+    though its plan had been that long from the start (the rates are the same up to it).
+    """
+    rule = converged_period_one.ConvergenceRule.from_config(config.converged_period_one)
+    source = os.path.join(workdir, _folder(shared_period_one.SOURCE_METHOD))
+    finished = os.path.join(source, "finished.json")
+    epochs = rule.period_one_epochs(converged_period_one.read_epoch_logs(source))
+    if workdir_lib.read_json(finished) is None:
+        compat.print_msg(f"Period 1, until it converges, shared by every method: {source}")
+        with _dtype_policy(config.train.mixed_precision):
+            if epochs is None:
+                done = RunCheckpoint(os.path.join(source, "checkpoints")).newest()
+                logs = converged_period_one.read_epoch_logs(source)
+                earlier = logs[: done["epoch"] if done else 0]
+                rows = train_and_evaluate(
+                    _with_period_epochs(config, rule.max_epochs),
+                    shared_period_one.SOURCE_METHOD,
+                    task,
+                    weights,
+                    source,
+                    model_scope,
+                    extra_callbacks=[converged_period_one.StopAtConvergence(rule, earlier)],
+                )
+            else:
+                rows = train_and_evaluate(
+                    _with_period_epochs(config, epochs),
+                    shared_period_one.SOURCE_METHOD,
+                    task,
+                    weights,
+                    source,
+                    model_scope,
+                )
+        _atomic_files.write_json(finished, rows)
+        epochs = rule.period_one_epochs(converged_period_one.read_epoch_logs(source))
+    logs = converged_period_one.read_epoch_logs(source)[:epochs]
+    outcome = "converged" if rule.converged(logs) else "reached its cap without converging"
+    compat.print_msg(
+        f"Period 1 {outcome} at epoch {epochs}: training loss {logs[-1]['loss']:.4f}, "
+        f"accuracy {logs[-1]['accuracy']:.4f}. Every method's periods are {epochs} epochs."
+    )
+    return epochs
+
+
+def _with_period_epochs(config, epochs):
+    """A copy of `config` whose periods are `epochs` long."""
+    config = copy.deepcopy(config)
+    with config.unlocked():
+        config.plan.period_epochs = epochs
+    return config
+
+
+def _build_compiled_model(config, method, task, weights, model_scope):
+    """The model of `method`, compiled, built with the seed so that every method's head
+    starts the same; and its `BlockPartition`."""
     keras.utils.set_random_seed(config.seed)  # Every method starts from the same head.
+    config = methods.method_config(method, config)
     with model_scope():
         model = recipes.build_model(config, task.num_classes, weights)
         model.compile(
             optimizer=recipes.optimizer(config),
             **recipes.compile_arguments(config, task.num_classes),
         )
-    partition = BlockPartition.for_model(model)
+    return model, BlockPartition.for_model(model)
+
+
+def mix_and_evaluate(config, method, task, weights, workdir, model_scope=contextlib.nullcontext):
+    """A weight-mix method (WiSE-FT, `methods.WEIGHT_MIXES`): the shared period 1's last
+    checkpoint, branched into `workdir`, mixed with the pre-trained snapshot, evaluated.
+
+    Trains nothing; logs one epoch record (period 1's last epoch, with its training loss as
+    it was before mixing) and returns its row.
+    """
+    model, partition = _build_compiled_model(config, method, task, weights, model_scope)
+    periods = methods.plan_for(method, config.plan).resolve(
+        partition.block_names, partition.head_name
+    )
+    checkpoint = RunCheckpoint(os.path.join(workdir, "checkpoints"))
+    checkpoint.restore(model)
+    epochs = checkpoint.newest()["epoch"]
+    methods.weight_mix(method, config, partition, os.path.join(workdir, "pretrained.npz")).apply(
+        model
+    )
+    evaluator = task.evaluator()
+    feature_model = task.feature_model(model)
+    scores = evaluator.evaluate(model if feature_model is None else feature_model)
+    log_path = os.path.join(workdir, "epochs.jsonl")
+    logs = {record["epoch"]: record for record in converged_period_one.read_epoch_logs(workdir)}
+    period_one = logs[epochs - 1]
+    record = {
+        "epoch": epochs - 1,
+        "period": 1,
+        "period_start_epoch": 0,
+        "loss": period_one.get("loss"),
+        **{key: float(value) for key, value in scores.items()},
+    }
+    # The branched log holds period 1's epochs; the mix replaces its last evaluation.
+    _atomic_files.write_text(log_path, json.dumps(record) + "\n")
+    task.write_pictures(evaluator, workdir, title=method)
+    workdir_lib.save_model(model, os.path.join(workdir, "model.keras"))
+    return report.read_history(log_path, method, periods, device_name())
+
+
+def train_and_evaluate(
+    config,
+    method,
+    task,
+    weights,
+    workdir,
+    model_scope=contextlib.nullcontext,
+    *,
+    extra_callbacks=(),
+):
+    """One method: fit with its plan, evaluate at period ends, return per-epoch rows.
+
+    `extra_callbacks` go after `RollbackRefine` and before the evaluation (the converged
+    period 1's stop, which marks its epoch as a period end).
+    """
+    os.makedirs(workdir, exist_ok=True)
+    model, partition = _build_compiled_model(config, method, task, weights, model_scope)
     plan = methods.plan_for(method, config.plan)
     periods = plan.resolve(partition.block_names, partition.head_name)
     evaluator = task.evaluator()
@@ -169,6 +295,8 @@ def train_and_evaluate(config, method, task, weights, workdir, model_scope=conte
                     # and an epoch is checkpointed only once its weights are checked finite
                     # and its evaluation is recorded.
                     RollbackRefine(partition, plan=plan, snapshot=snapshot),
+                    *extra_callbacks,
+                    *methods.callbacks_for(method, config, partition, snapshot),
                     BlockDiagnostics(
                         partition,
                         gradient_batch=next(iter(train_data)),

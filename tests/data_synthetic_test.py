@@ -247,3 +247,52 @@ def test_person_masks_refuse_an_edited_image_or_an_unknown_name(small, tmp_path)
     (copy / synthetic.MANIFEST).unlink()
     with pytest.raises(ValueError, match="no readable manifest"):
         synthetic.synthetic_person_masks(copy)
+
+
+def test_rotate_hue_keeps_greys_and_luma_and_turns_colours():
+    greys = np.array([[[0, 0, 0], [128, 128, 128], [255, 255, 255]]], np.float32)
+    np.testing.assert_allclose(synthetic.rotate_hue(greys, 120.0), greys, atol=1e-3)
+    rng = np.random.default_rng(0)
+    # Mid-range colours, so that no channel is clipped.
+    colours = rng.uniform(80, 170, size=(8, 8, 3)).astype(np.float32)
+    luma = np.array([0.213, 0.715, 0.072], np.float32)
+    for degrees in (30.0, 120.0, 200.0):
+        turned = synthetic.rotate_hue(colours, degrees)
+        # To the 3-digit coefficients of the standard matrix.
+        np.testing.assert_allclose(turned @ luma, colours @ luma, atol=0.1)
+        assert np.abs(turned - colours).mean() > 1.0
+    np.testing.assert_allclose(synthetic.rotate_hue(colours, 360.0), colours, atol=1e-3)
+    # Three turns of 120 degrees come back (clipping aside).
+    thrice = colours
+    for _ in range(3):
+        thrice = synthetic.rotate_hue(thrice, 120.0)
+    np.testing.assert_allclose(thrice, colours, atol=0.5)
+    # Red's hue goes toward green at 120 degrees (colorsys: hue 0 -> about 1/3).
+    import colorsys
+
+    red = np.array([[[200.0, 40.0, 40.0]]], np.float32)
+    hue = colorsys.rgb_to_hsv(*(synthetic.rotate_hue(red, 120.0)[0, 0] / 255.0))[0]
+    assert 0.2 < hue < 0.45
+
+
+def test_hue_rotation_changes_colours_not_layout_and_is_recorded(small, tmp_path):
+    shifted = synthetic.write_synthetic_market1501(
+        tmp_path / "shifted", seed=0, hue_rotation=120.0, **SMALL
+    )
+    assert file_names(shifted) == file_names(small)  # Same identities, cameras, frames.
+    plain = {i.name: i for i in synthetic.synthetic_market1501_images(seed=0, **SMALL)}
+    turned = list(synthetic.synthetic_market1501_images(seed=0, hue_rotation=120.0, **SMALL))
+    for item in turned:
+        np.testing.assert_array_equal(item.mask, plain[item.name].mask)
+    assert np.mean([np.abs(i.image.astype(float) - plain[i.name].image).mean() for i in turned]) > 5
+    assert synthetic.verify_synthetic_market1501(shifted, seed=0, hue_rotation=120.0) is None
+    assert "hue_rotation" in synthetic.verify_synthetic_market1501(shifted, hue_rotation=0.0)
+    # Unshifted datasets record no hue_rotation (as before it existed) and verify with 0.
+    manifest = (small / synthetic.MANIFEST).read_text()
+    assert "hue_rotation" not in manifest
+    assert synthetic.verify_synthetic_market1501(small, seed=0, hue_rotation=0.0) is None
+    masks = synthetic.synthetic_person_masks(shifted)
+    query = next(name for name in masks if name.startswith("query/"))
+    np.testing.assert_array_equal(masks[query], plain[query].mask)
+    with pytest.raises(ValueError, match="Received: hue_rotation=nan"):
+        synthetic.write_synthetic_market1501(tmp_path / "bad", hue_rotation=float("nan"))

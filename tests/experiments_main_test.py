@@ -2,9 +2,14 @@
 
 import json
 
+import pytest
+
+from experiments import config_checks
+from experiments import methods
 from experiments import shared_period_one
 from experiments import train
 from experiments.configs import smoke
+from keras_rollback import RefinePlan
 from keras_rollback import _atomic_files
 from keras_rollback.metrics import ranking
 
@@ -134,8 +139,40 @@ def test_classification_task_reports_top1_accuracy(tmp_path, monkeypatch):
 
 
 def test_methods_that_share_period_one():
-    sharing = ["rollback", "base_cy", "fine_tune", "keep_block:conv3_x"]
+    sharing = [
+        "rollback",
+        "base_cy",
+        "fine_tune",
+        "keep_block:conv3_x",
+        "l2_sp",
+        "wise_ft",
+        "wise_ft_depth_scaled",
+    ]
     assert all(shared_period_one.shares_period_one(m) for m in sharing)
     assert not any(
-        shared_period_one.shares_period_one(m) for m in ("fc_warmup", "plateau_rollback")
+        shared_period_one.shares_period_one(m) for m in ("fc_warmup", "lp_ft", "plateau_rollback")
     )
+
+
+def test_alternatives_as_experiment_methods():
+    plan_config = smoke.get_config().plan
+    assert methods.plan_for("lp_ft", plan_config) == RefinePlan.linear_probe_then_fine_tune(
+        probe_epochs=plan_config.warmup_epochs,
+        fine_tune_epochs=plan_config.period_epochs,
+        learning_rate=plan_config.learning_rate,
+        head_learning_rate=plan_config.head_learning_rate,
+        decay_epochs=plan_config.decay_epochs,
+        decay_factor=plan_config.decay_factor,
+        layer_decay=plan_config.layer_decay,
+    )
+    assert methods.plan_for("l2_sp", plan_config) == methods.plan_for("base_cy", plan_config)
+    assert methods.plan_for("wise_ft", plan_config) == methods.plan_for("fine_tune", plan_config)
+    config = smoke.get_config()
+    l2_sp = methods.method_config("l2_sp", config)
+    assert l2_sp.optimizer.weight_decay == 0.0 and config.optimizer.weight_decay == 5e-4
+    assert methods.method_config("rollback", config) is config
+    with config.unlocked():
+        config.methods = ("wise_ft",)
+        config.share_period_one = False
+    with pytest.raises(config_checks.ConfigError, match="continue from the shared period 1"):
+        config_checks.validate_config(config)

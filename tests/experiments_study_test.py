@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 from experiments import study
+from experiments.configs import converged_study_smoke
 from experiments.configs import study_smoke
+from keras_rollback import BlockPartition
+from keras_rollback.models import load_model_file
+from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 
 
 def test_interval_is_the_t_interval():
@@ -52,3 +56,47 @@ def test_study_smoke_run_summarises_every_seed(tmp_path):
     table = (tmp_path / "study.md").read_text()
     assert "rollback - base_cy" in table and "plateau_rollback" in table
     assert set(summary["drift"]) == set(config.methods)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason=(
+        "the study only orchestrates runs; the shared period 1, the branch and the methods it "
+        "drives run on every backend in experiments_main_test (kept off the other two backends "
+        "to hold the suite under 30 minutes)"
+    ),
+)
+def test_converged_study_smoke_run(tmp_path):
+    config = converged_study_smoke.get_config()
+    summary = study.run_study(config, str(tmp_path))
+
+    rule = config.converged_period_one
+    seeds = list(config.study.seeds)
+    assert [row["seed"] for row in summary["period_one"]] == seeds
+    for row in summary["period_one"]:
+        assert rule.min_epochs <= row["epochs"] <= rule.max_epochs
+        run = tmp_path / f"seed-{row['seed']}"
+        rows = json.loads((run / "results.json").read_text())
+        ends = {r["method"]: r["epoch"] for r in rows if r["mAP"] is not None}
+        # Later periods are as long as the measured period 1.
+        assert ends["fine_tune"] == row["epochs"]
+        assert ends["rollback"] == ends["base_cy"] == ends["l2_sp"] == 2 * row["epochs"]
+        assert ends["lp_ft"] == config.plan.warmup_epochs + row["epochs"]
+        assert ends["wise_ft"] == row["epochs"]
+        # WiSE-FT is period 1's weights mixed half and half with the pre-trained ones.
+        fine_tuned = load_model_file(run / "fine_tune" / "model.keras")
+        mixed = load_model_file(run / "wise_ft" / "model.keras")
+        partition = BlockPartition.for_model(mixed)
+        pretrained = PretrainedSnapshot.load(run / "wise_ft" / "pretrained.npz", partition)
+        tuned = {w.path: w.numpy() for w in fine_tuned.weights}
+        checked = 0
+        for weight in mixed.weights:
+            if weight.path in pretrained.arrays and "float" in str(weight.dtype):
+                expected = 0.5 * pretrained.arrays[weight.path] + 0.5 * tuned[weight.path]
+                np.testing.assert_allclose(weight.numpy(), expected, rtol=1e-6, atol=1e-6)
+                checked += 1
+        assert checked > 50
+    assert summary["source_task"]["identities"] == config.pretrain.num_identities
+    table = (tmp_path / "study.md").read_text()
+    assert "| seed | period 1 epochs | converged |" in table
+    assert "wise_ft_depth_scaled - rollback" in table and "lp_ft - base_cy" in table

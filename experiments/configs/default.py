@@ -95,12 +95,35 @@ def get_config():
     config.adamw.weight_decay = 0.05
 
     # Methods compared, each a RefinePlan built from `plan` (see experiments/methods.py):
-    # rollback, base_cy, fine_tune (period 1 only), fc_warmup, keep_block:<block>.
+    # rollback, base_cy, fine_tune (period 1 only), fc_warmup, lp_ft, plateau_rollback,
+    # l2_sp, wise_ft, wise_ft_depth_scaled, keep_block:<block>.
     config.methods = ("rollback", "base_cy")
     # Train period 1 once for every method that shares it (rollback, base_cy, fine_tune,
     # keep_block:<block>) and branch each from its last checkpoint (experiments/
     # shared_period_one.py); False trains it again per method. The results are the same.
     config.share_period_one = True
+    # Train the shared period 1 until its training loss plateaus (experiments/
+    # converged_period_one.py): at the first epoch >= min_epochs whose training accuracy is
+    # >= min_accuracy and whose best loss over the last `window` epochs is less than
+    # min_relative_improvement below the best before them (at most max_epochs). Every
+    # other method's periods are then as long (plan.period_epochs is replaced).
+    config.converged_period_one = ml_collections.ConfigDict()
+    config.converged_period_one.enabled = False
+    config.converged_period_one.window = 3
+    config.converged_period_one.min_relative_improvement = 0.05
+    config.converged_period_one.min_accuracy = 0.99
+    config.converged_period_one.min_epochs = 10
+    config.converged_period_one.max_epochs = 80
+    # The alternatives to rolling back (docs/method.md, "Alternatives"): L2-SP's pull of the
+    # backbone toward the pre-trained weights (`alpha`) and the head's L2 (`beta`; with SGD,
+    # torch's weight decay, so the same as the other methods' 5e-4), after the shared
+    # period 1; WiSE-FT's weight of the fine-tuned weights in its mix with the pre-trained.
+    config.l2_sp = ml_collections.ConfigDict()
+    config.l2_sp.alpha = 0.1
+    config.l2_sp.beta = 5e-4
+    config.wise_ft = ml_collections.ConfigDict()
+    config.wise_ft.mixing = 0.5
+
     config.plan = ml_collections.ConfigDict()
     config.plan.period_epochs = 40
     config.plan.periods = 4
@@ -112,7 +135,7 @@ def get_config():
     config.plan.decay_factor = 0.1
     config.plan.layer_decay = 1.0  # Layer-wise rate decay per block from the top (1: none).
 
-    config.plan.warmup_epochs = 20  # fc_warmup only.
+    config.plan.warmup_epochs = 20  # fc_warmup and lp_ft (its linear probing) only.
     # plateau_rollback only: keras_rollback.PlateauRule's arguments. A period ends when the
     # training loss has not improved by `min_delta` for `patience` epochs; the learning rates
     # decay once on the first plateau of a period, the next ends it.

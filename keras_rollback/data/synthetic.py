@@ -254,6 +254,26 @@ def paint_person(canvas, person, rng, *, fragment=False, mask=None):
         )
 
 
+def rotate_hue(image, degrees):
+    """Turns the hue of an `[H, W, 3]` RGB image by `degrees`, keeping its luma.
+
+    The rotation about the grey axis of RGB (the standard hue-rotate matrix of SVG and CSS
+    filters): greys stay grey, saturated colours change into others (at 120 degrees red
+    becomes green, green blue, blue red). The result is clipped to `[0, 255]`.
+    """
+    if degrees == 0:
+        return image
+    angle = np.deg2rad(degrees)
+    cos, sin = np.cos(angle), np.sin(angle)
+    luma = np.array([0.213, 0.715, 0.072])
+    matrix = (
+        np.outer(np.ones(3), luma)
+        + cos * (np.eye(3) - np.outer(np.ones(3), luma))
+        + sin * np.array([[-0.213, -0.715, 0.928], [0.143, 0.140, -0.283], [-0.787, 0.715, 0.072]])
+    )
+    return np.clip(image @ matrix.T.astype(np.float32), 0.0, 255.0)
+
+
 def box_blur(image, radius):
     """Blurs an `[H, W, 3]` image with a `(2 radius + 1)`-wide box, edges replicated."""
     if radius == 0:
@@ -265,17 +285,21 @@ def box_blur(image, radius):
     return sum(rows[:, dx : dx + width] for dx in range(size)) / size
 
 
-def render(camera, person, rng, image_size, *, fragment=False):
+def render(camera, person, rng, image_size, *, fragment=False, hue_rotation=0.0):
     """Renders one uint8 image of `person` (or background only if `None`) under `camera`."""
-    return render_with_mask(camera, person, rng, image_size, fragment=fragment)[0]
+    return render_with_mask(
+        camera, person, rng, image_size, fragment=fragment, hue_rotation=hue_rotation
+    )[0]
 
 
-def render_with_mask(camera, person, rng, image_size, *, fragment=False):
+def render_with_mask(camera, person, rng, image_size, *, fragment=False, hue_rotation=0.0):
     """`render`, and the boolean `[H, W]` mask of the pixels painted with the person.
 
     The mask marks where the person was painted, before the camera's blur, noise and the
     JPEG encoding (which smear its edge by a pixel or two); all False without a person. It
     draws nothing from `rng`: the image is the one `render` gives for the same `rng` state.
+    `hue_rotation` (degrees) turns the hue of the painted scene, person and background,
+    before the camera's effects (`rotate_hue`).
     """
     _, width = image_size
     shift = rng.integers(0, width)
@@ -283,6 +307,7 @@ def render_with_mask(camera, person, rng, image_size, *, fragment=False):
     mask = np.zeros(canvas.shape[:2], dtype=bool)
     if person is not None:
         paint_person(canvas, person, rng, fragment=fragment, mask=mask)
+    canvas = rotate_hue(canvas, hue_rotation)
     canvas = box_blur(canvas, camera["blur"])
     canvas = canvas * camera["gain"] * rng.uniform(0.9, 1.1) * camera["cast"]
     canvas = canvas + rng.normal(0.0, camera["noise"], size=canvas.shape)
@@ -307,6 +332,7 @@ def write_synthetic_market1501(
     num_junk=8,
     image_size=(128, 64),
     seed=0,
+    hue_rotation=0.0,
 ):
     """Writes a deterministic synthetic ReID dataset in the Market-1501 layout.
 
@@ -347,6 +373,11 @@ def write_synthetic_market1501(
         image_size: tuple `(height, width)`, at least `(32, 16)`. Defaults to `(128, 64)`,
             the size of Market-1501 crops.
         seed: int. Seed of everything drawn. Defaults to `0`.
+        hue_rotation: float. Degrees by which the hue of every painted scene (clothes,
+            skin, backgrounds) is turned before the camera's effects: a domain shift
+            between two datasets of the generator, e.g. a pre-training source task at 0 and
+            a target task at 120 (other colours as well as other identities and cameras).
+            Defaults to `0.0` (none).
 
     Returns:
         The `pathlib.Path` of `directory`.
@@ -365,6 +396,7 @@ def write_synthetic_market1501(
         num_junk=num_junk,
         image_size=image_size,
         seed=seed,
+        hue_rotation=hue_rotation,
     )
     root = pathlib.Path(directory)
     folders = {name: root / name for name in SPLIT_FOLDERS}
@@ -480,8 +512,13 @@ def _checked_arguments(
     num_junk,
     image_size,
     seed,
+    hue_rotation=0.0,
 ):
-    """The generator's arguments, validated, as the manifest records them."""
+    """The generator's arguments, validated, as the manifest records them.
+
+    `hue_rotation` is recorded only when it is not 0, so that datasets written before it
+    existed verify as they did.
+    """
     check_positive_int("num_train_identities", num_train_identities)
     check_positive_int("num_test_identities", num_test_identities)
     check_positive_int("num_cameras", num_cameras, minimum=2)
@@ -513,6 +550,15 @@ def _checked_arguments(
         )
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise ValueError(f"Expected an integer seed. Received: seed={seed!r}.")
+    if (
+        not isinstance(hue_rotation, (int, float, np.integer, np.floating))
+        or isinstance(hue_rotation, bool)
+        or not np.isfinite(hue_rotation)
+    ):
+        raise ValueError(
+            f"Expected a finite number of degrees. Received: hue_rotation={hue_rotation!r}."
+        )
+    shift = {"hue_rotation": float(hue_rotation)} if hue_rotation else {}
     return {
         "num_train_identities": num_train_identities,
         "num_test_identities": num_test_identities,
@@ -523,6 +569,7 @@ def _checked_arguments(
         "num_junk": num_junk,
         "image_size": list(image_size),
         "seed": int(seed),
+        **shift,
     }
 
 
@@ -537,6 +584,7 @@ def synthetic_market1501_images(
     num_junk=8,
     image_size=(128, 64),
     seed=0,
+    hue_rotation=0.0,
 ):
     """The images `write_synthetic_market1501` writes, with their person masks, in memory.
 
@@ -568,6 +616,7 @@ def synthetic_market1501_images(
             num_junk=num_junk,
             image_size=image_size,
             seed=seed,
+            hue_rotation=hue_rotation,
         )
     )
 
@@ -583,6 +632,7 @@ def _generate(
     num_junk,
     image_size,
     seed,
+    hue_rotation=0.0,
 ):
     """Yields every `SyntheticImage` of the dataset, in the order they are written.
 
@@ -605,7 +655,9 @@ def _generate(
         training = index < num_train_identities
         for camera in sorted(rng.choice(num_cameras, cameras_per_identity, replace=False)):
             for shot in range(images_per_camera):
-                rendered = render_with_mask(cameras[camera], person, rng, image_size)
+                rendered = render_with_mask(
+                    cameras[camera], person, rng, image_size, hue_rotation=hue_rotation
+                )
                 if training:
                     yield named("bounding_box_train", pid, camera, rendered, box=shot + 1)
                 elif shot == 0:
@@ -614,12 +666,16 @@ def _generate(
                     yield named("bounding_box_test", pid, camera, rendered, box=shot)
     for _ in range(num_distractors):
         camera = int(rng.integers(num_cameras))
-        rendered = render_with_mask(cameras[camera], draw_identity(rng), rng, image_size)
+        rendered = render_with_mask(
+            cameras[camera], draw_identity(rng), rng, image_size, hue_rotation=hue_rotation
+        )
         yield named("bounding_box_test", 0, camera, rendered, box=1)
     for junk in range(num_junk):
         camera = int(rng.integers(num_cameras))
         person = draw_identity(rng) if junk % 2 else None
-        rendered = render_with_mask(cameras[camera], person, rng, image_size, fragment=True)
+        rendered = render_with_mask(
+            cameras[camera], person, rng, image_size, fragment=True, hue_rotation=hue_rotation
+        )
         yield named("bounding_box_test", -1, camera, rendered, box=1)
 
 
@@ -649,6 +705,7 @@ def verify_synthetic_market1501(directory, **arguments):
     except (OSError, ValueError, KeyError, TypeError) as e:
         return f"{str(root / MANIFEST)!r} is unreadable ({e})"
     wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in arguments.items()}
+    recorded = {"hue_rotation": 0.0, **recorded}  # Recorded only when set.
     differing = sorted(k for k, v in wanted.items() if recorded.get(k) != v)
     if differing:
         return f"{str(root)!r} was written with other arguments: {differing}"
