@@ -147,29 +147,23 @@ def _converged_period_one(config, task, weights, workdir, model_scope):
     epochs = rule.period_one_epochs(converged_period_one.read_epoch_logs(source))
     if workdir_lib.read_json(finished) is None:
         compat.print_msg(f"Period 1, until it converges, shared by every method: {source}")
+        if epochs is None:  # Not stopped yet: train (on) until the plateau, at most the cap.
+            done = RunCheckpoint(os.path.join(source, "checkpoints")).newest()
+            earlier = converged_period_one.read_epoch_logs(source)[: done["epoch"] if done else 0]
+            plan_epochs = rule.max_epochs
+            stop = [converged_period_one.StopAtConvergence(rule, earlier)]
+        else:  # Stopped before a kill: its plan is that long.
+            plan_epochs, stop = epochs, []
         with _dtype_policy(config.train.mixed_precision):
-            if epochs is None:
-                done = RunCheckpoint(os.path.join(source, "checkpoints")).newest()
-                logs = converged_period_one.read_epoch_logs(source)
-                earlier = logs[: done["epoch"] if done else 0]
-                rows = train_and_evaluate(
-                    _with_period_epochs(config, rule.max_epochs),
-                    shared_period_one.SOURCE_METHOD,
-                    task,
-                    weights,
-                    source,
-                    model_scope,
-                    extra_callbacks=[converged_period_one.StopAtConvergence(rule, earlier)],
-                )
-            else:
-                rows = train_and_evaluate(
-                    _with_period_epochs(config, epochs),
-                    shared_period_one.SOURCE_METHOD,
-                    task,
-                    weights,
-                    source,
-                    model_scope,
-                )
+            rows = train_and_evaluate(
+                _with_period_epochs(config, plan_epochs),
+                shared_period_one.SOURCE_METHOD,
+                task,
+                weights,
+                source,
+                model_scope,
+                extra_callbacks=stop,
+            )
         _atomic_files.write_json(finished, rows)
         epochs = rule.period_one_epochs(converged_period_one.read_epoch_logs(source))
     logs = converged_period_one.read_epoch_logs(source)[:epochs]
