@@ -20,11 +20,8 @@ the task did not converge within the cap).
 """
 
 import dataclasses
-import os
 
 import keras
-
-from keras_rollback import _atomic_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +78,6 @@ class ConvergenceRule:
             if self.converged(records[:epoch]):
                 return epoch
         return self.max_epochs if len(records) >= self.max_epochs else None
-
-
-def read_epoch_logs(method_dir):
-    """Every logged epoch of a method's `epochs.jsonl`, in epoch order (the last write of an
-    epoch wins, as in `report.read_history`)."""
-    path = os.path.join(method_dir, "epochs.jsonl")
-    if not os.path.exists(path):
-        return []
-    epochs = {record["epoch"]: record for record in _atomic_files.read_json_lines(path)}
-    return [epochs[epoch] for epoch in sorted(epochs)]
 
 
 class StopAtConvergence(keras.callbacks.Callback):

@@ -35,13 +35,21 @@ COLUMNS = (
 HEADLINE = {"reid": ("mAP", "rank1"), "classification": ("top1",)}
 
 
+def epoch_logs(path):
+    """Every epoch's record of an `epochs.jsonl`, in epoch order, across resumes (the last
+    write of an epoch wins; a cut last line is ignored); `[]` if the file is absent."""
+    if not os.path.exists(path):
+        return []
+    epochs = {record["epoch"]: record for record in _atomic_files.read_json_lines(path)}
+    return [epochs[epoch] for epoch in sorted(epochs)]
+
+
 def read_history(path, method, periods, device):
     """Rows of a method's `epochs.jsonl` (every epoch, across resumes; the last write wins;
     a cut last line is ignored)."""
-    epochs = {record["epoch"]: record for record in _atomic_files.read_json_lines(path)}
     rows = []
-    for epoch in sorted(epochs):
-        record = epochs[epoch]
+    for record in epoch_logs(path):
+        epoch = record["epoch"]
         row = {
             "method": method,
             # Logged by RollbackRefine (plateau plans decide their periods while training).
@@ -137,12 +145,9 @@ def plot_drift(config, workdir, path=None):
     which train nothing and log no drift)."""
     runs = {}
     for method in config.methods:
-        records = _atomic_files.read_json_lines(
-            os.path.join(workdir, method.replace(":", "_"), "epochs.jsonl")
-        )
-        epochs = {record["epoch"]: record for record in records}
+        records = epoch_logs(os.path.join(workdir, method.replace(":", "_"), "epochs.jsonl"))
         if any(key.startswith("drift_") for record in records for key in record):
-            runs[method] = [epochs[e] for e in sorted(epochs)]
+            runs[method] = records
     _atomic_files.atomic_write(
         path or os.path.join(workdir, "drift.png"),
         lambda tmp: plot_block_drift(

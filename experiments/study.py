@@ -131,9 +131,7 @@ def _period_one_per_seed(workdir, config):
     rule = converged_period_one.ConvergenceRule.from_config(config.converged_period_one)
     seeds = []
     for seed in config.study.seeds:
-        logs = converged_period_one.read_epoch_logs(
-            os.path.join(workdir, f"seed-{seed}", "fine_tune")
-        )
+        logs = report.epoch_logs(os.path.join(workdir, f"seed-{seed}", "fine_tune", "epochs.jsonl"))
         epochs = rule.period_one_epochs(logs)
         last = logs[epochs - 1]
         seeds.append(
@@ -156,12 +154,7 @@ def _drift_summary(workdir, config):
     for method in config.methods:
         for seed in config.study.seeds:
             path = os.path.join(workdir, f"seed-{seed}", method.replace(":", "_"), "epochs.jsonl")
-            epochs = {}
-            with open(path) as f:
-                for line in f:
-                    record = json.loads(line)
-                    epochs[record["epoch"]] = record
-            run = [epochs[e] for e in sorted(epochs)]
+            run = report.epoch_logs(path)
             period_one = [r for r in run if r.get("period") == 1][-1]
             for moment, record in (("end of period 1", period_one), ("end", run[-1])):
                 for key, value in record.items():

@@ -144,12 +144,13 @@ def _converged_period_one(config, task, weights, workdir, model_scope):
     rule = converged_period_one.ConvergenceRule.from_config(config.converged_period_one)
     source = os.path.join(workdir, _folder(shared_period_one.SOURCE_METHOD))
     finished = os.path.join(source, "finished.json")
-    epochs = rule.period_one_epochs(converged_period_one.read_epoch_logs(source))
+    log = os.path.join(source, "epochs.jsonl")
+    epochs = rule.period_one_epochs(report.epoch_logs(log))
     if workdir_lib.read_json(finished) is None:
         compat.print_msg(f"Period 1, until it converges, shared by every method: {source}")
         if epochs is None:  # Not stopped yet: train (on) until the plateau, at most the cap.
             done = RunCheckpoint(os.path.join(source, "checkpoints")).newest()
-            earlier = converged_period_one.read_epoch_logs(source)[: done["epoch"] if done else 0]
+            earlier = report.epoch_logs(log)[: done["epoch"] if done else 0]
             plan_epochs = rule.max_epochs
             stop = [converged_period_one.StopAtConvergence(rule, earlier)]
         else:  # Stopped before a kill: its plan is that long.
@@ -165,8 +166,8 @@ def _converged_period_one(config, task, weights, workdir, model_scope):
                 extra_callbacks=stop,
             )
         _atomic_files.write_json(finished, rows)
-        epochs = rule.period_one_epochs(converged_period_one.read_epoch_logs(source))
-    logs = converged_period_one.read_epoch_logs(source)[:epochs]
+        epochs = rule.period_one_epochs(report.epoch_logs(log))
+    logs = report.epoch_logs(log)[:epochs]
     outcome = "converged" if rule.converged(logs) else "reached its cap without converging"
     compat.print_msg(
         f"Period 1 {outcome} at epoch {epochs}: training loss {logs[-1]['loss']:.4f}, "
@@ -218,7 +219,7 @@ def mix_and_evaluate(config, method, task, weights, workdir, model_scope=context
     feature_model = task.feature_model(model)
     scores = evaluator.evaluate(model if feature_model is None else feature_model)
     log_path = os.path.join(workdir, "epochs.jsonl")
-    logs = {record["epoch"]: record for record in converged_period_one.read_epoch_logs(workdir)}
+    logs = {record["epoch"]: record for record in report.epoch_logs(log_path)}
     period_one = logs[epochs - 1]
     record = {
         "epoch": epochs - 1,

@@ -13,6 +13,14 @@ from keras_rollback import BlockPartition
 from keras_rollback.models import load_model_file
 from keras_rollback.pretrained_snapshot import PretrainedSnapshot
 
+# The studies only orchestrate runs and summarise them: the training, branching and evaluation
+# they drive run on every backend in experiments_main_test and
+# experiments_converged_period_one_test. Kept off the other two backends to hold the suite's time.
+ORCHESTRATION_ONLY = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the study only orchestrates runs tested on every backend elsewhere",
+)
+
 
 def test_interval_is_the_t_interval():
     mean, half, n = study.interval([1.0, 2.0, 3.0])
@@ -21,14 +29,7 @@ def test_interval_is_the_t_interval():
     assert np.isnan(study.interval([5.0])[1])
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason=(
-        "the study only orchestrates runs and summarises them; the training and evaluation it "
-        "drives run on every backend in experiments_main_test (kept off the other two backends "
-        "to hold the suite under 30 minutes)"
-    ),
-)
+@ORCHESTRATION_ONLY
 def test_study_smoke_run_summarises_every_seed(tmp_path):
     config = study_smoke.get_config()
     summary = study.run_study(config, str(tmp_path))
@@ -58,14 +59,7 @@ def test_study_smoke_run_summarises_every_seed(tmp_path):
     assert set(summary["drift"]) == set(config.methods)
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason=(
-        "the study only orchestrates runs; the shared period 1, the branch and the methods it "
-        "drives run on every backend in experiments_main_test (kept off the other two backends "
-        "to hold the suite under 30 minutes)"
-    ),
-)
+@ORCHESTRATION_ONLY
 def test_converged_study_smoke_run(tmp_path):
     config = converged_study_smoke.get_config()
     summary = study.run_study(config, str(tmp_path))
